@@ -1,0 +1,1 @@
+"""Proposers: where hypotheses and their edits come from (classical optimizer, LLM providers)."""
