@@ -11,3 +11,16 @@ SWARM_NAME = "default"  # one swarm per server is the common case; --swarm / SWA
 CONNECT_RETRIES = 5  # transient errors (restart, failover) usually clear within a few seconds
 CONNECT_BACKOFF_S = 0.2  # first retry delay; doubles per retry, so 5 retries span ~6 s
 SOCKET_TIMEOUT_S = 5.0  # a board command is sub-millisecond; 5 s means the server or network is gone
+
+# --- metrics (agent /metrics, board exporter) ---------------------------------------------------
+METRICS_BASE_PORT = 9410  # agent on GPU i serves /metrics on base + i; 9400 is dcgm-exporter's port
+EXPORTER_PORT = 9409  # the board exporter sits just below the agents' range, easy to remember next to them
+METRICS_ADDR = "0.0.0.0"  # Prometheus scrapes from another host or container, so listen on every interface
+# experiment wall time: CPU smoke runs take seconds, the arena budget 5 min + setup/eval, runaways 30 min
+EXPERIMENT_BUCKETS_S = (5.0, 15.0, 30.0, 60.0, 120.0, 240.0, 300.0, 330.0, 360.0, 420.0, 600.0, 900.0, 1800.0)
+# claim wait: milliseconds when the queue is full, minutes when it runs dry
+CLAIM_WAIT_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0)
+# one LLM call: a second for a short reply, minutes for a long reasoning edit
+LLM_LATENCY_BUCKETS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.0)
+EXPORTER_RESULTS_WINDOW = 5000  # newest results read per scrape: ~4 h of a 100-GPU swarm at 12 runs/h each
+EXPORTER_RATE_WINDOW_S = 3600.0  # "experiments per hour" counts results finished within the last hour
