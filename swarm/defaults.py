@@ -24,3 +24,6 @@ CLAIM_WAIT_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0)
 LLM_LATENCY_BUCKETS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.0)
 EXPORTER_RESULTS_WINDOW = 5000  # newest results read per scrape: ~4 h of a 100-GPU swarm at 12 runs/h each
 EXPORTER_RATE_WINDOW_S = 3600.0  # "experiments per hour" counts results finished within the last hour
+
+# --- board: patches ----------------------------------------------------------------------------
+PATCH_MAX_BYTES = 256 * 1024  # a full rewrite of a ~30 KB train.py diffs to ~60 KB; 4x headroom
