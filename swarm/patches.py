@@ -23,7 +23,8 @@ import re
 from dataclasses import dataclass, field
 
 from swarm import defaults
-from swarm.errors import UserError
+from swarm.boardcore import BoardCore
+from swarm.errors import NotFound, UserError
 
 EMPTY_PATCH = hashlib.sha256(b"").hexdigest()  # the baseline: no change to the pinned arena
 NO_NEWLINE = "\\ No newline at end of file"
@@ -211,3 +212,23 @@ def apply_patch(files: dict[str, str], patch: str) -> dict[str, str]:
             out.pop(fp.old_path, None)
         out[fp.new_path] = "".join(result)
     return out
+
+
+class PatchStoreMixin(BoardCore):
+    """Patches on the board: one hash, sha256 -> text. Used by `swarm.board.Board`."""
+
+    def put_patch(self, text: str) -> str:
+        """Store a patch (validated: text, size cap); returns its sha256. Idempotent."""
+        text = check_patch_text(text)
+        sha = patch_hash(text)
+        self.r.hsetnx(self.k.patches, sha, text.encode("utf-8"))
+        return sha
+
+    def get_patch(self, sha: str) -> str:
+        """The patch text for `sha` ("" for EMPTY_PATCH)."""
+        if sha == EMPTY_PATCH:
+            return ""
+        raw = self.r.hget(self.k.patches, sha)
+        if raw is None:
+            raise NotFound(f"no patch {sha} in swarm {self.swarm!r}")
+        return bytes(raw).decode("utf-8")

@@ -1,0 +1,108 @@
+"""Claims: leases with fencing tokens, all in Lua so no two agents ever hold the same hypothesis.
+
+- `claim(agent, track, need_patch)` first reaps expired leases (back to open with attempts+1, failed
+  at max_attempts), then leases the best eligible open hypothesis: highest priority, then oldest,
+  among the queues (any track | this track) x (has patch | text only, unless `need_patch`).
+  The deadline comes from the server clock; the token from a per-swarm counter (strictly increasing).
+- `renew`, `release`, `complete` succeed only with the current token (and, except `release`, before
+  the deadline: a lease that expired is lost even if nobody reaped it yet).
+"""
+
+from __future__ import annotations
+
+from swarm import defaults
+from swarm.boardcore import BoardCore, pairs, s
+from swarm.hypotheses import hypothesis_from_hash
+from swarm.keys import check_track
+from swarm.models import Claim
+
+
+def _lease_ms(lease_s: float | None) -> int:
+    if lease_s is None:
+        return 0  # the script uses the swarm's lease_s
+    if lease_s <= 0:
+        raise ValueError("lease_s must be > 0")
+    return max(1, int(lease_s * 1000))
+
+
+class ClaimsMixin(BoardCore):
+    def claim(
+        self, agent_id: str, track: str, need_patch: bool = False, lease_s: float | None = None
+    ) -> Claim | None:
+        """Lease the best eligible open hypothesis, or None when there is none."""
+        k = self.k
+        keys = [
+            k.leases,
+            k.state("open"),
+            k.state("claimed"),
+            k.state("failed"),
+            k.seq_token,
+            k.events,
+            k.settings,
+            *k.claim_queues(check_track(track), need_patch),
+        ]
+        args: list[str | int] = [
+            k.prefix,
+            agent_id,
+            _lease_ms(lease_s),
+            int(defaults.LEASE_S * 1000),
+            defaults.MAX_ATTEMPTS,
+            defaults.REAP_BATCH,
+            defaults.EVENTS_MAXLEN,
+        ]
+        out = self.scripts.claim(keys=keys, args=args)
+        if len(out) == 1:
+            return None
+        hid = str(s(out[1]))
+        hyp = hypothesis_from_hash(hid, pairs(out[4]))
+        return Claim(hypothesis=hyp, token=int(out[2]), deadline_ms=int(out[3]))
+
+    def renew(self, hid: str, token: int, lease_s: float | None = None) -> bool:
+        """Extend the lease; False when the token is not current or the lease already expired."""
+        out = self.scripts.renew(
+            keys=[self.k.hyp(hid), self.k.leases, self.k.settings],
+            args=[hid, token, _lease_ms(lease_s), int(defaults.LEASE_S * 1000)],
+        )
+        return int(out) > 0
+
+    def release(self, hid: str, token: int) -> bool:
+        """Give the hypothesis back to open, attempts unchanged (a clean give-back on SIGTERM)."""
+        k = self.k
+        out = self.scripts.release(
+            keys=[k.hyp(hid), k.leases, k.state("open"), k.state("claimed"), k.events],
+            args=[hid, token, defaults.EVENTS_MAXLEN],
+        )
+        return bool(out)
+
+    def complete(self, hid: str, token: int, state: str = "done") -> bool:
+        """Finish the claim as done or failed; False when the token is not current or the lease expired."""
+        if state not in ("done", "failed"):
+            raise ValueError(f"complete state must be done or failed, not {state!r}")
+        k = self.k
+        out = self.scripts.complete(
+            keys=[k.hyp(hid), k.leases, k.state("claimed"), k.state(state), k.events],
+            args=[hid, token, state, defaults.EVENTS_MAXLEN],
+        )
+        return bool(out)
+
+    def reap(self) -> int:
+        """Requeue or fail every hypothesis whose lease expired; returns how many."""
+        k = self.k
+        total = 0
+        while True:
+            n = int(
+                self.scripts.reap(
+                    keys=[
+                        k.leases,
+                        k.state("open"),
+                        k.state("claimed"),
+                        k.state("failed"),
+                        k.events,
+                        k.settings,
+                    ],
+                    args=[k.prefix, defaults.MAX_ATTEMPTS, defaults.REAP_BATCH, defaults.EVENTS_MAXLEN],
+                )
+            )
+            total += n
+            if n < defaults.REAP_BATCH:
+                return total

@@ -1,0 +1,30 @@
+-- claim.lua: reap expired leases, then lease the best open hypothesis among the agent's queues.
+-- KEYS[1] leases  KEYS[2] state:open  KEYS[3] state:claimed  KEYS[4] state:failed  KEYS[5] seq:token
+-- KEYS[6] events  KEYS[7] settings  KEYS[8..] candidate open queues (2 or 4)
+-- ARGV[1] key prefix  ARGV[2] agent id  ARGV[3] lease ms (0: the swarm's lease_s)
+-- ARGV[4] default lease ms  ARGV[5] default max attempts  ARGV[6] reap batch  ARGV[7] events maxlen
+-- Returns {reaped} when nothing is eligible, else {reaped, id, token, deadline_ms, HGETALL of the hypothesis}.
+local now = now_ms()
+local max_attempts = setting_num(KEYS[7], 'max_attempts', ARGV[5])
+local reaped = reap(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], now, max_attempts, ARGV[6], ARGV[7])
+local best_q, best_id, best_score = nil, nil, nil
+for i = 8, #KEYS do
+  local top = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+  if top[1] then
+    local s = tonumber(top[2])
+    if best_score == nil or s < best_score then best_q, best_id, best_score = KEYS[i], top[1], s end
+  end
+end
+if not best_id then return {reaped} end
+local lease_ms = tonumber(ARGV[3])
+if lease_ms <= 0 then lease_ms = setting_num(KEYS[7], 'lease_s', tonumber(ARGV[4]) / 1000) * 1000 end
+local token = redis.call('INCR', KEYS[5])
+local deadline = int(now + lease_ms)
+local hk = ARGV[1] .. 'hyp:' .. best_id
+redis.call('ZREM', best_q, best_id)
+redis.call('HSET', hk, 'state', 'claimed', 'claimed_by', ARGV[2], 'token', token, 'deadline_ms', deadline)
+redis.call('ZADD', KEYS[1], deadline, best_id)
+redis.call('ZREM', KEYS[2], best_id)
+redis.call('ZADD', KEYS[3], redis.call('HGET', hk, 'seq'), best_id)
+event(KEYS[6], ARGV[7], 'claim', ARGV[2] .. ' claimed ' .. best_id, 'hid', best_id, 'agent', ARGV[2])
+return {reaped, best_id, token, deadline, redis.call('HGETALL', hk)}

@@ -1,0 +1,293 @@
+"""The board's records: pydantic models with explicit limits, validated at every boundary.
+
+Inputs (`HypothesisIn`, `ResultIn`, `AgentInfo`) are what callers hand the board; stored records
+(`Hypothesis`, `Result`, `Leader`, `AgentRecord`, `Event`, `SwarmSettings`) are what it hands back.
+On the wire they are msgpack (`pack`/`unpack`), except where a Lua script must read the fields
+(hypothesis state, leaders, settings), which are plain hash fields.
+
+Hypothesis states and their allowed transitions (enforced by the Lua scripts):
+
+    open     -> claimed (claim) | cancelled (cancel)
+    claimed  -> done | failed (complete, current token only)
+             -> open (release with the token; or reaped after the lease expired, attempts+1)
+             -> failed (reaped with attempts reaching max_attempts)
+             -> cancelled (cancel: the token is revoked, a later result is flagged stale)
+    done, failed, cancelled: final
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any, Literal
+
+import msgpack
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from swarm import defaults
+from swarm.keys import check_track
+
+
+class State(StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TRANSITIONS: dict[State, set[State]] = {
+    State.OPEN: {State.CLAIMED, State.CANCELLED},
+    State.CLAIMED: {State.DONE, State.FAILED, State.OPEN, State.CANCELLED},
+    State.DONE: set(),
+    State.FAILED: set(),
+    State.CANCELLED: set(),
+}
+
+SOURCE_RE = re.compile(r"^(human|classical|llm:[A-Za-z0-9_.\-]+/[A-Za-z0-9_.:\-/@]+)$")
+SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+Scalar = int | float | str
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def _check_meta(v: dict[str, Scalar]) -> dict[str, Scalar]:
+    if len(pack(v)) > defaults.META_MAX_BYTES:
+        raise ValueError(f"meta is over {defaults.META_MAX_BYTES} bytes packed")
+    for k in v:
+        if not k or len(k) > 64:
+            raise ValueError(f"meta key {k!r} must be 1-64 characters")
+    return v
+
+
+class HypothesisIn(_Strict):
+    """An idea to test. `patch` is a unified diff against the pinned arena (None: text only)."""
+
+    text: str = Field(min_length=1, max_length=defaults.HYP_TEXT_MAX_CHARS)
+    source: str = "human"
+    author: str = Field(default="", max_length=128)
+    priority: int = Field(default=0, ge=defaults.PRIORITY_MIN, le=defaults.PRIORITY_MAX)
+    patch: str | None = Field(default=None, max_length=defaults.PATCH_MAX_BYTES)
+    tags: list[str] = Field(default_factory=list, max_length=defaults.TAGS_MAX)
+    track: str | None = None
+    meta: dict[str, Scalar] = Field(default_factory=dict)
+    kind: Literal["explore", "confirm", "port"] = "explore"
+    parent: str | None = Field(default=None, max_length=128)
+    seed: int | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("text is empty")
+        if "\x00" in v:
+            raise ValueError("text contains NUL bytes")
+        return v
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if not SOURCE_RE.match(v) or len(v) > 128:
+            raise ValueError(f"source {v!r} must be human, classical or llm:<provider>/<model>")
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        for t in v:
+            if not t.strip() or len(t) > defaults.TAG_MAX_CHARS:
+                raise ValueError(f"tag {t!r} must be 1-{defaults.TAG_MAX_CHARS} characters")
+        return v
+
+    @field_validator("track")
+    @classmethod
+    def _track(cls, v: str | None) -> str | None:
+        return None if v is None else check_track(v)
+
+    @field_validator("meta")
+    @classmethod
+    def _meta(cls, v: dict[str, Scalar]) -> dict[str, Scalar]:
+        return _check_meta(v)
+
+
+class Hypothesis(BaseModel):
+    """A stored hypothesis: the posted fields (patch by hash) plus its claim state."""
+
+    id: str
+    text: str
+    source: str
+    author: str
+    priority: int
+    patch_hash: str | None
+    tags: list[str]
+    track: str | None
+    meta: dict[str, Scalar]
+    kind: str
+    parent: str | None
+    seed: int | None
+    state: State
+    attempts: int = 0
+    created_ms: int
+    claimed_by: str | None = None
+    token: int | None = None
+    deadline_ms: int | None = None
+
+    @property
+    def title(self) -> str:
+        return self.text.strip().splitlines()[0]
+
+
+class Claim(BaseModel):
+    """A lease on one hypothesis: renew/release/complete and publish with `token`."""
+
+    hypothesis: Hypothesis
+    token: int
+    deadline_ms: int
+
+
+ResultStatus = Literal["keep", "discard", "crash", "timeout", "invalid"]
+
+
+class ResultIn(_Strict):
+    """One experiment's outcome as the agent publishes it. `result_id` makes re-publishing a no-op."""
+
+    result_id: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    hypothesis_id: str | None = Field(default=None, max_length=128)  # None for baseline runs
+    token: int | None = None
+    agent_id: str = Field(min_length=1, max_length=128)
+    proposer: str = Field(default="", max_length=128)
+    track: str
+    parent_generation: int = Field(default=0, ge=0)
+    parent_patch_hash: str | None = Field(default=None, pattern=SHA_RE.pattern)
+    patch_hash: str | None = Field(default=None, pattern=SHA_RE.pattern)
+    status: ResultStatus
+    metric: float | None = None
+    metric_name: str = Field(default="", max_length=64)
+    direction: Literal["minimize", "maximize"] = "minimize"
+    seed: int | None = None
+    training_s: float | None = Field(default=None, ge=0)
+    steps: int | None = Field(default=None, ge=0)
+    tokens: int | None = Field(default=None, ge=0)
+    peak_mem_mb: float | None = Field(default=None, ge=0)
+    error: str = Field(default="", max_length=defaults.ERROR_MAX_CHARS)
+    llm_input_tokens: int = Field(default=0, ge=0)
+    llm_output_tokens: int = Field(default=0, ge=0)
+    llm_cost_usd: float = Field(default=0.0, ge=0)
+    llm_latency_s: float = Field(default=0.0, ge=0)
+    brief_version: int = Field(default=0, ge=0)
+    started_ms: int | None = None
+    finished_ms: int | None = None
+    kind: Literal["explore", "confirm", "baseline"] = "explore"
+    candidate_of: str | None = Field(default=None, max_length=128)
+    meta: dict[str, Scalar] = Field(default_factory=dict)
+
+    @field_validator("track")
+    @classmethod
+    def _track(cls, v: str) -> str:
+        return check_track(v)
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v: float | None) -> float | None:
+        if v is not None and (v != v or v in (float("inf"), float("-inf"))):
+            raise ValueError("metric must be finite (use status crash/invalid and metric None)")
+        return v
+
+    @field_validator("meta")
+    @classmethod
+    def _meta(cls, v: dict[str, Scalar]) -> dict[str, Scalar]:
+        return _check_meta(v)
+
+
+class Result(ResultIn):
+    """A stored result: `stale` when its token was not the hypothesis' current lease at publish time."""
+
+    model_config = ConfigDict(extra="ignore")
+    stale: bool = False
+    published_ms: int = 0
+
+
+class PublishOutcome(BaseModel):
+    stored: bool  # False: a result with this id existed (idempotent no-op)
+    stale: bool  # the token was not the hypothesis' current token, or its lease had expired
+
+
+class Leader(BaseModel):
+    track: str
+    generation: int
+    metric: float
+    patch_hash: str
+    hypothesis_id: str | None = None
+    agent_id: str
+    result_id: str
+    time_ms: int
+
+
+MoveReason = Literal["ok", "stale_generation", "not_better", "stale_result", "unknown_result"]
+
+
+class MoveOutcome(BaseModel):
+    accepted: bool
+    reason: MoveReason
+    leader: Leader | None  # the leader after the call (the new one, or the one that refused you)
+
+
+class SwarmSettings(BaseModel):
+    name: str
+    arena_name: str
+    arena_hash: str
+    metric_name: str
+    direction: Literal["minimize", "maximize"]
+    editable: list[str]
+    brief_file: str | None = None
+    min_delta: float = Field(ge=0)
+    lease_s: float = Field(gt=0)
+    max_attempts: int = Field(ge=1)
+    created_ms: int
+
+    def better(self, a: float, b: float) -> bool:
+        """True when `a` beats `b` by more than zero and at least min_delta."""
+        gain = b - a if self.direction == "minimize" else a - b
+        return gain > 0 and gain >= self.min_delta
+
+
+class AgentInfo(_Strict):
+    agent_id: str = Field(pattern=r"^[A-Za-z0-9_.:\-@]{1,128}$")
+    host: str = Field(default="", max_length=256)
+    gpu: str = Field(default="", max_length=256)
+    track: str
+    proposers: list[str] = Field(default_factory=list, max_length=32)
+    version: str = Field(default="", max_length=64)
+    pid: int | None = None
+
+    @field_validator("track")
+    @classmethod
+    def _track(cls, v: str) -> str:
+        return check_track(v)
+
+
+class AgentRecord(AgentInfo):
+    model_config = ConfigDict(extra="ignore")
+    state: str = "registered"
+    current: str | None = None
+    last_ms: int = 0
+    expires_ms: int = 0
+    alive: bool = False
+
+
+class Event(BaseModel):
+    id: str
+    time_ms: int
+    kind: str
+    text: str
+    fields: dict[str, Any] = Field(default_factory=dict)
