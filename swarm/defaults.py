@@ -27,3 +27,20 @@ EXPORTER_RATE_WINDOW_S = 3600.0  # "experiments per hour" counts results finishe
 
 # --- board: patches ----------------------------------------------------------------------------
 PATCH_MAX_BYTES = 256 * 1024  # a full rewrite of a ~30 KB train.py diffs to ~60 KB; 4x headroom
+
+# --- board: swarm settings, claims, records ------------------------------------------------------
+LEASE_S = 900.0  # a 5-minute run plus setup, eval and an LLM repair fits; agents renew every LEASE_S/3
+MAX_ATTEMPTS = 3  # a hypothesis whose lease expired 3 times (dead agents, OOM kills) is failed, not retried forever
+MIN_DELTA = 0.0  # 0 = any strict improvement moves a leader; set it to the seed noise (e.g. 0.001) per swarm
+REAP_BATCH = 100  # expired leases reaped per claim call: bounds one script's run time under a mass agent death
+HEARTBEAT_TTL_S = 60.0  # agents beat every ~10 s; 60 s tolerates GC pauses and a Redis failover before "dead"
+EVENTS_MAXLEN = 10_000  # the human log is capped (approximate trim); results and leader moves are not
+LEADER_MOVES_MAXLEN = 100_000  # moves are rare (a few per hour per track); this is years of catch-up history
+ARENA_FILE_MAX_BYTES = 8 * 1024 * 1024  # the real arena ships a ~2-3 MB compressed corpus; 8 MiB per file
+ARENA_TOTAL_MAX_BYTES = 16 * 1024 * 1024  # the whole pinned arena; Redis values stay far under the 512 MB cap
+HYP_TEXT_MAX_CHARS = 8_000  # a title plus a few paragraphs of rationale; longer is a sign of pasted code
+PRIORITY_MIN, PRIORITY_MAX = -1000, 1000  # bounded so the claim score (priority, age) fits a double exactly
+TAGS_MAX, TAG_MAX_CHARS = 16, 40  # tags are labels, not text
+META_MAX_BYTES = 2_048  # proposer data (e.g. classical params) travels with the hypothesis; keep it small
+BRIEF_MAX_BYTES = 256 * 1024  # program.md is a few KB; the cap stops a wrong file being set as the brief
+ERROR_MAX_CHARS = 4_000  # a result's error is a summary (the tail of a traceback), not the log
