@@ -44,3 +44,14 @@ TAGS_MAX, TAG_MAX_CHARS = 16, 40  # tags are labels, not text
 META_MAX_BYTES = 2_048  # proposer data (e.g. classical params) travels with the hypothesis; keep it small
 BRIEF_MAX_BYTES = 256 * 1024  # program.md is a few KB; the cap stops a wrong file being set as the brief
 ERROR_MAX_CHARS = 4_000  # a result's error is a summary (the tail of a traceback), not the log
+
+# --- classical proposer ------------------------------------------------------------------------
+CLASSICAL_STARTUP_TRIALS = 10  # Optuna's own default: TPE's two densities need ~10 points before beating random
+CLASSICAL_MAX_CHANGES = 3  # constants changed per idea: a local move stays attributable under seed noise
+CLASSICAL_FLOAT_FACTOR = 4.0  # floats move within x/4..x*4: a learning rate off by more is a new recipe, not a tune
+CLASSICAL_INT_FACTOR = 2.0  # ints (depth, heads, steps) within x/2..x*2: under a fixed budget, size costs steps
+CLASSICAL_POW2_STEPS = 2  # powers of two (batch, dims >= 32) move at most 2 doublings/halvings: 2^(k-2)..2^(k+2)
+CLASSICAL_POW2_MIN = 32  # smaller powers of two (depth 8, 4 heads) are counts, tuned as plain ints
+CLASSICAL_FRACTION_STEP = 0.25  # fractions move at most +-0.25 and at most halfway to 0 or to 1
+CLASSICAL_SIG_DIGITS = 2  # proposed values are rounded (4.2e-3, not 4.1873e-3): readable titles, real dedup
+CLASSICAL_TRIES_PER_IDEA = 25  # TPE asks per wanted idea before giving up on finding an untried distinct point
