@@ -130,7 +130,7 @@ class ScriptedServer:
                     scripted = Scripted(status=404)
                     payload = b'{"error": {"message": "unknown path"}}'
                 headers = {"content-type": "application/json", **scripted.headers}
-                if scripted.status == 429:
+                if scripted.status in (429, 500, 502, 503, 504):
                     headers.setdefault("retry-after-ms", "5")  # SDK backoff would otherwise wait ~0.5 s
                 try:
                     self.send_response(scripted.status)
