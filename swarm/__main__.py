@@ -1,0 +1,5 @@
+"""`python -m swarm` runs the CLI."""
+
+from swarm.cli import main
+
+main()
