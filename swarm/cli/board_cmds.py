@@ -51,10 +51,11 @@ def init(
     lease_s: float | None = typer.Option(None, "--lease-s", help="Claim lease in seconds."),
     max_attempts: int | None = typer.Option(None, "--max-attempts", help="Expired leases before failed."),
 ) -> None:
-    """Create the swarm: settings and the arena pinned on the board (re-running with the same arena is a no-op)."""
+    """Create the swarm: settings and the pinned arena (same arena again: a no-op)."""
     st = state(ctx).board().init(arena, min_delta=min_delta, lease_s=lease_s, max_attempts=max_attempts)
     typer.echo(
-        f"swarm {st.name}: arena {st.arena_name} {st.arena_hash[:12]} metric {st.metric_name} ({st.direction}) "
+        f"swarm {st.name}: arena {st.arena_name} {st.arena_hash[:12]} "
+        f"metric {st.metric_name} ({st.direction}) "
         f"min_delta {st.min_delta} lease_s {st.lease_s} max_attempts {st.max_attempts}"
     )
 
@@ -176,7 +177,7 @@ def leader(
     else:
         leaders = board.leaders()
     if json_:
-        emit_json(_dump(leaders))  # type: ignore[arg-type]
+        emit_json(_dump(leaders))
         return
     if not leaders:
         typer.echo("no leader yet")
