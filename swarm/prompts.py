@@ -250,6 +250,8 @@ def _json_candidates(text: str) -> list[str]:
         a, b = text.find(opener), text.rfind(closer)
         if a != -1 and b > a:
             found.append(text[a : b + 1])
+        elif a != -1:  # unterminated (a reply cut at max_tokens): parse it anyway for the exact error
+            found.append(text[a:])
     return found
 
 

@@ -51,12 +51,14 @@ def test_trailing_whitespace_ignored() -> None:
 def test_indentation_drift_reindents_replacement() -> None:
     # The model dropped the 4-space body indentation in both SEARCH and REPLACE.
     search = "loss = model()\nloss.backward()\nopt.step()\n"
-    replace = "loss = model()\nloss.backward()\ntorch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\nopt.step()\n"
+    clip = "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n"
+    replace = "loss = model()\nloss.backward()\n" + clip + "opt.step()\n"
     out = apply_blocks({"train.py": TRAIN}, block(search, replace))
     assert out.ok, out.report()
     assert out.how[1] == "indent"
-    assert "    loss.backward()\n    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n    opt.step()\n" in (
-        out.files["train.py"]
+    assert (
+        "    loss.backward()\n    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n    opt.step()\n"
+        in (out.files["train.py"])
     )
     compile(out.files["train.py"], "train.py", "exec")
 
