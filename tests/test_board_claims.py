@@ -1,0 +1,165 @@
+"""Claims: exactly-once under a multi-process race, ordering, lease expiry/requeue/failed, fencing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from swarm.board import Board, HypothesisIn, ResultIn, State
+
+REPO = Path(__file__).resolve().parents[1]
+TRACK = "cpu:2c"
+
+CLAIMER = """
+import json, sys
+from swarm.board import Board
+b = Board.connect(sys.argv[1], sys.argv[2])
+got = []
+while True:
+    c = b.claim(sys.argv[3], "cpu:2c")
+    if c is None:
+        break
+    got.append([c.hypothesis.id, c.token])
+    assert b.complete(c.hypothesis.id, c.token)
+print(json.dumps(got))
+"""
+
+
+@pytest.fixture()
+def board(redis_url: str, swarm_name: str) -> Board:
+    return Board(redis.Redis.from_url(redis_url), swarm_name)
+
+
+def test_claim_race_exactly_once_across_processes(board: Board, redis_url: str, swarm_name: str) -> None:
+    ids = {board.post(HypothesisIn(text=f"idea {i}", priority=i % 7))[0] for i in range(200)}
+    assert len(ids) == 200
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, redis_url, swarm_name, f"agent-{n}"],
+            cwd=REPO, stdout=subprocess.PIPE, text=True,
+        )
+        for n in range(8)
+    ]
+    claimed: list[list[object]] = []
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0
+        claimed.extend(json.loads(out))
+    hids = [h for h, _ in claimed]
+    tokens = [t for _, t in claimed]
+    assert sorted(hids) == sorted(ids)  # every hypothesis claimed, none twice
+    assert len(set(tokens)) == 200  # fencing tokens are unique
+    assert board.counts()["done"] == 200 and board.counts()["open"] == 0
+
+
+def test_order_priority_then_age_and_track_and_patch_eligibility(board: Board) -> None:
+    low, _ = board.post(HypothesisIn(text="low", priority=-5))
+    old, _ = board.post(HypothesisIn(text="old", priority=3))
+    new, _ = board.post(HypothesisIn(text="new", priority=3))
+    top, _ = board.post(HypothesisIn(text="top", priority=9, track="gpu:H100"))
+    patched, _ = board.post(HypothesisIn(text="patched", priority=-100, patch=""))
+    # a classical-only agent only sees hypotheses that carry a patch
+    c = board.claim("classical", TRACK, need_patch=True)
+    assert c is not None and c.hypothesis.id == patched
+    assert board.claim("classical", TRACK, need_patch=True) is None
+    order = []
+    while (c := board.claim("llm", TRACK)) is not None:
+        order.append(c.hypothesis.id)
+    assert order == [old, new, low]  # the gpu-only one is not eligible on cpu:2c
+    c = board.claim("gpu-agent", "gpu:H100")
+    assert c is not None and c.hypothesis.id == top
+
+
+def test_tokens_strictly_increase(board: Board) -> None:
+    for i in range(5):
+        board.post(HypothesisIn(text=f"t{i}"))
+    tokens = []
+    while (c := board.claim("a", TRACK)) is not None:
+        tokens.append(c.token)
+    assert tokens == sorted(tokens) and len(set(tokens)) == 5
+
+
+def test_lease_expiry_requeues_counts_attempts_then_fails(board: Board) -> None:
+    board.r.hset(board.k.settings, "max_attempts", 2)  # as `swarm init --max-attempts 2` would
+    hid, _ = board.post(HypothesisIn(text="flaky"))
+    c1 = board.claim("a1", TRACK, lease_s=0.2)
+    assert c1 is not None
+    time.sleep(0.3)
+    assert board.renew(hid, c1.token) is False  # an expired lease is lost even before reaping
+    c2 = board.claim("a2", TRACK, lease_s=0.2)  # reaps c1 first, then claims the same one again
+    assert c2 is not None and c2.hypothesis.id == hid and c2.hypothesis.attempts == 1 and c2.token > c1.token
+    assert board.complete(hid, c1.token) is False  # the old token is fenced off
+    time.sleep(0.3)
+    assert board.reap() == 1
+    h = board.get(hid)
+    assert h.state == State.FAILED and h.attempts == 2 and h.token is None
+    kinds = [e.kind for e in board.events(100)]
+    assert kinds.count("requeue") == 2
+
+
+def test_renew_release_complete_need_current_token(board: Board) -> None:
+    hid, _ = board.post(HypothesisIn(text="x"))
+    c = board.claim("a", TRACK, lease_s=5)
+    assert c is not None
+    assert board.renew(hid, c.token + 1) is False
+    assert board.release(hid, c.token + 1) is False
+    assert board.complete(hid, c.token + 1) is False
+    assert board.renew(hid, c.token, lease_s=60) is True
+    assert board.get(hid).deadline_ms > c.deadline_ms  # type: ignore[operator]
+    assert board.release(hid, c.token) is True
+    h = board.get(hid)
+    assert h.state == State.OPEN and h.attempts == 0 and h.token is None
+    c2 = board.claim("b", TRACK)
+    assert c2 is not None and c2.hypothesis.id == hid
+    assert board.complete(hid, c.token) is False
+    assert board.complete(hid, c2.token, state="failed") is True
+    assert board.get(hid).state == State.FAILED
+    assert board.complete(hid, c2.token) is False  # final states are final
+
+
+def _result(hid: str | None, token: int | None, metric: float, **kw: object) -> ResultIn:
+    return ResultIn(
+        result_id=uuid.uuid4().hex, hypothesis_id=hid, token=token, agent_id="a", track=TRACK,
+        status="keep", metric=metric, metric_name="val_bpb", **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_stale_result_is_stored_flagged_and_cannot_move_leader(board: Board) -> None:
+    hid, _ = board.post(HypothesisIn(text="x"))
+    c1 = board.claim("a1", TRACK, lease_s=0.2)
+    assert c1 is not None
+    time.sleep(0.3)
+    c2 = board.claim("a2", TRACK)  # reaps and reclaims: c1's token is no longer current
+    assert c2 is not None
+    old = _result(hid, c1.token, 0.5)
+    out = board.publish(old)
+    assert out.stored and out.stale
+    assert board.result(old.result_id).stale
+    mv = board.move_leader(TRACK, 0, 0.5, "0" * 64, hid, "a1", old.result_id)
+    assert not mv.accepted and mv.reason == "stale_result"
+    fresh = _result(hid, c2.token, 0.6)
+    assert board.publish(fresh).stale is False
+    assert board.complete(hid, c2.token)
+    late = _result(hid, c2.token, 0.6)  # published after complete: same token, still valid
+    assert board.publish(late).stale is False
+    assert board.move_leader(TRACK, 0, 0.6, "0" * 64, hid, "a2", fresh.result_id).accepted
+
+
+def test_cancel_open_and_claimed(board: Board) -> None:
+    a, _ = board.post(HypothesisIn(text="a"))
+    b, _ = board.post(HypothesisIn(text="b"))
+    board.cancel(a)
+    c = board.claim("x", TRACK)
+    assert c is not None and c.hypothesis.id == b
+    board.cancel(b)
+    assert board.complete(b, c.token) is False
+    assert board.publish(_result(b, c.token, 1.0)).stale
+    assert board.counts()["cancelled"] == 2
+    assert board.claim("x", TRACK) is None
