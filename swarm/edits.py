@@ -211,6 +211,60 @@ def _reindent(lines: list[str], delta: tuple[str, int]) -> list[str]:
     return out
 
 
+def _fit_indent(found: list[str], search: list[str], replace: list[str]) -> list[str]:
+    """`replace` re-indented to sit where `search` was found as `found`.
+
+    A constant shift (the model indented the whole block 4 spaces too little) is applied to every line.
+    Otherwise (the model flattened or mangled a nested block) lines are mapped one by one: a replacement
+    line equal to a SEARCH line, ignoring indentation, takes the indentation of the file line it stands
+    for; a new line whose indent width the SEARCH lines used takes the file indentation that width
+    stood for; any other line keeps its offset, as the model wrote it, from the nearest mapped line.
+    """
+    if len(found) == len(search):
+        delta = _indent_delta(found, search)
+        if delta is not None:
+            return _reindent(replace, delta)
+    strip_s = [x.strip() for x in search]
+    file_of: dict[int, int] = {}  # search line -> found line
+    sm = difflib.SequenceMatcher(None, strip_s, [x.strip() for x in found], autojunk=False)
+    for tag, i1, i2, j1, _ in sm.get_opcodes():
+        if tag in ("equal", "replace"):  # replace: same position, changed text (fuzzy drift)
+            for k in range(i2 - i1):
+                file_of[i1 + k] = j1 + k
+    widths: dict[int, set[str]] = {}
+    for i, f in file_of.items():
+        if search[i].strip() and f < len(found):
+            widths.setdefault(len(_indent(search[i])), set()).add(_indent(found[f]))
+    width_to_indent = {w: next(iter(v)) for w, v in widths.items() if len(v) == 1}
+    search_of: dict[int, int] = {}  # replacement line -> search line
+    sm = difflib.SequenceMatcher(None, strip_s, [x.strip() for x in replace], autojunk=False)
+    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+        if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):  # a changed line in place
+            for k in range(i2 - i1):
+                search_of[j1 + k] = i1 + k
+    first_s = next((x for x in search if x.strip()), "")
+    first_f = next((x for x in found if x.strip()), "")
+    anchor = (len(_indent(first_s)), _indent(first_f))  # (model's indent width, file's indent string)
+    out = []
+    for j, line in enumerate(replace):
+        if not line.strip():
+            out.append(line)
+            continue
+        src = search_of.get(j)
+        dst = file_of.get(src) if src is not None else None
+        if dst is not None and dst < len(found) and found[dst].strip():
+            anchor = (len(_indent(line)), _indent(found[dst]))
+            out.append(anchor[1] + line.lstrip())
+            continue
+        if len(_indent(line)) in width_to_indent:  # the model's indent widths map onto the file's
+            out.append(width_to_indent[len(_indent(line))] + line.lstrip())
+            continue
+        width, ind = anchor
+        diff = len(_indent(line)) - width
+        out.append((ind + " " * diff if diff >= 0 else ind[: max(0, len(ind) + diff)]) + line.lstrip())
+    return out
+
+
 def _ranked_windows(hay: list[str], needle: list[str]) -> list[tuple[float, int]]:
     """(similarity, start) of every window of len(needle) lines, best first."""
     n = len(needle)
@@ -253,12 +307,11 @@ def _locate(hay: list[str], block: Block, threshold: float) -> tuple[int, list[s
         if len(starts) > 1:
             return ambiguous(starts, level)
     starts = _windows_equal(hay, search, str.strip)
-    consistent = [(s, d) for s in starts if (d := _indent_delta(hay[s : s + n], search)) is not None]
-    if len(consistent) == 1:
-        start, delta = consistent[0]
-        return start, _reindent(block.replace, delta), "indent"
-    if len(consistent) > 1:
-        return ambiguous([s for s, _ in consistent], "ignoring indentation")
+    if len(starts) > 1:
+        return ambiguous(starts, "ignoring indentation")
+    if len(starts) == 1:
+        start = starts[0]
+        return start, _fit_indent(hay[start : start + n], search, block.replace), "indent"
     ranked = _ranked_windows(hay, search)
     if not ranked or not hay:
         return f"{where}: SEARCH matched nothing (the file is empty)."
@@ -268,13 +321,7 @@ def _locate(hay: list[str], block: Block, threshold: float) -> tuple[int, list[s
         if rivals:
             return ambiguous([best, *rivals], f"fuzzy, similarity >= {threshold:.2f}")
         found = hay[best : best + n]
-        fdelta = _indent_delta(found, search) if len(found) == n else None
-        first_f = next((x for x in found if x.strip()), "")
-        first_s = next((x for x in search if x.strip()), "")
-        if fdelta is None:  # re-indent by the first non-blank lines' difference, the usual drift
-            fi, si = _indent(first_f), _indent(first_s)
-            fdelta = (fi[: len(fi) - len(si)], 0) if fi.endswith(si) else ("", max(0, len(si) - len(fi)))
-        return best, _reindent(block.replace, fdelta), f"fuzzy {best_score:.2f}"
+        return best, _fit_indent(found, search, block.replace), f"fuzzy {best_score:.2f}"
     return (
         f"{where}: SEARCH matched nothing (not exactly, not ignoring whitespace or indentation, and no "
         f"fuzzy match with similarity >= {threshold:.2f}). Closest lines {best + 1}-{best + n} "

@@ -125,3 +125,29 @@ def test_empty_search_only_for_empty_file() -> None:
     assert out.ok and out.files["new.py"] == "print('hi')\n"
     out = apply_blocks({"train.py": TRAIN}, block("", "x = 1\n"))
     assert "SEARCH is empty" in out.failures[0].reason
+
+
+NESTED = """def f(x):
+    if x:
+        y = 1
+    else:
+        y = 0
+    return y
+"""
+
+
+def test_two_space_model_on_four_space_file_maps_nested_indentation() -> None:
+    # Not a constant shift (+2 at depth 1, +4 at depth 2): lines are re-indented one by one.
+    search = "  if x:\n    y = 1\n  else:\n"
+    replace = "  if x:\n    y = 2\n    z = 3\n  else:\n"
+    out = apply_blocks({"f.py": NESTED}, block(search, replace, name="f.py"))
+    assert out.ok and out.how[1] == "indent"
+    assert out.files["f.py"] == NESTED.replace("        y = 1\n", "        y = 2\n        z = 3\n")
+
+
+def test_flattened_block_is_restored_to_file_structure() -> None:
+    search = "if x:\ny = 1\nelse:\ny = 0\n"
+    replace = "if x:\ny = 1\nelse:\ny = -1\n"
+    out = apply_blocks({"f.py": NESTED}, block(search, replace, name="f.py"))
+    assert out.ok, out.report()
+    assert out.files["f.py"] == NESTED.replace("y = 0", "y = -1")
