@@ -462,9 +462,7 @@ class ClassicalProposer:
             seen.add(sig)
             # Pending (constant liar): the next ask in this batch steers away from this point.
             self._add(study, spaces, point, None, TrialState.RUNNING)
-            ideas.append(
-                self._idea(ctx, [by_key[k] for k in chosen], point, n_obs, n_failed, best, call_seed)
-            )
+            ideas.append(self._idea(ctx, [by_key[k] for k in chosen], point, n_obs, n_failed, best))
         return ideas
 
     def _replay(
@@ -564,7 +562,6 @@ class ClassicalProposer:
         n_obs: int,
         n_failed: int,
         best: tuple[float, dict[str, float | int]] | None,
-        call_seed: int,
     ) -> Idea:
         new_text = {c: format_value(c, point[c.key]) for c in chosen}
         after = apply_values(ctx.files, new_text)
@@ -593,7 +590,7 @@ class ClassicalProposer:
         if n_failed:
             basis += f"; {n_failed} crashed/timed-out points were told as the worst value"
         rationale = (
-            f"{sampler} sampler (seed {call_seed}) over {len(point)} tunable constants: {basis}. "
+            f"{sampler} sampler over {len(point)} tunable constants: {basis}. "
             f"Changes {len(chosen)} constant(s) and keeps the rest at the leader's values: a local move "
             "whose effect stays attributable under seed noise."
         )
