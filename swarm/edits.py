@@ -42,6 +42,7 @@ SEARCH_RE = re.compile(r"^\s*<{5,9}\s*SEARCH\s*$")
 DIVIDER_RE = re.compile(r"^\s*={5,9}\s*$")
 REPLACE_RE = re.compile(r"^\s*>{5,9}\s*REPLACE\s*$")
 FENCE_RE = re.compile(r"^\s*(```|~~~)")
+CLOSEST_TRIES = 64  # exact scores spent finding the closest lines once no match is possible
 SHOWN_LINES = 12  # lines of a closest candidate quoted back to the model: enough to see the drift
 
 
@@ -265,21 +266,40 @@ def _fit_indent(found: list[str], search: list[str], replace: list[str]) -> list
     return out
 
 
-def _ranked_windows(hay: list[str], needle: list[str]) -> list[tuple[float, int]]:
-    """(similarity, start) of every window of len(needle) lines, best first."""
+def _ranked_windows(hay: list[str], needle: list[str], threshold: float) -> list[tuple[float, int]]:
+    """(similarity, start) of the windows of len(needle) lines that matter, best first: the best one and
+    every one at or above `threshold` (exact difflib ratios; others are left out).
+
+    Branch and bound: `quick_ratio` is an upper bound of `ratio` and costs a fraction of it, so windows
+    are scored exactly in descending order of their bound until no remaining bound can matter. On a
+    10,000-line file this is the difference between seconds and tens of milliseconds.
+    """
     n = len(needle)
     target = "\n".join(x.strip() for x in needle)
     sm = difflib.SequenceMatcher(None, "", target, autojunk=False)
     stripped = [x.strip() for x in hay]
-    scored = []
-    for i in range(max(1, len(hay) - n + 1)):
-        sm.set_seq1("\n".join(stripped[i : i + n]))
-        if sm.real_quick_ratio() < 0.5 or sm.quick_ratio() < 0.5:
-            scored.append((0.0, i))
-            continue
-        scored.append((sm.ratio(), i))
+    texts = ["\n".join(stripped[i : i + n]) for i in range(max(1, len(hay) - n + 1))]
+    bounds = []
+    for i, text in enumerate(texts):
+        sm.set_seq1(text)
+        bounds.append((sm.quick_ratio(), i))
+    bounds.sort(key=lambda t: (-t[0], t[1]))
+    scored: list[tuple[float, int]] = []
+    best = 0.0
+    below = 0
+    for bound, i in bounds:
+        if bound < threshold:
+            # No match is possible from here on; a few more exact scores find the closest lines
+            # for the failure message, which need not be the very best on a huge file.
+            below += 1
+            if bound <= best or below > CLOSEST_TRIES:
+                break
+        sm.set_seq1(texts[i])
+        score = sm.ratio()
+        best = max(best, score)
+        scored.append((score, i))
     scored.sort(key=lambda t: (-t[0], t[1]))
-    return scored
+    return [(sc, i) for sc, i in scored if sc >= threshold or sc == best]
 
 
 def _quote(hay: list[str], start: int, n: int) -> str:
@@ -312,7 +332,7 @@ def _locate(hay: list[str], block: Block, threshold: float) -> tuple[int, list[s
     if len(starts) == 1:
         start = starts[0]
         return start, _fit_indent(hay[start : start + n], search, block.replace), "indent"
-    ranked = _ranked_windows(hay, search)
+    ranked = _ranked_windows(hay, search, threshold)
     if not ranked or not hay:
         return f"{where}: SEARCH matched nothing (the file is empty)."
     best_score, best = ranked[0]
