@@ -25,6 +25,20 @@ LLM_LATENCY_BUCKETS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.
 EXPORTER_RESULTS_WINDOW = 5000  # newest results read per scrape: ~4 h of a 100-GPU swarm at 12 runs/h each
 EXPORTER_RATE_WINDOW_S = 3600.0  # "experiments per hour" counts results finished within the last hour
 
+# --- LLM proposers -----------------------------------------------------------------------------
+PROPOSER_TIMEOUT_S = 120.0  # a long implementation reply from a slow local model can take ~1-2 minutes
+PROPOSER_MAX_RETRIES = 3  # SDK retries on 429/5xx/timeouts with exponential backoff (0.5 s, 1 s, 2 s)
+PROPOSER_MAX_EDIT_ATTEMPTS = 3  # ShinkaEvolve's figure: a model that misses 3 times rarely hits on the 4th
+PROPOSER_MAX_REPAIRS = 2  # each repair re-runs the experiment; more than 2 burns GPU time on a bad idea
+PROPOSER_CONTEXT_TOKENS = 24_000  # fits every current API and 32k-context local models with room to reply
+PROPOSER_MAX_OUTPUT_TOKENS = 8_192  # a whole train.py rewrite in blocks fits; most replies are far shorter
+PROPOSER_BREAKER_FAILURES = 3  # consecutive failed calls (after SDK retries) before pausing a provider
+PROPOSER_BREAKER_PAUSE_S = 300.0  # outlasts most outages and rate-limit windows; the agent uses others meanwhile
+PROPOSER_FUZZY_THRESHOLD = 0.85  # difflib ratio for a fuzzy SEARCH match; lower matches the wrong lines
+PROPOSER_BANDIT_MIN_OBS = 5  # per-arm observations before the bandit overrides the configured weights
+PROPOSER_BANDIT_COST_FLOOR_USD = 0.20  # ~5 GPU-minutes at ~$2.5/h: what any experiment costs, LLM or not
+PROPOSER_HISTORY_ITEMS = 40  # results listed per history section before the token budget trims further
+
 # --- board: patches ----------------------------------------------------------------------------
 PATCH_MAX_BYTES = 256 * 1024  # a full rewrite of a ~30 KB train.py diffs to ~60 KB; 4x headroom
 
