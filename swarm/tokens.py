@@ -22,7 +22,7 @@ from pathlib import Path
 import tiktoken
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "prompt_bpe.tiktoken"
-VOCAB_SIZE = 4096  # small file (~50 KB); over-counts a little versus real model tokenizers, which is the safe side
+VOCAB_SIZE = 4096  # small file (~50 KB); over-counts a little versus model tokenizers: the safe side
 # The GPT-4 split pattern (what rustbpe uses by default), written out so training and loading agree.
 PATTERN = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|"""
