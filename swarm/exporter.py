@@ -22,8 +22,8 @@ Series (all gauges; documented for users in docs/operations.md):
     swarm_board_proposer_tokens{proposer,direction}     LLM tokens (input/output) in the window
 
 "The window" is the newest `defaults.EXPORTER_RESULTS_WINDOW` results: per-proposer figures are over
-recent work, bounded so a scrape stays cheap however long the swarm has run. "Last hour" is measured
-against this exporter's clock; a skew of seconds does not matter for an hourly rate.
+recent work, bounded so a scrape stays cheap however long the swarm has run. "Last hour" counts results
+whose `finished_ms` is within an hour of the Redis server's clock.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ class BoardCollector(Collector):
 
         results = self.board.results(limit=self.window)
         fam["window"].add_metric([], float(len(results)))
-        since_ms = (time.time() - self.rate_window_s) * 1000.0
+        since_ms = self.board.server_ms() - self.rate_window_s * 1000.0  # the server's clock, as leases use
         per_hour: Tally[str] = Tally(r.track for r in results if (r.finished_ms or 0) >= since_ms)
         for track in sorted(set(per_hour) | set(leaders)):
             fam["perhour"].add_metric([track], float(per_hour.get(track, 0)))

@@ -1,0 +1,77 @@
+"""Operations commands: `exporter` (board-wide Prometheus metrics), `report`, `export`, `import`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from swarm import defaults
+from swarm.cli.app import app, state
+from swarm.exporter import serve_forever
+from swarm.report import collect, write_report
+from swarm.snapshot import export_swarm, import_swarm, read_snapshot, temporary_board
+
+
+@app.command("exporter")
+def exporter_cmd(
+    ctx: typer.Context,
+    port: int = typer.Option(
+        defaults.EXPORTER_PORT, "--port", help="Port to serve /metrics on (0: a free one)."
+    ),
+    addr: str = typer.Option(defaults.METRICS_ADDR, "--addr", help="Address to listen on."),
+) -> None:
+    """Serve board-wide metrics (queue, agents, leaders, throughput, proposers) for Prometheus."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    board = state(ctx).board()
+
+    def ready(bound: int) -> None:
+        typer.echo(f"exporter: swarm={board.swarm} serving http://{addr}:{bound}/metrics", err=True)
+
+    serve_forever(board, port, addr, on_ready=ready)
+
+
+@app.command("report")
+def report_cmd(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="Directory for progress.png and report.md."),
+    snapshot: Path | None = typer.Option(
+        None, "--snapshot", help="Report an exported snapshot, not the live board."
+    ),
+) -> None:
+    """Write the progress chart and the markdown report of the swarm."""
+    if snapshot is not None:
+        with temporary_board(snapshot) as board:
+            paths = write_report(collect(board), out)
+    else:
+        paths = write_report(collect(state(ctx).board()), out)
+    typer.echo(f"chart: {paths.chart}")
+    typer.echo(f"report: {paths.markdown}")
+
+
+@app.command("export")
+def export_cmd(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="Snapshot file to write (gzip msgpack, e.g. NAME.swarm.gz)."),
+) -> None:
+    """Write the whole board state of the swarm to one file."""
+    board = state(ctx).board()
+    snap = export_swarm(board.r, board.swarm, out)
+    typer.echo(f"exported: swarm={snap.swarm} keys={len(snap.keys)} file={out} bytes={out.stat().st_size}")
+
+
+@app.command("import")
+def import_cmd(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="A snapshot written by `swarm export`."),
+) -> None:
+    """Load a snapshot into this Redis, as the swarm it was exported from (never over an existing one)."""
+    snap = read_snapshot(file)
+    st = state(ctx)
+    if st.swarm not in (defaults.SWARM_NAME, snap.swarm):
+        typer.echo(f"note: the snapshot is swarm {snap.swarm!r}; it is imported under that name", err=True)
+    # connect to the server only; the swarm named on the command line need not exist
+    board = st.board()
+    n = import_swarm(board.r, snap)
+    typer.echo(f"imported: swarm={snap.swarm} keys={n}")
