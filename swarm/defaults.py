@@ -24,6 +24,9 @@ CLAIM_WAIT_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0)
 LLM_LATENCY_BUCKETS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.0)
 EXPORTER_RESULTS_WINDOW = 5000  # newest results read per scrape: ~4 h of a 100-GPU swarm at 12 runs/h each
 EXPORTER_RATE_WINDOW_S = 3600.0  # "experiments per hour" counts results finished within the last hour
+REPORT_MAX_RESULTS = 200_000  # `swarm report` reads every result up to this: ~2 weeks of a 100-GPU swarm
+REPORT_DIFF_MAX_LINES = 200  # one leader move's diff in report.md is cut here; the board keeps it all
+REPORT_LABEL_CHARS = 48  # hypothesis titles on the chart: enough to recognise, short enough not to overlap
 
 # --- LLM proposers -----------------------------------------------------------------------------
 PROPOSER_TIMEOUT_S = 120.0  # a long implementation reply from a slow local model can take ~1-2 minutes
