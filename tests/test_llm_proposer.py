@@ -6,13 +6,13 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from llm_server import Scripted, ScriptedServer  # tests/ is on sys.path (rootdir conftest, no __init__)
 
 from swarm.errors import ProposerError
 from swarm.proposers.base import PastResult, ProposalContext
 from swarm.proposers.llm import LLMCallFailed, LLMLimits, LLMProposer
 from swarm.proposers.providers import AnthropicClient, CircuitBreaker, OpenAIClient, Prices
 from swarm.proposers.select import Selector
-from tests.llm_server import Scripted, ScriptedServer
 
 TRAIN = """import torch
 
