@@ -72,3 +72,12 @@ def connect(
                 time.sleep(delay)
                 delay *= 2
     raise BoardUnavailable(f"cannot reach Redis at {mask_url(url)} after {retries + 1} attempts: {last}")
+
+
+# What "the board is unreachable" looks like to code that must keep going without it (the agent loop
+# keeps running experiments and holds results in its outbox until one of these stops being raised).
+BOARD_DOWN: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    BoardUnavailable,
+)

@@ -72,3 +72,20 @@ CLASSICAL_POW2_MIN = 32  # smaller powers of two (depth 8, 4 heads) are counts, 
 CLASSICAL_FRACTION_STEP = 0.25  # fractions move at most +-0.25 and at most halfway to 0 or to 1
 CLASSICAL_SIG_DIGITS = 2  # proposed values are rounded (4.2e-3, not 4.1873e-3): readable titles, real dedup
 CLASSICAL_TRIES_PER_IDEA = 25  # TPE asks per wanted idea before giving up on finding an untried distinct point
+
+# --- agent: runner, workspace, loop, confirmation ------------------------------------------------
+RUN_POLL_S = 1.0  # how often a running experiment is checked (deadline, cancel, lease renewal tick)
+RENEW_EVERY_S = 30.0  # lease renewal period while holding a claim; far below LEASE_S so two misses are harmless
+AGENT_HEARTBEAT_S = 10.0  # registry heartbeat period; HEARTBEAT_TTL_S is 6x this before an agent shows dead
+IDLE_POLL_S = 2.0  # sleep between empty claim attempts when no proposer can add work
+NOISE_SEEDS = 3  # seeded baseline runs per track; their spread is the track's seed noise
+CONFIRM_RUNS = 3  # runs behind a promotion: the candidate's own run plus 2 confirmations with other seeds
+NOISE_Z = 2.0  # promote only when the mean gain exceeds z standard errors (~2.3% one-sided false promotions)
+IDEAS_PER_CALL = 3  # hypotheses asked from a proposer when the board has none open for the track
+PRIORITY_BASELINE = 1000  # baseline seed runs go first: nothing on a track can be judged before them
+PRIORITY_CONFIRM = 900  # confirmations next: a candidate waiting on them holds up every later promotion
+PRIORITY_PORT = 100  # a win ported from another track is worth more than a fresh guess
+OUTBOX_FILE = "outbox.jsonl"  # results not yet published (Redis down): flushed first thing each loop
+CLASSICAL_WEIGHT = 3  # default share 3:1 classical:LLM per key set (~25% LLM: the 10-30% that helped in 2603.24647)
+ANTHROPIC_MODEL = "claude-sonnet-4-5"  # default model when only ANTHROPIC_API_KEY is set; --proposer overrides
+OPENAI_MODEL = "gpt-5-mini"  # default model when only OPENAI_API_KEY is set; --proposer overrides

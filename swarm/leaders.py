@@ -55,6 +55,7 @@ class LeadersMixin(BoardCore):
         hypothesis_id: str | None,
         agent_id: str,
         result_id: str,
+        support: list[str] | None = None,
     ) -> MoveOutcome:
         """Compare-and-set the leader of `track`; see the module docstring for the conditions."""
         k = self.k
@@ -68,6 +69,7 @@ class LeadersMixin(BoardCore):
                 k.settings,
                 k.events,
                 k.leader_tracks,
+                k.results,
             ],
             args=[
                 track,
@@ -82,6 +84,7 @@ class LeadersMixin(BoardCore):
                 k.leader_channel,
                 "minimize",
                 repr(float(defaults.MIN_DELTA)),
+                *(support or []),
             ],
         )
         reason = str(s(out[0]))

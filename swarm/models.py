@@ -81,7 +81,7 @@ class HypothesisIn(_Strict):
     tags: list[str] = Field(default_factory=list, max_length=defaults.TAGS_MAX)
     track: str | None = None
     meta: dict[str, Scalar] = Field(default_factory=dict)
-    kind: Literal["explore", "confirm", "port"] = "explore"
+    kind: Literal["explore", "confirm", "port", "baseline"] = "explore"  # baseline: a seeded noise run
     parent: str | None = Field(default=None, max_length=128)
     seed: int | None = None
 

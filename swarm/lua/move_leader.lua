@@ -3,10 +3,12 @@
 -- on this track with this metric and is not stale, and (unless this is the first leader) the metric
 -- beats the current one by more than zero and at least min_delta in the swarm's direction.
 -- KEYS[1] leader:t=<track>  KEYS[2] history:t=<track>  KEYS[3] leader:moves  KEYS[4] results:meta
--- KEYS[5] settings  KEYS[6] events  KEYS[7] leader:tracks
+-- KEYS[5] settings  KEYS[6] events  KEYS[7] leader:tracks  KEYS[8] results (msgpack records)
 -- ARGV[1] track  ARGV[2] expected generation  ARGV[3] metric  ARGV[4] patch hash  ARGV[5] hypothesis id
 -- ('' for none)  ARGV[6] agent id  ARGV[7] result id  ARGV[8] moves maxlen  ARGV[9] events maxlen
 -- ARGV[10] pub/sub channel  ARGV[11] default direction  ARGV[12] default min_delta
+-- ARGV[13..] supporting result ids (confirmation runs): when given, the metric must be the mean of the
+-- named result and these, every one on this track, not stale, and run on exactly this patch.
 -- Returns {'ok', <leader field/value list>} or {reason}.
 local cur = redis.call('HMGET', KEYS[1], 'generation', 'metric')
 local gen = tonumber(cur[1] or '0')
@@ -16,7 +18,25 @@ if not meta then return {'unknown_result'} end
 local stale, _, rmetric, rtrack = string.match(meta, '^(%d)|(%d+)|([^|]*)|(.*)$')
 if stale == '1' then return {'stale_result'} end
 local new = tonumber(ARGV[3])
-if rtrack ~= ARGV[1] or rmetric == '' or tonumber(rmetric) ~= new then return {'unknown_result'} end
+if #ARGV <= 12 then
+  if rtrack ~= ARGV[1] or rmetric == '' or tonumber(rmetric) ~= new then return {'unknown_result'} end
+else
+  local sum, n = 0, 0
+  for i = 7, #ARGV do
+    if i == 7 or i > 12 then
+      local m = redis.call('HGET', KEYS[4], ARGV[i])
+      if not m then return {'unknown_result'} end
+      local st, _, met, tr = string.match(m, '^(%d)|(%d+)|([^|]*)|(.*)$')
+      if st == '1' then return {'stale_result'} end
+      if tr ~= ARGV[1] or met == '' then return {'unknown_result'} end
+      local rec = cmsgpack.unpack(redis.call('HGET', KEYS[8], ARGV[i]))
+      if rec['patch_hash'] ~= ARGV[4] then return {'unknown_result'} end
+      sum, n = sum + tonumber(met), n + 1
+    end
+  end
+  local mean = sum / n
+  if math.abs(mean - new) > 1e-9 * math.max(1, math.abs(mean)) then return {'unknown_result'} end
+end
 if gen > 0 then
   local direction = redis.call('HGET', KEYS[5], 'direction') or ARGV[11]
   local min_delta = setting_num(KEYS[5], 'min_delta', ARGV[12])

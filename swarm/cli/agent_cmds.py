@@ -1,0 +1,138 @@
+"""Agent commands: `swarm agent` (one agent, one GPU), `swarm launch` (one per GPU here), `swarm demo`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+from swarm import defaults
+from swarm.agent import Agent, AgentOptions
+from swarm.cli.app import app, state
+from swarm.errors import UserError
+from swarm.launch import Launcher, LaunchPlan
+from swarm.proposers.base import Proposer
+from swarm.proposers.classical import ClassicalProposer
+from swarm.proposers.select import Selector
+from swarm.proposers.spec import build_proposers, load_config, resolve_specs
+
+PROPOSER_HELP = (
+    "SPEC[=WEIGHT], repeatable: classical, anthropic:<model>, openai:<model>, "
+    "openai-compatible:<model>@<base_url>. Default: classical, plus the hybrid share of an LLM per key set."
+)
+
+
+def default_specs(env: dict[str, str] | os._Environ[str]) -> list[str]:
+    """Without --proposer: the classical optimizer runs most trials, an LLM a minority share when a key
+    is set (the hybrid that beat both pure approaches on this task; giving an LLM 80% of trials hurt)."""
+    specs = [f"classical={defaults.CLASSICAL_WEIGHT}"]
+    if env.get("ANTHROPIC_API_KEY"):
+        specs.append(f"anthropic:{defaults.ANTHROPIC_MODEL}=1")
+    if env.get("OPENAI_API_KEY"):
+        specs.append(f"openai:{defaults.OPENAI_MODEL}=1")
+    return specs
+
+
+def make_selector(
+    specs_text: list[str], config_path: Path | None, bandit: bool, seed: int
+) -> tuple[list[Proposer], Selector]:
+    """Proposers and the selector that picks one per experiment (missing keys fail here, at start)."""
+    config = load_config(config_path)
+    specs = resolve_specs(specs_text or ([] if config.proposers else default_specs(os.environ)), config)
+    proposers = build_proposers(specs, config, lambda: ClassicalProposer(seed=seed))
+    return proposers, Selector(
+        proposers, [s.weight for s in specs], bandit=bandit or config.bandit, seed=seed
+    )
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def agent(
+    ctx: typer.Context,
+    arena: Path | None = typer.Option(
+        None, help="Local arena: checked against the pin, or creates the swarm."
+    ),
+    proposer: list[str] = typer.Option([], "--proposer", help=PROPOSER_HELP),
+    proposers_config: Path | None = typer.Option(None, help="TOML file with proposer specs, prices, limits."),
+    bandit: bool = typer.Option(
+        False, help="Pick proposers by a cost-aware bandit instead of fixed weights."
+    ),
+    gpu: str = typer.Option("cpu", help="CUDA device index to pin this agent to, or cpu."),
+    profile: str | None = typer.Option(
+        None, help="Arena profile (default: the manifest's, auto = gpu if CUDA)."
+    ),
+    budget: float | None = typer.Option(
+        None, min=0.01, help="Training budget in seconds (overrides the profile)."
+    ),
+    max_experiments: int | None = typer.Option(None, min=1, help="Stop after this many experiments."),
+    workdir: Path | None = typer.Option(None, help="Private work dir (default .swarm/<swarm>/agent-<gpu>)."),
+    metrics_port: int | None = typer.Option(
+        None, help="Serve /metrics here (default base port + GPU index)."
+    ),
+    no_metrics: bool = typer.Option(False, help="Do not serve /metrics."),
+    track: str | None = typer.Option(None, help="Override the detected hardware track."),
+    no_pipeline: bool = typer.Option(False, help="Do not prepare the next experiment while one runs."),
+    seed: int = typer.Option(0, help="Seed of the proposer choice and the classical optimizer."),
+    log_level: str = typer.Option("info", help="debug, info, warning."),
+) -> None:
+    """Join the swarm and run experiments until stopped (SIGTERM/Ctrl-C release the claims held)."""
+    setup_logging(log_level)
+    st = state(ctx)
+    if gpu != "cpu" and not gpu.isdigit():
+        raise UserError(f"--gpu must be a device index or cpu, not {gpu!r}")
+    proposers, selector = make_selector(proposer, proposers_config, bandit, seed)
+    port = None if no_metrics else metrics_port
+    if port is None and not no_metrics:
+        port = defaults.METRICS_BASE_PORT + (int(gpu) if gpu.isdigit() else 0)
+    opts = AgentOptions(
+        workdir=workdir or Path(".swarm") / st.swarm / f"agent-{gpu}",
+        arena=arena,
+        gpu=gpu,
+        profile=profile,
+        budget_s=budget,
+        max_experiments=max_experiments,
+        track=track,
+        metrics_port=port,
+        pipeline=not no_pipeline,
+        seed=seed,
+    )
+    runner = Agent(st.board(), opts, proposers, selector)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        runner.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    ran = runner.run()
+    typer.echo(f"agent {runner.agent_id}: {ran} experiment(s)")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def launch(
+    ctx: typer.Context,
+    agents: int | None = typer.Option(None, min=1, help="Number of agents (default: one per visible GPU)."),
+    workdir: Path = typer.Option(Path(".swarm/launch"), help="Parent of the agents' work dirs and logs."),
+    metrics_base_port: int = typer.Option(
+        defaults.METRICS_BASE_PORT, help="Agent i serves /metrics on base+i."
+    ),
+) -> None:
+    """One agent per visible GPU on this machine (or N CPU agents); other options go to every agent.
+
+    Example: swarm launch --agents 2 --proposer classical --budget 30
+    """
+    st = state(ctx)
+    plan = LaunchPlan(st.redis_url, st.swarm, workdir, agents, list(ctx.args), metrics_base_port)
+    launcher = Launcher(plan)
+    launcher.start()
+    typer.echo(f"launched {len(launcher.procs)} agent(s); Ctrl-C stops them all")
+    raise typer.Exit(launcher.wait())

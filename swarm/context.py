@@ -1,0 +1,72 @@
+"""What a proposer sees: a bounded `ProposalContext` built from the board for one track.
+
+History is bounded here by count (newest results of the track, the best ones, the recent failures);
+LLM proposers bound it again by tokens when they render the prompt (swarm.prompts).
+"""
+
+from __future__ import annotations
+
+from swarm import defaults
+from swarm.board import Board
+from swarm.errors import NotFound
+from swarm.models import Leader, Result, SwarmSettings
+from swarm.proposers.base import PastResult, ProposalContext
+
+HISTORY_RESULTS = 500  # newest results of the track read per ideation; the prompt trims further by tokens
+
+
+def past(r: Result, leader_metric: float | None, leader_patch: str | None, title: str) -> PastResult:
+    delta = None
+    if r.metric is not None and leader_metric is not None:
+        delta = r.metric - leader_metric
+    return PastResult(
+        title=title,
+        status=r.status,
+        metric=r.metric,
+        delta=delta,
+        on_current_leader=r.parent_patch_hash == leader_patch,
+        proposer=r.proposer,
+        error=r.error[-300:],
+        meta=dict(r.meta),
+    )
+
+
+def hypothesis_titles(board: Board, ids: set[str]) -> dict[str, str]:
+    """First line of each hypothesis' text, by id (missing ones are skipped)."""
+    out: dict[str, str] = {}
+    for hid in ids:
+        try:
+            out[hid] = board.get(hid).title
+        except NotFound:
+            continue
+    return out
+
+
+def build_context(
+    board: Board,
+    settings: SwarmSettings,
+    track: str,
+    profile: str,
+    leader: Leader | None,
+    files: dict[str, str],
+    limit: int = HISTORY_RESULTS,
+) -> ProposalContext:
+    """The proposal context for `track`, on the leader whose editable files are `files`."""
+    version, brief = board.brief()
+    results = [r for r in board.results(limit=limit, track=track) if r.kind == "explore"]
+    titles = hypothesis_titles(board, {r.hypothesis_id for r in results if r.hypothesis_id})
+    metric = leader.metric if leader else None
+    patch = leader.patch_hash if leader else None
+    history = [past(r, metric, patch, titles.get(r.hypothesis_id or "", "")) for r in results]
+    return ProposalContext(
+        track=track,
+        profile=profile,
+        metric_name=settings.metric_name,
+        direction=settings.direction,
+        files=files,
+        leader_metric=metric,
+        leader_generation=leader.generation if leader else 0,
+        brief=brief,
+        brief_version=version,
+        history=history[: defaults.PROPOSER_HISTORY_ITEMS * 10],
+    )

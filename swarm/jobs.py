@@ -1,0 +1,249 @@
+"""Getting work: claim the best open hypothesis for the track, ask a proposer when none is open,
+implement it on the leader's code, and re-apply it (3-way) when the leader moved before it ran.
+
+`WorkMixin` is part of `swarm.agent.Agent`; its methods use the agent's board, workspace, settings,
+track and selector. A `Job` is a claimed hypothesis ready to run (or invalid, with the reason).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from swarm import defaults
+from swarm.board import Board
+from swarm.conn import BOARD_DOWN
+from swarm.context import build_context
+from swarm.errors import ProposerError, UserError
+from swarm.metrics import AgentMetrics
+from swarm.models import Hypothesis, HypothesisIn, Leader, SwarmSettings
+from swarm.patches import EMPTY_PATCH, apply_patch
+from swarm.proposers.base import Proposer, Usage
+from swarm.workspace import Workspace, merge3, validate_edit
+
+log = logging.getLogger(__name__)
+
+
+def proposer_source(name: str) -> str:
+    """The board's source label for a proposer spec: classical, or llm:<provider>/<model>."""
+    if name == "classical":
+        return "classical"
+    provider, _, model = name.partition(":")
+    return f"llm:{provider}/{model or provider}"
+
+
+@dataclass
+class Job:
+    """A claimed hypothesis, implemented and ready to run on the leader `parent` (None: baseline)."""
+
+    hyp: Hypothesis
+    token: int
+    parent: Leader | None
+    files: dict[str, str] = field(default_factory=dict)
+    invalid: str = ""
+    implementer: Proposer | None = None
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def kind(self) -> str:
+        return self.hyp.kind
+
+    @property
+    def seed(self) -> int:
+        return self.hyp.seed if self.hyp.seed is not None else 0
+
+
+class WorkMixin:
+    """prepare -> (baseline | claim | ideate + claim) -> implement; sync re-applies onto a moved leader."""
+
+    board: Board
+    ws: Workspace
+    settings: SwarmSettings
+    track: str
+    profile: str
+    agent_id: str
+    selector: Any
+    can_implement: bool
+    metrics: AgentMetrics | None
+    leader_moved: Any
+
+    if TYPE_CHECKING:  # provided by swarm.agent.Agent; stubs here would shadow them in the MRO
+
+        def hold(self, hid: str, token: int) -> None: ...
+        def finalize_baseline(self) -> None: ...
+        def redis_trouble(self, exc: BaseException) -> None: ...
+        def account(self, proposer: str, usage: Usage) -> None: ...
+
+    def prepare(self) -> Job | None:
+        """Claim the best open hypothesis of the track (ask a proposer when none is open), implement it."""
+        leader = self.board.leader(self.track)
+        if leader is None:
+            return self.prepare_baseline()
+        t0 = time.monotonic()
+        need_patch = not self.can_implement
+        claim = self.board.claim(self.agent_id, self.track, need_patch=need_patch)
+        usage = Usage()
+        if claim is None:
+            usage = self.ideate(leader)
+            claim = self.board.claim(self.agent_id, self.track, need_patch=need_patch)
+        if self.metrics:
+            self.metrics.claim_wait(time.monotonic() - t0)
+        if claim is None:
+            return None
+        self.hold(claim.hypothesis.id, claim.token)
+        if claim.hypothesis.kind == "baseline":  # a baseline job left over: still worth its seed
+            return Job(claim.hypothesis, claim.token, None, self.ws.baseline_files())
+        job = self.implement(Job(claim.hypothesis, claim.token, leader))
+        job.usage = job.usage.add(usage)
+        return job
+
+    def prepare_baseline(self) -> Job | None:
+        """A track without a leader first measures its baseline with NOISE_SEEDS seeds."""
+        self.finalize_baseline()
+        if self.board.leader(self.track) is not None:
+            return None
+        for seed in range(defaults.NOISE_SEEDS):
+            self.board.post(
+                HypothesisIn(
+                    text=f"baseline seed {seed} on {self.track}",
+                    source="human",
+                    author=self.agent_id,
+                    priority=defaults.PRIORITY_BASELINE,
+                    track=self.track,
+                    kind="baseline",
+                    seed=seed,
+                    tags=["baseline"],
+                )
+            )
+        claim = self.board.claim(self.agent_id, self.track)
+        if claim is None:
+            return None
+        if claim.hypothesis.kind != "baseline":  # nothing can be judged before the baseline: give it back
+            self.board.release(claim.hypothesis.id, claim.token)
+            return None
+        self.hold(claim.hypothesis.id, claim.token)
+        return Job(claim.hypothesis, claim.token, None, self.ws.baseline_files())
+
+    def ideate(self, leader: Leader) -> Usage:
+        """Ask one proposer for new hypotheses on the leader's code and post them (dedup applies)."""
+        try:
+            proposer = self.selector.choose(need_implement=False)
+        except ProposerError as exc:
+            log.warning("no proposer available: %s", exc)
+            return Usage()
+        files = (
+            self.ws.files_for(self.board.get_patch(leader.patch_hash))
+            if leader.patch_hash != EMPTY_PATCH
+            else self.ws.baseline_files()
+        )
+        ctx = build_context(self.board, self.settings, self.track, self.profile, leader, files)
+        try:
+            ideas, usage = proposer.ideate(ctx, defaults.IDEAS_PER_CALL)
+        except ProposerError as exc:
+            log.warning("proposer %s failed to ideate: %s", proposer.name, exc)
+            return Usage()
+        self.account(proposer.name, usage)
+        for idea in ideas:
+            text = idea.title if not idea.rationale else f"{idea.title}\n\n{idea.rationale}"
+            meta = {**idea.meta, "base": leader.patch_hash} if idea.patch else dict(idea.meta)
+            try:
+                self.board.post(
+                    HypothesisIn(
+                        text=text[: defaults.HYP_TEXT_MAX_CHARS],
+                        source=proposer_source(proposer.name),
+                        author=self.agent_id,
+                        patch=idea.patch,
+                        tags=idea.tags[: defaults.TAGS_MAX],
+                        track=self.track,
+                        meta=meta,
+                    )
+                )
+            except (UserError, ValueError) as exc:
+                log.warning("dropping a malformed idea from %s: %s", proposer.name, exc)
+        return usage
+
+    # --- implement -------------------------------------------------------------------------------
+    def implement(self, job: Job) -> Job:
+        """Turn the claimed hypothesis into the editable files to run, on the job's parent leader."""
+        assert job.parent is not None
+        leader_files = (
+            self.ws.files_for(self.board.get_patch(job.parent.patch_hash))
+            if job.parent.patch_hash != EMPTY_PATCH
+            else self.ws.baseline_files()
+        )
+        hyp = job.hyp
+        try:
+            if hyp.kind == "confirm" and hyp.patch_hash:  # exactly the candidate's code, another seed
+                job.files = self.ws.files_for(self.board.get_patch(hyp.patch_hash))
+            elif hyp.patch_hash:
+                base_hash = str(hyp.meta.get("base", EMPTY_PATCH))
+                base = (
+                    self.ws.files_for(self.board.get_patch(base_hash))
+                    if base_hash != EMPTY_PATCH
+                    else self.ws.baseline_files()
+                )
+                theirs = apply_patch(base, self.board.get_patch(hyp.patch_hash))
+                merged = theirs if base_hash == job.parent.patch_hash else merge3(base, leader_files, theirs)
+                if merged is None:
+                    job.invalid = "the hypothesis' patch conflicts with the leader's code"
+                else:
+                    job.files = merged
+            else:
+                proposer = self.selector.choose(need_implement=True)
+                ctx = build_context(
+                    self.board, self.settings, self.track, self.profile, job.parent, leader_files
+                )
+                job.files, job.usage = proposer.implement(hyp.text, ctx)
+                job.implementer = proposer
+                self.account(proposer.name, job.usage)
+        except (UserError, ProposerError) as exc:
+            job.invalid = f"could not implement: {exc}"
+        if not job.invalid:
+            job.invalid = validate_edit(job.files, self.settings.editable) or ""
+        return job
+
+    # --- sync --------------------------------------------------------------------------------------
+    def sync(self, job: Job) -> Job:
+        """Move the workspace to the track's leader; re-apply a job built on an older leader (3-way)."""
+        try:
+            leader = self.board.leader(self.track)
+        except BOARD_DOWN as exc:
+            self.redis_trouble(exc)
+            return job
+        self.leader_moved.clear()
+        if leader is not None and leader.patch_hash != self.ws.leader_patch_hash:
+            self.ws.checkout_leader(
+                self.board.get_patch(leader.patch_hash),
+                leader.patch_hash,
+                f"gen {leader.generation} {leader.metric:.6f}",
+            )
+            if self.metrics:
+                self.metrics.set_leader(leader.metric, leader.generation)
+        stale = job.parent is not None and leader is not None and job.parent.patch_hash != leader.patch_hash
+        if not stale or job.invalid or job.kind in ("confirm", "baseline"):
+            return job
+        assert job.parent is not None and leader is not None
+        base = (
+            self.ws.files_for(self.board.get_patch(job.parent.patch_hash))
+            if job.parent.patch_hash != EMPTY_PATCH
+            else self.ws.baseline_files()
+        )
+        merged = merge3(base, self.ws.files(), job.files)
+        if merged is None:
+            return (
+                self.implement(Job(job.hyp, job.token, leader))
+                if self.can_implement and not job.hyp.patch_hash
+                else Job(job.hyp, job.token, leader, invalid="the edit conflicts with the new leader's code")
+            )
+        log.info("rebased %s onto leader gen %d", job.hyp.id, leader.generation)
+        return Job(
+            job.hyp,
+            job.token,
+            leader,
+            merged,
+            validate_edit(merged, self.settings.editable) or "",
+            job.implementer,
+            job.usage,
+        )
