@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from llm_server import Scripted, ScriptedServer
 
 from swarm.errors import UserError
 from swarm.proposers.base import Idea, ProposalContext, Usage
 from swarm.proposers.llm import LLMProposer
 from swarm.proposers.providers import AnthropicClient, OpenAIClient
+from swarm.proposers.select import Selector
 from swarm.proposers.spec import build_proposers, load_config, parse_spec, resolve_specs
 
 
@@ -165,3 +167,21 @@ def test_build_proposers() -> None:
     assert local.sdk.api_key == "EMPTY" and str(local.sdk.base_url).startswith("http://127.0.0.1:1/v1")
     for p in llms:
         p.close()
+
+
+def test_spec_to_server_end_to_end() -> None:
+    with ScriptedServer() as srv:
+        cfg = load_config(None)
+        specs = resolve_specs(["classical=0", f"openai-compatible:qwen@{srv.url}/v1?key_env=LOCAL_KEY"], cfg)
+        built = build_proposers(specs, cfg, FakeClassical, env={"LOCAL_KEY": "sk-local"})
+        sel = Selector(built, [s.weight for s in specs], seed=0)
+        chosen = sel.choose(need_implement=True)
+        srv.push(Scripted(text="train.py\n<<<<<<< SEARCH\nA = 1\n=======\nA = 2\n>>>>>>> REPLACE\n"))
+        ctx = ProposalContext("cpu:2c", "cpu", "val_bpb", "minimize", {"train.py": "A = 1\n"}, None, 0)
+        files, usage = chosen.implement("Set A to 2", ctx)
+        assert isinstance(chosen, LLMProposer)
+        chosen.close()
+    assert files == {"train.py": "A = 2\n"} and usage.calls == 1 and usage.cost_usd == 0.0
+    (req,) = srv.requests
+    assert req.path == "/v1/chat/completions" and req.headers["authorization"] == "Bearer sk-local"
+    assert req.body["max_tokens"] > 0 and "max_completion_tokens" not in req.body
