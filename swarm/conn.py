@@ -12,7 +12,7 @@ import time
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from swarm import defaults
@@ -49,7 +49,7 @@ def connect(
             url,
             socket_timeout=defaults.SOCKET_TIMEOUT_S,
             socket_connect_timeout=defaults.SOCKET_TIMEOUT_S,
-            retry=Retry(ExponentialBackoff(cap=2.0, base=backoff_s), 3),
+            retry=Retry(NoBackoff(), 0),  # the start-up loop below does its own retries
             retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
             health_check_interval=30,
         )
@@ -60,10 +60,14 @@ def connect(
     for attempt in range(retries + 1):
         try:
             r.ping()
+            # From here on the client retries transient errors (restart, failover) by itself.
+            r.set_retry(Retry(ExponentialBackoff(cap=2.0, base=backoff_s), 3))
             return r
         except redis.exceptions.AuthenticationError as exc:
+            r.close()
             raise BoardUnavailable(f"cannot authenticate to Redis at {mask_url(url)}: {exc}") from exc
         except redis.exceptions.ResponseError as exc:  # e.g. NOAUTH / WRONGPASS from an ACL setup
+            r.close()
             raise BoardUnavailable(f"Redis at {mask_url(url)} refused the connection: {exc}") from exc
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
             last = exc
@@ -71,6 +75,7 @@ def connect(
                 log.debug("redis %s unreachable (attempt %d): %s", mask_url(url), attempt + 1, exc)
                 time.sleep(delay)
                 delay *= 2
+    r.close()
     raise BoardUnavailable(f"cannot reach Redis at {mask_url(url)} after {retries + 1} attempts: {last}")
 
 

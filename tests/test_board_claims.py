@@ -43,7 +43,9 @@ def test_claim_race_exactly_once_across_processes(board: Board, redis_url: str, 
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", CLAIMER, redis_url, swarm_name, f"agent-{n}"],
-            cwd=REPO, stdout=subprocess.PIPE, text=True,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for n in range(8)
     ]
@@ -126,8 +128,15 @@ def test_renew_release_complete_need_current_token(board: Board) -> None:
 
 def _result(hid: str | None, token: int | None, metric: float, **kw: object) -> ResultIn:
     return ResultIn(
-        result_id=uuid.uuid4().hex, hypothesis_id=hid, token=token, agent_id="a", track=TRACK,
-        status="keep", metric=metric, metric_name="val_bpb", **kw,  # type: ignore[arg-type]
+        result_id=uuid.uuid4().hex,
+        hypothesis_id=hid,
+        token=token,
+        agent_id="a",
+        track=TRACK,
+        status="keep",
+        metric=metric,
+        metric_name="val_bpb",
+        **kw,  # type: ignore[arg-type]
     )
 
 

@@ -3,6 +3,7 @@ noise, registry, events, brief, connections (password URL, unreachable URL)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -77,7 +78,7 @@ def test_init_caps_file_size(board: Board, tmp_path: Path, monkeypatch: pytest.M
 
     arena = make_arena(tmp_path / "arena")
     monkeypatch.setattr(defaults, "ARENA_FILE_MAX_BYTES", 1000)
-    with pytest.raises(ArenaError, match="data.bin is 1024 bytes, over the 1000-byte cap"):
+    with pytest.raises(ArenaError, match=r"data\.bin is 1024 bytes, over the 1000-byte cap"):
         board.init(arena)
     assert board.settings() is None
 
@@ -95,8 +96,13 @@ def test_post_dedup_and_validation(board: Board) -> None:
     assert h.patch_hash is not None and board.get_patch(h.patch_hash) == diff
     assert board.get_patch(EMPTY_PATCH) == ""
     assert board.counts()["open"] == 4
-    for bad in [dict(text="  "), dict(text="x", priority=5000), dict(text="x", source="robot"),
-                dict(text="x", tags=["t"] * 50), dict(text="x", meta={"k": "v" * 3000})]:
+    for bad in [
+        dict(text="  "),
+        dict(text="x", priority=5000),
+        dict(text="x", source="robot"),
+        dict(text="x", tags=["t"] * 50),
+        dict(text="x", meta={"k": "v" * 3000}),
+    ]:
         with pytest.raises(ValueError):
             HypothesisIn(**bad)  # type: ignore[arg-type]
     with pytest.raises(UserError):
@@ -140,7 +146,9 @@ for _ in range(200):  # retry on stale generation, as an agent rebasing onto the
 """
 
 
-def test_leader_cas_under_concurrent_processes(board: Board, redis_url: str, swarm_name: str, tmp_path: Path) -> None:
+def test_leader_cas_under_concurrent_processes(
+    board: Board, redis_url: str, swarm_name: str, tmp_path: Path
+) -> None:
     board.init(make_arena(tmp_path / "arena"))
     metrics = [1.0 - 0.01 * i for i in range(12)]
     procs = [
@@ -153,7 +161,7 @@ def test_leader_cas_under_concurrent_processes(board: Board, redis_url: str, swa
     assert lead is not None and lead.metric == min(metrics)
     hist = board.leader_history(TRACK)
     assert [h.generation for h in hist] == list(range(1, len(hist) + 1))
-    assert all(b.metric < a.metric for a, b in zip(hist, hist[1:], strict=False))  # monotone
+    assert all(b.metric < a.metric for a, b in itertools.pairwise(hist))  # monotone
     assert [m.generation for _, m in board.leader_moves()] == [h.generation for h in hist]
     out = board.move_leader(TRACK, lead.generation - 1, 0.1, "0" * 64, None, "x", "r0")
     assert (out.accepted, out.reason) == (False, "stale_generation")
@@ -232,6 +240,7 @@ def test_connect_password_and_unreachable() -> None:
     try:
         b = Board.connect(server.url, "pw")
         assert b.post(HypothesisIn(text="x"))[1]
+        b.r.close()
         wrong = server.url.replace("s3cret", "wrong")
         with pytest.raises(BoardUnavailable) as exc:
             Board.connect(wrong, "pw")
@@ -245,7 +254,7 @@ def test_connect_password_and_unreachable() -> None:
 
 
 def test_unknown_settings_defaults_allow_claims_without_init(board: Board) -> None:
-    hid, _ = board.post(HypothesisIn(text="x"))
+    board.post(HypothesisIn(text="x"))
     c = board.claim("a", TRACK)
     assert c is not None and c.deadline_ms - board.server_ms() > 100_000  # default lease (900 s)
     assert json.loads(json.dumps(board.status()))["counts"]["claimed"] == 1

@@ -64,9 +64,9 @@ def test_mismatch_names_file_and_hunk() -> None:
     changed = dict(BEFORE, **{"train.py": BEFORE["train.py"].replace("line 3\n", "other\n")})
     with pytest.raises(UserError, match=r"train\.py: hunk 1 .*does not apply"):
         apply_patch(changed, p)
-    with pytest.raises(UserError, match="creates new.py, which already exists"):
+    with pytest.raises(UserError, match=r"creates new\.py, which already exists"):
         apply_patch({**BEFORE, "new.py": "x"}, p)
-    with pytest.raises(UserError, match="changes train.py, which does not exist"):
+    with pytest.raises(UserError, match=r"changes train\.py, which does not exist"):
         apply_patch({}, make_patch({"train.py": "a\n"}, {"train.py": "b\n"}))
 
 
