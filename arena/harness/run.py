@@ -1,0 +1,392 @@
+"""One timed experiment: a supervisor process runs training and evaluation as separate children.
+
+    supervisor (this module, `python -m harness run`)
+      |- verify pins -> refused (status invalid) when a harness file differs
+      |- training child (own process group): build_model, train(model, arena), save weights
+      |     the first batch writes one byte to a pipe: training time starts there, as the
+      |     supervisor sees it; setup before it is capped; at budget + grace the group is SIGKILLed
+      |- evaluation child (own process group): build_model, load weights, causality probe,
+      |     val_bpb from the logits with harness code
+      '- result JSON to --out (always), the `---` block on stdout
+
+Nothing train.py prints is read: children write to a log file next to the result (its tail becomes
+`error` on failure). Times and the deadline are the supervisor's; val_bpb is computed in harness
+code. What this does and does not protect against: docs/arena.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import math
+import os
+import random
+import re
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from harness import ARENA_DIR, PROFILES, TRAIN_FILE, pins
+
+ERROR_TAIL_CHARS = 2000
+STOP_GRACE_S = 5.0  # after the budget: time to finish the current step and save the weights ...
+STOP_GRACE_FRAC = 0.1  # ... plus this fraction of the budget (a slow last step on a big model)
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "4090": 165e12}  # dense bf16
+_SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|REDIS|CREDENTIAL", re.I)
+
+RESULT_KEYS = (
+    "status",
+    "val_bpb",
+    "training_s",
+    "total_s",
+    "setup_s",
+    "eval_s",
+    "steps",
+    "tokens",
+    "params",
+    "peak_mem_mb",
+    "mfu",
+    "device",
+    "track",
+    "seed",
+    "profile",
+    "budget_s",
+    "harness_hash",
+    "error",
+)
+
+
+# --- hardware ---------------------------------------------------------------------------------------
+
+
+def threads() -> int:
+    """Torch threads for the children: env ARENA_THREADS, else the CPUs this process may use."""
+    return int(os.environ.get("ARENA_THREADS") or len(os.sched_getaffinity(0)))
+
+
+def resolve(profile: str, device: str) -> tuple[str, str]:
+    """Concrete (profile, device) for "auto": cuda, then mps, then cpu; the gpu profile needs a GPU."""
+    if profile != "auto" and device not in ("auto", "cuda", "mps") and not device.startswith("cuda:"):
+        return profile, device
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    if profile == "auto":
+        profile = "gpu" if device.startswith("cuda") else "cpu"
+    return profile, device
+
+
+def track(profile: str, device: str) -> str:
+    """profile:hardware, e.g. gpu:NVIDIA-H100-80GB-HBM3 or cpu:2c (the torch thread count)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{profile}:{torch.cuda.get_device_name(device).replace(' ', '-')}"
+    if device == "mps":
+        return f"{profile}:mps"
+    return f"{profile}:{threads()}c"
+
+
+def peak_flops(track_name: str) -> float | None:
+    return next((f for k, f in PEAK_FLOPS.items() if k in track_name), None)
+
+
+# --- the children --------------------------------------------------------------------------------------
+
+
+def load_train_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("train", TRAIN_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _seed_everything(seed: int, n_threads: int) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(n_threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_child(spec: dict[str, Any]) -> None:
+    """Entry of the training process: build, train until the batches stop, save weights and counters."""
+    import torch
+
+    from harness.data import Arena
+
+    _seed_everything(spec["seed"], spec["threads"])
+    work = Path(spec["workdir"])
+    module = load_train_module()
+    arena = Arena(
+        spec["profile"],
+        spec["device"],
+        spec["seed"],
+        spec["budget_s"],
+        cache=Path(spec["cache"]),
+        signal_fd=spec["signal_fd"],
+    )
+    model = module.build_model(arena)
+    model.to(arena.device)
+    module.train(model, arena)
+    if arena.steps == 0:
+        raise RuntimeError("train() returned without taking a batch from arena.batches()")
+    state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
+    torch.save(state, work / "weights.tmp")
+    (work / "weights.tmp").replace(work / "weights.pt")
+    peak = torch.cuda.max_memory_allocated() / 2**20 if arena.device.startswith("cuda") else None
+    (work / "train.json").write_text(
+        json.dumps({"steps": arena.steps, "tokens": arena.tokens, "peak_mem_mb": peak})
+    )
+
+
+def eval_child(spec: dict[str, Any]) -> None:
+    """Entry of the evaluation process: rebuild the model, load weights, probe, measure val_bpb."""
+    import numpy as np
+    import torch
+
+    from harness import evaluate, tokenizer
+    from harness.data import Arena, eval_windows
+
+    _seed_everything(spec["seed"], spec["threads"])
+    work, cache = Path(spec["workdir"]), Path(spec["cache"])
+    module = load_train_module()
+    arena = Arena(spec["profile"], spec["device"], spec["seed"], spec["budget_s"])
+    model = module.build_model(arena)
+    params = sum(p.numel() for p in model.parameters())
+    model.load_state_dict(torch.load(work / "weights.pt", weights_only=True))
+    model.to(arena.device).eval()
+    windows = eval_windows(np.fromfile(cache / "val.bin", dtype=np.uint16), arena.settings)
+    tbytes = tokenizer.token_bytes(tokenizer.load(cache / "tokenizer.pkl"))
+    out: dict[str, Any] = {"params": params}
+    low = arena.dtype != torch.float32
+    reason = evaluate.causality_probe(
+        model,
+        torch.from_numpy(windows[:2, :-1]).to(arena.device),
+        arena.vocab_size,
+        spec["seed"],
+        arena.autocast,
+        low,
+    )
+    if reason:
+        out.update(status="invalid", error=reason)
+    else:
+        t0 = time.monotonic()
+        bpb, _ = evaluate.evaluate(
+            model, windows, tbytes, arena.device, arena.settings.eval_batch, arena.autocast
+        )
+        out.update(eval_s=time.monotonic() - t0)
+        if math.isfinite(bpb):
+            out.update(status="ok", val_bpb=bpb)
+        else:
+            out.update(
+                status="crash", error=f"validation loss is not finite ({bpb}): the weights diverged (NaN/inf)"
+            )
+    (work / "eval.json").write_text(json.dumps(out))
+
+
+# --- the supervisor -------------------------------------------------------------------------------------
+
+
+def _child_env() -> dict[str, str]:
+    """The children's environment: no secrets (API keys, Redis URLs); the arena on PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if not _SECRET_ENV.search(k)}
+    env["PYTHONPATH"] = str(ARENA_DIR)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    # the whole group, also after the leader exited: stray workers and grandchildren
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _tail(log: Path) -> str:
+    try:
+        data = log.read_bytes()[-4 * ERROR_TAIL_CHARS :].decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return data[-ERROR_TAIL_CHARS:]
+
+
+class _Stop(Exception):
+    """A run ended early with a status (crash / timeout / invalid) and an error line."""
+
+    def __init__(self, status: str, error: str) -> None:
+        super().__init__(error)
+        self.status, self.error = status, error
+
+
+def run(
+    profile: str,
+    budget_s: float | None,
+    seed: int,
+    out: Path,
+    device: str = "auto",
+    corpus_name: str = "shakespeare",
+) -> dict[str, Any]:
+    """Run one experiment and write its result JSON to `out` (log next to it as .log)."""
+    from harness.prepare import prepare
+
+    t_start = time.monotonic()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log = out.with_suffix(".log")
+    log.write_bytes(b"")
+    res: dict[str, Any] = dict.fromkeys(RESULT_KEYS)
+    res.update(seed=seed)
+    workdir = Path(tempfile.mkdtemp(prefix="arena-run-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        m = pins.manifest()
+        res["harness_hash"] = pins.harness_hash(m)
+        profile, device = resolve(profile, device)
+        if profile not in PROFILES or profile not in m["profiles"]:
+            raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+        prof = m["profiles"][profile]
+        budget = float(budget_s or prof["budget_s"])
+        deadline = t_start + prof["timeout_s"] - prof["budget_s"] + budget  # hard deadline of the whole run
+        res.update(profile=profile, device=device, budget_s=budget, track=track(profile, device))
+        bad = pins.mismatches(m)
+        if bad:
+            raise _Stop(
+                "invalid", f"harness files differ from their pins in arena.toml: {', '.join(bad)}; refused"
+            )
+        cache = prepare(profile, corpus_name, log=False)
+        spec = {
+            "profile": profile,
+            "device": device,
+            "seed": seed,
+            "budget_s": budget,
+            "cache": str(cache),
+            "workdir": str(workdir),
+            "threads": threads(),
+        }
+
+        def launch(
+            entry: str, extra: dict[str, Any], pass_fds: tuple[int, ...] = ()
+        ) -> subprocess.Popen[bytes]:
+            (workdir / f"{entry}.spec.json").write_text(json.dumps({**spec, **extra}))
+            with open(log, "ab") as f:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "harness", entry, str(workdir / f"{entry}.spec.json")],
+                    cwd=ARENA_DIR,
+                    env=_child_env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    pass_fds=pass_fds,
+                )
+            procs.append(proc)
+            return proc
+
+        def failed(proc: subprocess.Popen[bytes], what: str) -> _Stop:
+            return _Stop("crash", f"{what} exited with code {proc.returncode}\n{_tail(log)}")
+
+        # training: setup (capped) until the first batch, then the budget plus a little grace
+        r, w = os.pipe()
+        t_launch = time.monotonic()
+        child = launch("_train", {"signal_fd": w}, pass_fds=(w,))
+        os.close(w)
+        setup_cap = PROFILES[profile].setup_cap_s
+        ready, _, _ = select.select([r], [], [], max(0.0, min(setup_cap, deadline - time.monotonic())))
+        started = os.read(r, 1) == b"S" if ready else False
+        os.close(r)
+        t_first = time.monotonic()
+        res["setup_s"] = round(t_first - t_launch, 3)
+        if not started:
+            if not ready:
+                _kill_group(child)
+                raise _Stop("timeout", f"setup took longer than {setup_cap:.0f} s before the first batch")
+            child.wait()
+            raise failed(child, "training") if child.returncode else _Stop("crash", "train() took no batch")
+        grace = STOP_GRACE_S + STOP_GRACE_FRAC * budget
+        try:
+            child.wait(timeout=max(0.0, min(budget + grace, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            _kill_group(child)
+            res["training_s"] = round(time.monotonic() - t_first, 3)
+            raise _Stop(
+                "timeout",
+                f"training did not stop at the budget ({budget:.0f} s + {grace:.1f} s grace); killed",
+            ) from None
+        res["training_s"] = round(time.monotonic() - t_first, 3)
+        _kill_group(child)  # stray grandchildren of an exited child
+        if child.returncode:
+            raise failed(child, "training")
+        if not (workdir / "train.json").is_file():
+            raise _Stop("crash", f"training exited before its weights were saved\n{_tail(log)}")
+        stats = json.loads((workdir / "train.json").read_text())
+        res.update(steps=stats["steps"], tokens=stats["tokens"])
+
+        # evaluation: a fresh process that never ran train()
+        ev = launch("_eval", {})
+        try:
+            ev.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _kill_group(ev)
+            raise _Stop(
+                "timeout", "evaluation did not finish before the run's hard deadline; killed"
+            ) from None
+        _kill_group(ev)
+        if ev.returncode:
+            raise failed(ev, "evaluation")
+        if not (workdir / "eval.json").is_file():
+            raise _Stop("crash", f"evaluation exited without a result\n{_tail(log)}")
+        result = json.loads((workdir / "eval.json").read_text())
+        res.update(status=result["status"], params=result["params"], error=result.get("error"))
+        if result["status"] == "ok":
+            res.update(val_bpb=result["val_bpb"], eval_s=round(result["eval_s"], 3))
+        peak = stats.get("peak_mem_mb")
+        res["peak_mem_mb"] = round(
+            peak if peak is not None else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
+        )
+        flops = peak_flops(res["track"] or "")
+        if flops and res["training_s"]:
+            res["mfu"] = round(6 * res["params"] * res["tokens"] / res["training_s"] / flops, 4)
+    except _Stop as stop:
+        res.update(status=stop.status, error=stop.error[-ERROR_TAIL_CHARS:])
+    finally:
+        for p in procs:
+            _kill_group(p)
+        shutil.rmtree(workdir, ignore_errors=True)
+        res["total_s"] = round(time.monotonic() - t_start, 3)
+        if res["status"] is None:  # the harness itself failed: still leave a result behind
+            res.update(status="crash", error=f"harness error: {sys.exc_info()[1]!r}"[-ERROR_TAIL_CHARS:])
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(res, indent=2))
+        tmp.replace(out)
+    return res
+
+
+def summary(res: dict[str, Any]) -> str:
+    """The conventional `---` block of `key: value` lines."""
+    lines = ["---"]
+    for k in RESULT_KEYS:
+        v = res.get(k)
+        if k == "error":
+            v = (v or "").strip().splitlines()[-1] if v else None
+        lines.append(f"{k + ':':<14}{'' if v is None else (f'{v:.6f}' if isinstance(v, float) else v)}")
+    return "\n".join(lines)
