@@ -15,10 +15,10 @@ and can be inspected with msgpack alone.
 yields a `Board` for it (the report uses this to read an archived swarm with the same code as a
 live one); the server and its directory are removed on exit.
 
-Consistency: keys are listed with SCAN, then read inside one MULTI/EXEC (so every value is from
-the same instant); if the key set changed meanwhile (a hypothesis posted mid-export) the read is
-repeated, up to `SNAPSHOT_ATTEMPTS` times. Stream consumer groups are recreated with their last
-delivered id; their pending-entry lists are not kept (the board does not use them).
+Consistency: one read-only Lua script lists and reads every key, so all values are from one
+instant even while agents write (the server is busy for the script's duration: milliseconds for a
+board of thousands of results). Stream consumer groups are recreated with their last delivered id;
+their pending-entry lists are not kept (the board does not use them).
 
 File layout (msgpack map): format, version, swarm, exported_ms (server clock), redis_version,
 keys: list of {key (relative to the prefix), type, pttl_ms (-1: none), value, [last_id, groups]}.
@@ -60,8 +60,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "swarm-snapshot"
 VERSION = 1
-SNAPSHOT_ATTEMPTS = 5  # re-reads when keys appear or vanish during an export; a busy board settles in 1-2
-SCAN_COUNT = 1000  # keys per SCAN step: few round trips, no long server stall
+SCAN_COUNT = 1000  # keys per SCAN step inside the snapshot script and the import check
 KeyType = Literal["string", "hash", "list", "set", "zset", "stream"]
 
 
@@ -89,93 +88,91 @@ class Snapshot(BaseModel):
 # --- export ---------------------------------------------------------------------------------------
 
 
-def _scan(r: redis.Redis, prefix: str) -> list[bytes]:
-    return sorted(r.scan_iter(match=prefix + "*", count=SCAN_COUNT))
-
-
-def _read(pipe: Any, key: bytes, kind: str) -> None:
-    """Queue the read of one key's value on a MULTI pipeline."""
-    if kind == "string":
-        pipe.get(key)
-    elif kind == "hash":
-        pipe.hgetall(key)
-    elif kind == "list":
-        pipe.lrange(key, 0, -1)
-    elif kind == "set":
-        pipe.smembers(key)
-    elif kind == "zset":
-        pipe.zrange(key, 0, -1, withscores=True)
-    elif kind == "stream":
-        pipe.xrange(key, "-", "+")
-        pipe.xinfo_stream(key)
-        pipe.xinfo_groups(key)
-    else:
-        raise UserError(f"cannot snapshot key {key!r} of type {kind}")
+# Read-only and atomic: every value comes from the same instant, however busy the swarm is. KEYS[1]
+# only names the swarm's hash slot (all its keys share it), so this also runs on a Redis Cluster.
+SNAPSHOT_LUA = """
+-- snapshot: read every key under a swarm's prefix at one instant.
+-- KEYS[1] the swarm's settings key (declares the slot)  ARGV[1] key prefix  ARGV[2] SCAN COUNT
+-- Returns {TIME, {{key, type, pttl, value, {last_id, {{group, last_delivered}...}}}...}}
+local out = {}
+local cursor = '0'
+local function field(flat, name)
+  for i = 1, #flat, 2 do if flat[i] == name then return flat[i + 1] end end
+  return false
+end
+repeat
+  local res = redis.call('SCAN', cursor, 'MATCH', ARGV[1] .. '*', 'COUNT', ARGV[2])
+  cursor = res[1]
+  for _, key in ipairs(res[2]) do
+    local t = redis.call('TYPE', key)['ok']
+    local v = false
+    local extra = {}
+    if t == 'string' then v = redis.call('GET', key)
+    elseif t == 'hash' then v = redis.call('HGETALL', key)
+    elseif t == 'list' then v = redis.call('LRANGE', key, 0, -1)
+    elseif t == 'set' then v = redis.call('SMEMBERS', key)
+    elseif t == 'zset' then v = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+    elseif t == 'stream' then
+      v = redis.call('XRANGE', key, '-', '+')
+      local groups = {}
+      for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+        table.insert(groups, {field(g, 'name'), field(g, 'last-delivered-id')})
+      end
+      extra = {field(redis.call('XINFO', 'STREAM', key), 'last-generated-id'), groups}
+    end
+    table.insert(out, {key, t, redis.call('PTTL', key), v, extra})
+  end
+until cursor == '0'
+return {redis.call('TIME'), out}
+"""
 
 
 def _text(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
+def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
+    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
 def snapshot_swarm(r: redis.Redis, swarm: str) -> Snapshot:
-    """Read every key of `swarm` into a Snapshot (NotFound-like UserError when it has no keys)."""
-    prefix = Keys(swarm).prefix
-    for _attempt in range(SNAPSHOT_ATTEMPTS):
-        keys = _scan(r, prefix)
-        if not keys:
-            raise UserError(f"swarm {swarm!r} has no keys on this server; nothing to export")
-        with r.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.type(key)
-            kinds = [_text(t) for t in pipe.execute()]
-        with r.pipeline(transaction=True) as pipe:
-            pipe.time()
-            pipe.info("server")
-            for key, kind in zip(keys, kinds, strict=True):
-                if kind == "none":  # deleted between SCAN and TYPE
-                    continue
-                pipe.pttl(key)
-                _read(pipe, key, kind)
-            replies = iter(pipe.execute())
-        sec, usec = next(replies)
-        server = next(replies)
-        entries: list[SnapshotEntry] = []
-        for key, kind in zip(keys, kinds, strict=True):
-            if kind == "none":
-                continue
-            pttl = int(next(replies))
-            value = next(replies)
-            extra: dict[str, Any] = {}
-            if kind == "set":
-                value = sorted(value)
-            elif kind == "zset":
-                value = [[m, float(sc)] for m, sc in value]
-            elif kind == "stream":
-                info, groups = next(replies), next(replies)
-                value = [[_text(eid), dict(fields)] for eid, fields in value]
-                extra = {
-                    "last_id": _text(info["last-generated-id"]),
-                    "groups": [(_text(g["name"]), _text(g["last-delivered-id"])) for g in groups],
-                }
-            entries.append(
-                SnapshotEntry(
-                    key=_text(key)[len(prefix) :],
-                    type=kind,
-                    pttl_ms=pttl if pttl > 0 else -1,
-                    value=value,
-                    **extra,
-                )
+    """Read every key of `swarm` into a Snapshot, all values from one instant (UserError if it has none)."""
+    keys = Keys(swarm)
+    prefix = keys.prefix
+    (sec, usec), rows = r.register_script(SNAPSHOT_LUA)(keys=[keys.settings], args=[prefix, SCAN_COUNT])
+    if not rows:
+        raise UserError(f"swarm {swarm!r} has no keys on this server; nothing to export")
+    entries: list[SnapshotEntry] = []
+    for key, kind_raw, pttl, value, extra in rows:
+        kind = _text(kind_raw)
+        if kind not in ("string", "hash", "list", "set", "zset", "stream"):
+            raise UserError(f"cannot snapshot key {_text(key)!r} of type {kind}")
+        fields: dict[str, Any] = {}
+        if kind == "hash":
+            value = dict(_pairs(value))
+        elif kind == "set":
+            value = sorted(value)
+        elif kind == "zset":
+            value = [[m, float(sc)] for m, sc in _pairs(value)]
+        elif kind == "stream":
+            value = [[_text(eid), dict(_pairs(flat))] for eid, flat in value]
+            last_id, groups = extra
+            fields = {"last_id": _text(last_id), "groups": [(_text(g), _text(d)) for g, d in groups]}
+        entries.append(
+            SnapshotEntry(
+                key=_text(key)[len(prefix) :],
+                type=kind,
+                pttl_ms=int(pttl) if int(pttl) > 0 else -1,
+                value=value,
+                **fields,
             )
-        if _scan(r, prefix) == keys:  # nothing appeared or vanished meanwhile: a consistent cut
-            return Snapshot(
-                swarm=swarm,
-                exported_ms=int(sec) * 1000 + int(usec) // 1000,
-                redis_version=str(server.get("redis_version", "")),
-                keys=entries,
-            )
-        log.info("snapshot: keys of %s changed during the read; reading again", swarm)
-    raise Conflict(
-        f"swarm {swarm!r} kept changing during {SNAPSHOT_ATTEMPTS} export attempts; retry when quieter"
+        )
+    entries.sort(key=lambda e: e.key)
+    return Snapshot(
+        swarm=swarm,
+        exported_ms=int(sec) * 1000 + int(usec) // 1000,
+        redis_version=str(r.info("server").get("redis_version", "")),
+        keys=entries,
     )
 
 

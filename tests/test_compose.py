@@ -23,6 +23,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from swarm import defaults
+from swarm.board import Board
 from swarm.exporter import board_registry
 from swarm.metrics import AgentMetrics
 
@@ -62,8 +63,6 @@ def agent_metric_names() -> set[str]:
 
 
 def exporter_metric_names(redis_url: str, swarm_name: str) -> set[str]:
-    from swarm.board import Board
-
     board = Board.connect(redis_url, swarm_name)
     return sample_names(generate_latest(board_registry(board)).decode())
 

@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
+import time
 import urllib.request
+from pathlib import Path
 
 import pytest
+from conftest import RedisServer
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from test_report import record_board
 
+from swarm.board import Board
 from swarm.errors import UserError
+from swarm.exporter import board_registry
 from swarm.metrics import AgentMetrics
 
+REPO = Path(__file__).resolve().parents[1]
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """GET /metrics and return {(sample name, sorted labels): value}."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+def sample_values(text: str) -> Samples:
+    """{(sample name, sorted labels): value} of a /metrics text."""
+    out: Samples = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             out[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return out
+
+
+def scrape(port: int) -> Samples:
+    """GET /metrics over HTTP and parse it."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        return sample_values(resp.read().decode())
 
 
 def exp(status: str, proposer: str, track: str) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -108,3 +126,100 @@ def test_bad_input_and_busy_port() -> None:
         m.close()
         other.close()
     m.close()  # idempotent
+
+
+# --- the board exporter --------------------------------------------------------------------------------
+
+
+def _start_exporter(
+    redis_url: str, swarm_name: str, env: dict[str, str]
+) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from swarm.cli import main; main()",
+            "exporter",
+            "--port",
+            "0",
+            "--addr",
+            "127.0.0.1",
+        ],
+        env={**env, "SWARM_REDIS_URL": redis_url, "SWARM_NAME": swarm_name},
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        found = re.search(r"serving http://127\.0\.0\.1:(\d+)/metrics", line)
+        if found:
+            return proc, int(found.group(1))
+    proc.kill()
+    raise AssertionError(f"exporter did not start: {proc.stderr.read()}")
+
+
+def test_exporter_over_http_from_a_recorded_board(
+    redis_url: str, swarm_name: str, tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    record_board(Board.connect(redis_url, swarm_name), tmp_path)
+    proc, port = _start_exporter(redis_url, swarm_name, clean_env)
+    try:
+        got = scrape(port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+        assert proc.stderr is not None
+        proc.stderr.close()
+    assert rc == 0  # SIGTERM is a clean stop
+
+    def v(name: str, **labels: str) -> float:
+        return got[(name, tuple(sorted(labels.items())))]
+
+    h, c = "gpu:H100", "cpu:2c"
+    assert v("swarm_board_up") == 1
+    assert v("swarm_board_hypotheses", state="done") == 5
+    assert v("swarm_board_hypotheses", state="failed") == 2
+    assert v("swarm_board_hypotheses", state="open") == 0  # queue depth, present even when 0
+    assert v("swarm_board_agents_live", track=h) == 1 and v("swarm_board_agents_live", track=c) == 1
+    assert v("swarm_board_leader_metric", track=h) == pytest.approx(0.95)
+    assert v("swarm_board_leader_generation", track=h) == 3
+    assert v("swarm_board_leader_metric", track=c) == pytest.approx(1.45)
+    assert v("swarm_board_leader_generation", track=c) == 2
+    assert v("swarm_board_experiments_per_hour", track=h) == 5
+    assert v("swarm_board_experiments_per_hour", track=c) == 4
+    assert v("swarm_board_results_window") == 9
+    assert v("swarm_board_experiments", track=h, proposer="claude", status="keep") == 2
+    assert v("swarm_board_experiments", track=h, proposer="claude", status="crash") == 1
+    assert v("swarm_board_experiments", track=c, proposer="tpe", status="timeout") == 1
+    assert v("swarm_board_proposer_acceptance_ratio", proposer="claude") == pytest.approx(2 / 3)
+    assert v("swarm_board_proposer_acceptance_ratio", proposer="tpe") == 0
+    assert ("swarm_board_proposer_acceptance_ratio", (("proposer", "none"),)) not in got  # baselines only
+    assert v("swarm_board_proposer_promotions", proposer="claude") == 2
+    assert v("swarm_board_proposer_promotions", proposer="human") == 1
+    assert v("swarm_board_proposer_promotions", proposer="none") == 2  # the two baselines
+    assert v("swarm_board_proposer_cost_usd", proposer="claude") == pytest.approx(0.15)
+    assert v("swarm_board_proposer_tokens", proposer="claude", direction="input") == 15000
+
+
+def test_exporter_reports_an_unreachable_board(
+    redis_server: RedisServer, swarm_name: str, tmp_path: Path
+) -> None:
+    board = Board.connect(redis_server.url, swarm_name)
+    record_board(board, tmp_path)
+    registry = board_registry(board)
+    before = sample_values(generate_latest(registry).decode())
+    assert before[("swarm_board_up", ())] == 1
+    redis_server.stop()
+    try:
+        after = sample_values(generate_latest(registry).decode())
+    finally:
+        redis_server.start()
+    assert after[("swarm_board_up", ())] == 0
+    assert not any(name == "swarm_board_leader_metric" for name, _ in after)  # no stale numbers
+    assert sample_values(generate_latest(registry).decode())[("swarm_board_up", ())] == 1  # recovers
