@@ -21,7 +21,7 @@ if [ -n "${SWARM_PREPARE_PROFILE:-}" ]; then
 fi
 case "${1:-}" in
   agent|launch)
-    # SWARM_AGENT_ARGS holds options such as "--proposer tpe --proposer claude:claude-sonnet-4-5";
+    # SWARM_AGENT_ARGS holds options such as "--proposer classical --proposer anthropic:claude-sonnet-4-5";
     # left unquoted on purpose so it splits into words (no spaces inside one option value).
     # shellcheck disable=SC2086
     exec swarm "$@" --arena "${SWARM_ARENA:-/opt/swarm/arena}" ${SWARM_AGENT_ARGS:-} ;;

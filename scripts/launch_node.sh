@@ -2,13 +2,13 @@
 # Start this machine's agents: one per GPU (`swarm launch --agents N`), or one CPU agent when the
 # machine has no NVIDIA GPU. Agents need only the board's Redis URL (with its password):
 #
-#   SWARM_REDIS_URL=redis://:PASSWORD@board-host:6379/0 scripts/launch_node.sh --proposer tpe
+#   SWARM_REDIS_URL=redis://:PASSWORD@board-host:6379/0 scripts/launch_node.sh --proposer classical
 #
 # Environment:
 #   SWARM_REDIS_URL   required; the board (redis:// or rediss:// for TLS)
 #   SWARM_NAME        which swarm on that server (default: "default")
 #   SWARM_GPUS        agents to start; default: the GPUs `nvidia-smi -L` lists (0 means one CPU agent)
-#   SWARM_AGENT_ARGS  extra agent options, e.g. "--proposer tpe --budget 300" (split on spaces)
+#   SWARM_AGENT_ARGS  extra agent options, e.g. "--proposer classical --budget 300" (split on spaces)
 #   SWARM_ARENA       arena directory (default: <repo>/arena)
 #   SWARM_BIN         the swarm executable (default: <repo>/.venv/bin/swarm, else `swarm` on PATH)
 #   SWARM_PREPARE     1 (default) runs `swarm arena prepare` first; it is cached, so re-runs are quick

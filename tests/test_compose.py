@@ -284,7 +284,7 @@ def test_launch_node_one_agent_per_gpu(tmp_path: Path, clean_env: dict[str, str]
         **clean_env,
         "PATH": f"{fake}:{clean_env['PATH']}",
         "SWARM_REDIS_URL": "redis://:s3cret@board:6379/0",
-        "SWARM_AGENT_ARGS": "--proposer tpe --budget 60",
+        "SWARM_AGENT_ARGS": "--proposer classical --budget 60",
         "SWARM_BIN": "swarm",
     }
     res = subprocess.run(
@@ -298,7 +298,7 @@ def test_launch_node_one_agent_per_gpu(tmp_path: Path, clean_env: dict[str, str]
     prep, launch = res.stdout.strip().splitlines()
     assert prep == f"swarm arena prepare --arena {REPO}/arena --profile gpu"
     assert launch == (
-        f"swarm launch --agents 3 --arena {REPO}/arena --proposer tpe --budget 60 --max-experiments 5"
+        f"swarm launch --agents 3 --arena {REPO}/arena --proposer classical --budget 60 --max-experiments 5"
     )
     assert "s3cret" not in res.stderr + res.stdout  # the password is never logged
 
