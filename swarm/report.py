@@ -27,7 +27,7 @@ matplotlib.use("Agg")  # files only: no display on servers, and no GUI backend i
 import matplotlib.pyplot as plt  # after the backend choice
 
 from swarm import defaults
-from swarm.errors import SwarmError, UserError
+from swarm.errors import NotFound, SwarmError, UserError
 from swarm.models import AgentRecord, Leader, Result, SwarmSettings
 from swarm.patches import EMPTY_PATCH, apply_patch, make_patch
 
@@ -106,6 +106,8 @@ def collect(board: Any, max_results: int = defaults.REPORT_MAX_RESULTS) -> Repor
     """Read what the report needs from `board` (a `swarm.board.Board`)."""
     settings = board.settings()
     results = list(reversed(board.results(limit=max_results)))
+    if settings is None and not results:
+        raise NotFound(f"swarm {board.swarm!r} does not exist on this server (nothing to report)")
     leaders = board.leaders()
     tracks = sorted(set(leaders) | {r.track for r in results})
     history = {t: board.leader_history(t) for t in tracks}

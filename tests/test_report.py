@@ -14,7 +14,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from swarm.board import Board
+from swarm.errors import NotFound
 from swarm.models import AgentInfo, HypothesisIn, ResultIn
 from swarm.patches import EMPTY_PATCH, make_patch
 from swarm.report import collect, write_report
@@ -230,6 +233,8 @@ def test_report_from_recorded_board(redis_url: str, swarm_name: str, tmp_path: P
 
 def test_report_of_an_empty_swarm(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
     board = Board.connect(redis_url, swarm_name)
+    with pytest.raises(NotFound, match="does not exist"):
+        collect(board)
     board.init(make_arena(tmp_path / "arena"))
     paths = write_report(collect(board), tmp_path / "out")
     assert paths.chart.read_bytes()[:8] == PNG_MAGIC
