@@ -122,9 +122,33 @@ class Agent(WorkMixin, PromotionMixin):
                     self.release(job)
                     break
                 self.publish(job, outcome)
+            self.drain_outbox()
+            self.final_sync()
         finally:
             self.shutdown()
         return self.ran
+
+    def final_sync(self) -> None:
+        """End on the leader: the workspace holds the track's best code when the agent stops."""
+        try:
+            leader = self.sync_workspace()
+        except BOARD_DOWN as exc:
+            self.redis_trouble(exc)
+            return
+        if leader is not None:
+            state = {
+                "generation": leader.generation,
+                "patch_hash": leader.patch_hash,
+                "server_ms": self.board.server_ms(),
+            }
+            (self.opts.workdir / "final-leader.json").write_text(json.dumps(state), encoding="utf-8")
+            log.info(
+                "ends on leader gen %d of %s (%s %.6f)",
+                leader.generation,
+                self.track,
+                self.settings.metric_name,
+                leader.metric,
+            )
 
     def done(self) -> bool:
         return self.opts.max_experiments is not None and self.ran >= self.opts.max_experiments
@@ -362,6 +386,16 @@ class Agent(WorkMixin, PromotionMixin):
             log.warning("result %s was published with a lost lease: stored as stale", result.result_id)
             return
         self.promote(result)
+
+    def drain_outbox(self) -> None:
+        """Before a normal exit, wait for Redis to take every kept result (a signal stops the wait;
+        the outbox stays on disk and an agent started on the same work dir publishes it)."""
+        while self.outbox.exists() and not self.stop.is_set():
+            self.flush_outbox()
+            if self.outbox.exists():
+                self.stop.wait(1.0)
+        if self.outbox.exists():
+            log.warning("stopping with unpublished results in %s (published by the next run here)", self.outbox)
 
     def flush_outbox(self) -> None:
         """Publish the results kept while Redis was unreachable, oldest first."""

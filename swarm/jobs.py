@@ -205,13 +205,9 @@ class WorkMixin:
         return job
 
     # --- sync --------------------------------------------------------------------------------------
-    def sync(self, job: Job) -> Job:
-        """Move the workspace to the track's leader; re-apply a job built on an older leader (3-way)."""
-        try:
-            leader = self.board.leader(self.track)
-        except BOARD_DOWN as exc:
-            self.redis_trouble(exc)
-            return job
+    def sync_workspace(self) -> Leader | None:
+        """Check out the track's current leader in the workspace (if it moved); returns it."""
+        leader = self.board.leader(self.track)
         self.leader_moved.clear()
         if leader is not None and leader.patch_hash != self.ws.leader_patch_hash:
             self.ws.checkout_leader(
@@ -221,6 +217,15 @@ class WorkMixin:
             )
             if self.metrics:
                 self.metrics.set_leader(leader.metric, leader.generation)
+        return leader
+
+    def sync(self, job: Job) -> Job:
+        """Move the workspace to the track's leader; re-apply a job built on an older leader (3-way)."""
+        try:
+            leader = self.sync_workspace()
+        except BOARD_DOWN as exc:
+            self.redis_trouble(exc)
+            return job
         stale = job.parent is not None and leader is not None and job.parent.patch_hash != leader.patch_hash
         if not stale or job.invalid or job.kind in ("confirm", "baseline"):
             return job

@@ -44,10 +44,11 @@ def redis_server_binary() -> str:
 class RedisServer:
     """A redis-server process owned by the tests. `stop()`/`start()` let fault tests kill and revive it."""
 
-    def __init__(self, port: int, workdir: str, password: str | None = None) -> None:
+    def __init__(self, port: int, workdir: str, password: str | None = None, persist: bool = False) -> None:
         self.port = port
         self.workdir = workdir
         self.password = password
+        self.persist = persist  # AOF on: a stop/start keeps the data (fault tests restart the server)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -58,7 +59,7 @@ class RedisServer:
     def start(self) -> None:
         args = [
             redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", self.workdir,
+            "--save", "", "--appendonly", "yes" if self.persist else "no", "--dir", self.workdir,
         ]
         if self.password:
             args += ["--requirepass", self.password]

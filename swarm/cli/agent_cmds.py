@@ -7,18 +7,18 @@ import os
 import signal
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
 from swarm import defaults
-from swarm.agent import Agent, AgentOptions
 from swarm.cli.app import app, state
 from swarm.errors import UserError
 from swarm.launch import Launcher, LaunchPlan
-from swarm.proposers.base import Proposer
-from swarm.proposers.classical import ClassicalProposer
-from swarm.proposers.select import Selector
-from swarm.proposers.spec import build_proposers, load_config, resolve_specs
+
+if TYPE_CHECKING:
+    from swarm.proposers.base import Proposer
+    from swarm.proposers.select import Selector
 
 PROPOSER_HELP = (
     "SPEC[=WEIGHT], repeatable: classical, anthropic:<model>, openai:<model>, "
@@ -41,6 +41,12 @@ def make_selector(
     specs_text: list[str], config_path: Path | None, bandit: bool, seed: int
 ) -> tuple[list[Proposer], Selector]:
     """Proposers and the selector that picks one per experiment (missing keys fail here, at start)."""
+    # Imported here, not at the top: the LLM SDKs take ~2 s to import, and every other `swarm`
+    # command (post, status, ...) would pay that on each call.
+    from swarm.proposers.classical import ClassicalProposer
+    from swarm.proposers.select import Selector
+    from swarm.proposers.spec import build_proposers, load_config, resolve_specs
+
     config = load_config(config_path)
     specs = resolve_specs(specs_text or ([] if config.proposers else default_specs(os.environ)), config)
     proposers = build_proposers(specs, config, lambda: ClassicalProposer(seed=seed))
@@ -86,6 +92,8 @@ def agent(
     log_level: str = typer.Option("info", help="debug, info, warning."),
 ) -> None:
     """Join the swarm and run experiments until stopped (SIGTERM/Ctrl-C release the claims held)."""
+    from swarm.agent import Agent, AgentOptions  # heavy (torch, SDKs): see make_selector
+
     setup_logging(log_level)
     st = state(ctx)
     if gpu != "cpu" and not gpu.isdigit():

@@ -35,7 +35,7 @@ class CliState:
     def board(self) -> Any:
         """The board for --redis/--swarm, connected on first use (one-line error if unreachable)."""
         if self._board is None:
-            from swarm.board import Board  # noqa: PLC0415 - keeps `swarm --help` fast; not a cycle
+            from swarm.board import Board  # keeps `swarm --help` fast; not a cycle
 
             self._board = Board.connect(self.redis_url, self.swarm)
         return self._board

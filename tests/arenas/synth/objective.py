@@ -18,7 +18,8 @@ parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--out", required=True)
 args = parser.parse_args()
 
-code = open("train.py", encoding="utf-8").read()
+with open("train.py", encoding="utf-8") as f:
+    code = f.read()
 scope: dict = {}
 exec(compile(code, "train.py", "exec"), scope)
 fail = os.environ.get("SYNTH_FAIL", "") or scope.get("FAIL", "")
