@@ -25,12 +25,13 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from swarm import __version__, defaults
-from swarm.board import Board
+from swarm.board import Board, parse_leader_message
 from swarm.conn import BOARD_DOWN
 from swarm.context import build_context
 from swarm.errors import ArenaError, Conflict, ProposerError, SwarmError, UserError
@@ -59,6 +60,8 @@ class AgentOptions:
     metrics_port: int | None = None  # None: no /metrics; 0: any free port
     agent_id: str | None = None
     pipeline: bool = True  # prepare the next experiment while one runs
+    # (arena_dir, files, seed, budget_s, cancel) -> RunOutcome; None runs the arena's command for real
+    runner: Callable[[Path, dict[str, str], int, float, threading.Event], RunOutcome] | None = None
     seed: int = 0  # seeds the proposer choice
 
 
@@ -98,6 +101,7 @@ class Agent(WorkMixin, PromotionMixin):
         self.rng = random.Random(opts.seed)
         self.metrics: AgentMetrics | None = None
         self.threads: list[threading.Thread] = []
+        self.propagation_ms: list[int] = []  # leader move -> this agent heard of it, server clock
         # set by join()
         self.settings: SwarmSettings
         self.ws: Workspace
@@ -290,6 +294,8 @@ class Agent(WorkMixin, PromotionMixin):
         run_dir = self.opts.workdir / "runs" / f"{int(time.time())}-{job.hyp.id[:12]}-s{job.seed}"
         t0 = time.monotonic()
         try:
+            if self.opts.runner is not None:  # simulated experiments (the swarm benchmark)
+                return self.opts.runner(self.ws.dir, files, job.seed, budget, self.stop)
             return run_experiment(
                 self.ws.dir,
                 self.manifest,
@@ -442,8 +448,12 @@ class Agent(WorkMixin, PromotionMixin):
                 pubsub.subscribe(self.board.leader_channel())
                 while not self.stop.is_set():
                     msg = pubsub.get_message(timeout=0.5)
-                    if msg is not None:
+                    if msg is None:
+                        continue
+                    moved = parse_leader_message(msg["data"])
+                    if moved.track == self.track:
                         self.leader_moved.set()
+                        self.propagation_ms.append(self.board.server_ms() - moved.time_ms)
                 pubsub.close()
             except BOARD_DOWN as exc:
                 self.redis_trouble(exc)
