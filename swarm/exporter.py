@@ -94,15 +94,11 @@ class BoardCollector(Collector):
         return {
             "up": g("swarm_board_up", "1 when the last read of the board succeeded, else 0."),
             "scrape": g("swarm_board_scrape_duration_seconds", "Time this scrape spent reading the board."),
-            "hyp": g(
-                "swarm_board_hypotheses", "Hypotheses per state (open = queue depth).", labels=["state"]
-            ),
+            "hyp": g("swarm_board_hypotheses", "Hypotheses per state (open = queue depth).", labels=["state"]),
             "live": g("swarm_board_agents_live", "Agents with a current heartbeat.", labels=["track"]),
             "lmetric": g("swarm_board_leader_metric", "The leader's metric per track.", labels=["track"]),
             "lgen": g("swarm_board_leader_generation", "Leader moves per track.", labels=["track"]),
-            "perhour": g(
-                "swarm_board_experiments_per_hour", "Results finished in the last hour.", labels=["track"]
-            ),
+            "perhour": g("swarm_board_experiments_per_hour", "Results finished in the last hour.", labels=["track"]),
             "window": g("swarm_board_results_window", "Results the per-proposer window covers."),
             "exps": g(
                 "swarm_board_experiments",

@@ -102,15 +102,11 @@ class AgentMetrics:
             registry=r,
         )
         self._llm_calls = Counter("swarm_llm_calls", "LLM calls by proposer.", ["proposer"], registry=r)
-        self._llm_in = Counter(
-            "swarm_llm_input_tokens", "LLM prompt tokens by proposer.", ["proposer"], registry=r
-        )
+        self._llm_in = Counter("swarm_llm_input_tokens", "LLM prompt tokens by proposer.", ["proposer"], registry=r)
         self._llm_out = Counter(
             "swarm_llm_output_tokens", "LLM completion tokens by proposer.", ["proposer"], registry=r
         )
-        self._llm_cost = Counter(
-            "swarm_llm_cost_usd", "LLM spend in US dollars by proposer.", ["proposer"], registry=r
-        )
+        self._llm_cost = Counter("swarm_llm_cost_usd", "LLM spend in US dollars by proposer.", ["proposer"], registry=r)
         self._llm_latency = Histogram(
             "swarm_llm_latency_seconds",
             "Latency of one LLM call.",
@@ -119,9 +115,7 @@ class AgentMetrics:
             registry=r,
         )
         self._redis_errors = Counter("swarm_redis_errors", "Board operations that failed.", registry=r)
-        self._redis_retries = Counter(
-            "swarm_redis_retries", "Board operations retried after an error.", registry=r
-        )
+        self._redis_retries = Counter("swarm_redis_retries", "Board operations retried after an error.", registry=r)
         # Series without labels exist from the start; labelled ones for this agent's track too, so a
         # dashboard shows 0 rather than "no data" before the first experiment.
         self._duty.labels(track=track).set(0)
@@ -179,9 +173,7 @@ class AgentMetrics:
         """Time from asking the board for work to holding a claim."""
         self._claim_wait.observe(max(0.0, seconds))
 
-    def llm_call(
-        self, proposer: str, input_tokens: int, output_tokens: int, cost_usd: float, latency_s: float
-    ) -> None:
+    def llm_call(self, proposer: str, input_tokens: int, output_tokens: int, cost_usd: float, latency_s: float) -> None:
         """One LLM call made by `proposer`."""
         self._llm_calls.labels(proposer=proposer).inc()
         self._llm_in.labels(proposer=proposer).inc(max(0, input_tokens))

@@ -49,9 +49,7 @@ class ReportData:
     history: dict[str, list[Leader]]  # track -> moves, oldest first
     titles: dict[str, str]  # hypothesis id -> title
     agents: list[AgentRecord]
-    diffs: dict[str, str] = field(
-        default_factory=dict
-    )  # result id of a move -> diff from the previous leader
+    diffs: dict[str, str] = field(default_factory=dict)  # result id of a move -> diff from the previous leader
     generated_ms: int = 0
 
     @property
@@ -265,9 +263,7 @@ def render_markdown(data: ReportData, chart_name: str = "progress.png") -> str:
     ]
     for track, moves in sorted(data.history.items()):
         cur, base = moves[-1], moves[0]
-        gain = (
-            base.metric - cur.metric if (s is None or s.direction == "minimize") else cur.metric - base.metric
-        )
+        gain = base.metric - cur.metric if (s is None or s.direction == "minimize") else cur.metric - base.metric
         out.append(
             f"| {_cell(track)} | {cur.generation} | {_num(cur.metric)} | {_num(base.metric)} | "
             f"{_num(gain)} ({_pct(gain, abs(base.metric))}) | {_cell(_label(data, cur))} |"

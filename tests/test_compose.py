@@ -195,18 +195,13 @@ def test_promtool_accepts_config_and_dashboard_queries(tmp_path: Path) -> None:
         "groups": [
             {
                 "name": "dashboard",
-                "rules": [
-                    {"record": f"dashboard:query{i}", "expr": expr}
-                    for i, expr in enumerate(dashboard_exprs())
-                ],
+                "rules": [{"record": f"dashboard:query{i}", "expr": expr} for i, expr in enumerate(dashboard_exprs())],
             }
         ]
     }
     rule_file = tmp_path / "rules.yml"
     rule_file.write_text(yaml.safe_dump(rules))
-    res = subprocess.run(
-        ["promtool", "check", "rules", str(rule_file)], capture_output=True, text=True, timeout=60
-    )
+    res = subprocess.run(["promtool", "check", "rules", str(rule_file)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -276,9 +271,7 @@ def test_launch_node_one_agent_per_gpu(tmp_path: Path, clean_env: dict[str, str]
     fake = tmp_path / "bin"
     fake.mkdir()
     smi = fake / "nvidia-smi"
-    smi.write_text(
-        '#!/bin/sh\nfor i in 0 1 2; do echo "GPU $i: NVIDIA H100 80GB HBM3 (UUID: GPU-$i)"; done\n'
-    )
+    smi.write_text('#!/bin/sh\nfor i in 0 1 2; do echo "GPU $i: NVIDIA H100 80GB HBM3 (UUID: GPU-$i)"; done\n')
     smi.chmod(0o755)
     env = {
         **clean_env,
@@ -374,8 +367,7 @@ def test_kubernetes_manifest_requests_gpus() -> None:
     assert pod["terminationGracePeriodSeconds"] >= 60
     sts = kinds["StatefulSet"]["spec"]
     assert (
-        sts["selector"]["matchLabels"].items()
-        <= kinds["StatefulSet"]["spec"]["template"]["metadata"]["labels"].items()
+        sts["selector"]["matchLabels"].items() <= kinds["StatefulSet"]["spec"]["template"]["metadata"]["labels"].items()
     )
 
 

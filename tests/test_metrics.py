@@ -131,9 +131,7 @@ def test_bad_input_and_busy_port() -> None:
 # --- the board exporter --------------------------------------------------------------------------------
 
 
-def _start_exporter(
-    redis_url: str, swarm_name: str, env: dict[str, str]
-) -> tuple[subprocess.Popen[str], int]:
+def _start_exporter(redis_url: str, swarm_name: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -207,9 +205,7 @@ def test_exporter_over_http_from_a_recorded_board(
     assert v("swarm_board_proposer_tokens", proposer="claude", direction="input") == 15000
 
 
-def test_exporter_reports_an_unreachable_board(
-    redis_server: RedisServer, swarm_name: str, tmp_path: Path
-) -> None:
+def test_exporter_reports_an_unreachable_board(redis_server: RedisServer, swarm_name: str, tmp_path: Path) -> None:
     board = Board.connect(redis_server.url, swarm_name)
     record_board(board, tmp_path)
     registry = board_registry(board)

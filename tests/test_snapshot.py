@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,9 +52,7 @@ def comparable(board: Board) -> dict[str, object]:
         "arena": board.arena_files(),
         "brief": board.brief(),
         "noise": {t: board.noise(t) for t in tracks},
-        "patches": {
-            m.patch_hash: board.get_patch(m.patch_hash) for h in board.leaders().values() for m in [h]
-        },
+        "patches": {m.patch_hash: board.get_patch(m.patch_hash) for h in board.leaders().values() for m in [h]},
     }
 
 
@@ -147,7 +146,14 @@ def test_export_during_writes_is_a_consistent_cut(redis_url: str, swarm_name: st
     )
     try:
         assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
-        snaps = [snapshot_swarm(board.r, swarm_name) for _ in range(3)]
+        snaps = []
+        for _ in range(3):
+            snaps.append(snapshot_swarm(board.r, swarm_name))
+            # let the writer add keys before the next cut (it may be slow on a loaded machine)
+            seen = board.r.zcard(Keys(swarm_name).state("open"))
+            deadline = time.monotonic() + 20
+            while board.r.zcard(Keys(swarm_name).state("open")) == seen and time.monotonic() < deadline:
+                time.sleep(0.01)
     finally:
         writer.terminate()
         writer.wait(timeout=10)
@@ -194,15 +200,11 @@ def test_cli_export_import(
     assert out.returncode == 0, out.stderr
     assert f"swarm={swarm_name}" in out.stdout
     env2 = {**clean_env, "SWARM_REDIS_URL": other_server.url}
-    imp = subprocess.run(
-        [*cli, "import", str(path)], env=env2, cwd=REPO, capture_output=True, text=True, timeout=60
-    )
+    imp = subprocess.run([*cli, "import", str(path)], env=env2, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert imp.returncode == 0, imp.stderr
     assert comparable(Board.connect(other_server.url, swarm_name)) == comparable(board)
     # a second import into the same server is refused with the Conflict exit code and one line
-    again = subprocess.run(
-        [*cli, "import", str(path)], env=env2, cwd=REPO, capture_output=True, text=True, timeout=60
-    )
+    again = subprocess.run([*cli, "import", str(path)], env=env2, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert again.returncode == Conflict.exit_code
     assert again.stderr.startswith("error: ") and len(again.stderr.strip().splitlines()) == 1
     assert "pw-for-the-move" not in again.stderr + imp.stdout + imp.stderr

@@ -17,9 +17,7 @@ from swarm.snapshot import export_swarm, import_swarm, read_snapshot, temporary_
 @app.command("exporter")
 def exporter_cmd(
     ctx: typer.Context,
-    port: int = typer.Option(
-        defaults.EXPORTER_PORT, "--port", help="Port to serve /metrics on (0: a free one)."
-    ),
+    port: int = typer.Option(defaults.EXPORTER_PORT, "--port", help="Port to serve /metrics on (0: a free one)."),
     addr: str = typer.Option(defaults.METRICS_ADDR, "--addr", help="Address to listen on."),
 ) -> None:
     """Serve board-wide metrics (queue, agents, leaders, throughput, proposers) for Prometheus."""
@@ -36,9 +34,7 @@ def exporter_cmd(
 def report_cmd(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", help="Directory for progress.png and report.md."),
-    snapshot: Path | None = typer.Option(
-        None, "--snapshot", help="Report an exported snapshot, not the live board."
-    ),
+    snapshot: Path | None = typer.Option(None, "--snapshot", help="Report an exported snapshot, not the live board."),
 ) -> None:
     """Write the progress chart and the markdown report of the swarm."""
     if snapshot is not None:
