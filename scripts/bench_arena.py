@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None, help="ARENA_THREADS (default: all usable CPUs)")
+    ap.add_argument("--threads", type=int, default=None, help="ARENA_THREADS (default: torch's default)")
     a = ap.parse_args()
     env = dict(os.environ)
     if a.threads:

@@ -68,9 +68,10 @@ RESULT_KEYS = (
 # --- hardware ---------------------------------------------------------------------------------------
 
 
-def threads() -> int:
-    """Torch threads for the children: env ARENA_THREADS, else the CPUs this process may use."""
-    return int(os.environ.get("ARENA_THREADS") or len(os.sched_getaffinity(0)))
+def threads() -> int | None:
+    """Torch threads for the children: env ARENA_THREADS, else None (torch's default)."""
+    value = os.environ.get("ARENA_THREADS")
+    return int(value) if value else None
 
 
 def resolve(profile: str, device: str) -> tuple[str, str]:
@@ -99,7 +100,12 @@ def track(profile: str, device: str) -> str:
         return f"{profile}:{torch.cuda.get_device_name(device).replace(' ', '-')}"
     if device == "mps":
         return f"{profile}:mps"
-    return f"{profile}:{threads()}c"
+    n = threads()
+    if n is None:
+        import torch
+
+        n = torch.get_num_threads()
+    return f"{profile}:{n}c"
 
 
 def peak_flops(track_name: str) -> float | None:
@@ -118,11 +124,12 @@ def load_train_module() -> ModuleType:
     return module
 
 
-def _seed_everything(seed: int, n_threads: int) -> None:
+def _seed_everything(seed: int, n_threads: int | None) -> None:
     import numpy as np
     import torch
 
-    torch.set_num_threads(n_threads)
+    if n_threads:
+        torch.set_num_threads(n_threads)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -267,7 +274,7 @@ def run(
         prof = m["profiles"][profile]
         budget = float(budget_s or prof["budget_s"])
         deadline = t_start + prof["timeout_s"] - prof["budget_s"] + budget  # hard deadline of the whole run
-        res.update(profile=profile, device=device, budget_s=budget, track=track(profile, device))
+        res.update(profile=profile, device=device, budget_s=budget)
         bad = pins.mismatches(m)
         if bad:
             raise _Stop(
@@ -310,6 +317,7 @@ def run(
         t_launch = time.monotonic()
         child = launch("_train", {"signal_fd": w}, pass_fds=(w,))
         os.close(w)
+        res["track"] = track(profile, device)  # may import torch: overlaps the child's own imports
         setup_cap = PROFILES[profile].setup_cap_s
         ready, _, _ = select.select([r], [], [], max(0.0, min(setup_cap, deadline - time.monotonic())))
         started = os.read(r, 1) == b"S" if ready else False
@@ -372,6 +380,8 @@ def run(
         for p in procs:
             _kill_group(p)
         shutil.rmtree(workdir, ignore_errors=True)
+        if res["track"] is None and res["device"] is not None:
+            res["track"] = track(res["profile"], res["device"])
         res["total_s"] = round(time.monotonic() - t_start, 3)
         if res["status"] is None:  # the harness itself failed: still leave a result behind
             res.update(status="crash", error=f"harness error: {sys.exc_info()[1]!r}"[-ERROR_TAIL_CHARS:])
