@@ -219,3 +219,4 @@ def test_exporter_reports_an_unreachable_board(redis_server: RedisServer, swarm_
     assert after[("swarm_board_up", ())] == 0
     assert not any(name == "swarm_board_leader_metric" for name, _ in after)  # no stale numbers
     assert sample_values(generate_latest(registry).decode())[("swarm_board_up", ())] == 1  # recovers
+    board.r.close()  # the reconnected socket would otherwise be left for the garbage collector
