@@ -89,3 +89,12 @@ OUTBOX_FILE = "outbox.jsonl"  # results not yet published (Redis down): flushed 
 CLASSICAL_WEIGHT = 3  # default share 3:1 classical:LLM per key set (~25% LLM: the 10-30% that helped in 2603.24647)
 ANTHROPIC_MODEL = "claude-sonnet-4-5"  # default model when only ANTHROPIC_API_KEY is set; --proposer overrides
 OPENAI_MODEL = "gpt-5-mini"  # default model when only OPENAI_API_KEY is set; --proposer overrides
+
+# --- status and live view (swarm status [--watch]) -------------------------------------------------
+STATUS_MAX_RESULTS = 200_000  # per-proposer figures read every result up to this, as `swarm report` does
+WATCH_INTERVAL_S = 2.0  # redraw period: lively enough to watch, ~10 small reads per redraw leave Redis idle
+WATCH_RESULTS_WINDOW = 2_000  # the live view's proposer lines cover the newest results: a redraw stays cheap
+WATCH_TOP_OPEN = 5  # open hypotheses listed: what the next claims will take, not the whole queue
+WATCH_RECENT_RESULTS = 8  # results listed: the last few minutes of a small swarm at a glance
+WATCH_OPEN_SCAN = 500  # open hypotheses read to find the top ones by priority (a queue deeper than this is rare)
+WATCH_EVENTS_SCAN = 2_000  # newest events searched for each running claim's start (claims are frequent events)

@@ -12,12 +12,15 @@ from typing import Any
 import typer
 from pydantic import BaseModel, ValidationError
 
+from swarm import defaults
+from swarm.accounting import board_proposer_stats
 from swarm.cli.app import app, emit_json, state
 from swarm.errors import UserError
 from swarm.hypofile import parse_path
 from swarm.keys import STATES
 from swarm.models import HypothesisIn
 from swarm.patches import check_patch_text
+from swarm.watch import proposer_lines, watch
 
 brief_app = typer.Typer(help="Show or set the brief (program.md) LLM proposers read.", no_args_is_help=True)
 app.add_typer(brief_app, name="brief")
@@ -254,9 +257,29 @@ def log(
 
 
 @app.command()
-def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json")) -> None:
-    """Counts by state, live agents, leaders per track, experiments in the last hour."""
-    st = state(ctx).board().status()
+def status(
+    ctx: typer.Context,
+    json_: bool = typer.Option(False, "--json"),
+    watch_: bool = typer.Option(False, "--watch", "-w", help="A live view, redrawn in place until Ctrl-C."),
+    interval: float = typer.Option(defaults.WATCH_INTERVAL_S, "--interval", help="Seconds between redraws."),
+    iterations: int = typer.Option(0, "--iterations", hidden=True, help="Stop after N frames (tests)."),
+) -> None:
+    """Counts by state, live agents, leaders per track, experiments in the last hour, and per-proposer
+    experiments, acceptance (promoted / run), crash rate, tokens and cost. --watch: the live view."""
+    board = state(ctx).board()
+    if watch_:
+        if json_:
+            raise UserError("--watch and --json do not go together")
+        if not interval > 0:
+            raise UserError("--interval must be > 0")
+        if iterations < 0:
+            raise UserError("--iterations must be >= 0")
+        watch(board, interval_s=interval, iterations=iterations)
+        return
+    st = board.status()
+    stats, counted = board_proposer_stats(board)
+    st["proposers"] = {p: s.as_dict() for p, s in stats.items()}
+    st["proposers_results"] = counted
     if json_:
         emit_json(st)
         return
@@ -267,6 +290,10 @@ def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json")) -> N
     typer.echo(f"experiments_last_hour: {st['experiments_last_hour']}")
     for t, ld in st["leaders"].items():
         typer.echo(f"leader {t}: gen={ld['generation']} metric={ld['metric']:.6f} agent={ld['agent_id']}")
+    if stats:
+        typer.echo(f"proposers ({counted} results):")
+        for line in proposer_lines(stats):
+            typer.echo(line)
 
 
 @brief_app.command("show")

@@ -1,0 +1,417 @@
+"""Per-proposer accounting, `swarm status [--json]` and the live view `swarm status --watch`.
+
+A board is built through the Board API on a real redis-server: hypotheses claimed and completed,
+results published with their proposer and LLM usage, leader moves made by compare-and-set. The
+figures are then checked exactly, as a pure function, through the CLI, and in the rendered frame.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from conftest import free_port
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from test_board_core import make_arena
+
+from swarm.accounting import NO_PROPOSER, board_proposer_stats, proposer_stats
+from swarm.board import Board
+from swarm.models import AgentInfo, Hypothesis, HypothesisIn, Leader, Result, ResultIn, State
+from swarm.watch import AgentRow, Snapshot, render, take_snapshot, watch
+
+REPO = Path(__file__).resolve().parents[1]
+T = "cpu:2c"
+CLAUDE = "llm:anthropic/claude-sonnet-4-5"
+
+
+@pytest.fixture()
+def board(redis_url: str, swarm_name: str) -> Iterator[Board]:
+    b = Board.connect(redis_url, swarm_name)
+    yield b
+    b.r.close()  # no socket left for the garbage collector (ResourceWarning is an error here)
+
+
+def publish(
+    board: Board,
+    proposer: str,
+    status: str,
+    metric: float | None,
+    *,
+    kind: str = "explore",
+    llm: tuple[int, int, float, float] = (0, 0, 0.0, 0.0),
+    candidate_of: str | None = None,
+) -> str:
+    """Publish a result as an agent would: claim a hypothesis posted for the purpose, publish, complete."""
+    hid: str | None = None
+    token: int | None = None
+    if kind != "baseline":
+        source = proposer if proposer in ("classical", CLAUDE) else "human"
+        hid, _ = board.post(HypothesisIn(text=f"{proposer} {status} {uuid.uuid4().hex}", source=source, track=T))
+        claim = board.claim("tester", T)
+        assert claim is not None and claim.hypothesis.id == hid
+        token = claim.token
+    rid = uuid.uuid4().hex
+    tin, tout, cost, lat = llm
+    out = board.publish(
+        ResultIn(
+            result_id=rid,
+            hypothesis_id=hid,
+            token=token,
+            agent_id="tester",
+            proposer=proposer,
+            track=T,
+            status=status,  # type: ignore[arg-type]
+            metric=metric,
+            kind=kind,  # type: ignore[arg-type]
+            candidate_of=candidate_of,
+            llm_input_tokens=tin,
+            llm_output_tokens=tout,
+            llm_cost_usd=cost,
+            llm_latency_s=lat,
+        )
+    )
+    assert out.stored and not out.stale
+    if hid is not None and token is not None:
+        board.complete(hid, token, "done" if status in ("keep", "discard") else "failed")
+    return rid
+
+
+def move(board: Board, rid: str, metric: float) -> None:
+    lead = board.leader(T)
+    r = board.result(rid)
+    out = board.move_leader(T, lead.generation if lead else 0, metric, "0" * 64, r.hypothesis_id, "tester", rid)
+    assert out.accepted, out
+
+
+def build(board: Board, tmp_path: Path) -> dict[str, str]:
+    """The recorded swarm: a baseline move, then claude, classical and a human's experiments."""
+    board.init(make_arena(tmp_path / "arena"))
+    ids: dict[str, str] = {}
+    ids["base"] = publish(board, "", "keep", 1.0, kind="baseline")
+    move(board, ids["base"], 1.0)
+    ids["c1"] = publish(board, CLAUDE, "keep", 0.97, llm=(1000, 200, 0.01, 2.0))
+    publish(board, CLAUDE, "keep", 0.968, kind="confirm", candidate_of=ids["c1"])  # no LLM call: no usage
+    move(board, ids["c1"], 0.97)
+    publish(board, CLAUDE, "discard", 0.99, llm=(1500, 300, 0.02, 4.0))
+    publish(board, CLAUDE, "crash", None, llm=(500, 100, 0.005, 3.0))
+    ids["k1"] = publish(board, "classical", "keep", 0.95)
+    move(board, ids["k1"], 0.95)
+    publish(board, "classical", "timeout", None)
+    publish(board, "classical", "invalid", None)
+    publish(board, "classical", "discard", 0.96)
+    publish(board, "human", "keep", 0.96)  # kept (passed screening) but never promoted
+    return ids
+
+
+def test_proposer_stats_from_a_board(board: Board, tmp_path: Path) -> None:
+    build(board, tmp_path)
+    stats, counted = board_proposer_stats(board)
+    assert counted == 10
+    assert list(stats) == sorted([CLAUDE, "classical", "human", NO_PROPOSER])
+
+    c = stats[CLAUDE]
+    assert (c.results, c.experiments, c.kept, c.promoted, c.failed, c.moves) == (4, 3, 1, 1, 1, 1)
+    assert c.acceptance_rate == pytest.approx(1 / 3) and c.crash_rate == pytest.approx(1 / 3)
+    assert (c.input_tokens, c.output_tokens) == (3000, 600)
+    assert c.cost_usd == pytest.approx(0.035) and c.cost_per_promotion_usd == pytest.approx(0.035)
+    assert c.llm_calls == 3 and c.mean_llm_latency_s == pytest.approx(3.0)  # the confirmation made no call
+
+    k = stats["classical"]
+    assert (k.results, k.experiments, k.kept, k.promoted, k.failed, k.moves) == (4, 4, 1, 1, 2, 1)
+    assert k.acceptance_rate == 0.25 and k.crash_rate == 0.5  # timeout + invalid of 4
+    assert (k.input_tokens, k.output_tokens, k.cost_usd) == (0, 0, 0.0)
+    assert k.cost_per_promotion_usd == 0.0 and k.mean_llm_latency_s is None
+
+    h = stats["human"]
+    assert (h.experiments, h.kept, h.promoted, h.acceptance_rate, h.crash_rate) == (1, 1, 0, 0.0, 0.0)
+    assert h.cost_per_promotion_usd is None
+
+    b = stats[NO_PROPOSER]  # the baseline: a leader move, but not an experiment
+    assert (b.results, b.experiments, b.promoted, b.moves) == (1, 0, 0, 1)
+    assert b.acceptance_rate is None and b.crash_rate is None
+
+
+def _result(rid: str, proposer: str, status: str = "keep", kind: str = "explore", cost: float = 0.0) -> Result:
+    return Result(
+        result_id=rid,
+        agent_id="a",
+        proposer=proposer,
+        track=T,
+        status=status,  # type: ignore[arg-type]
+        metric=None if status != "keep" else 1.0,
+        kind=kind,  # type: ignore[arg-type]
+        llm_cost_usd=cost,
+    )
+
+
+def _leader(rid: str, gen: int) -> Leader:
+    return Leader(track=T, generation=gen, metric=1.0, patch_hash="0" * 64, agent_id="a", result_id=rid, time_ms=0)
+
+
+def test_proposer_stats_pure_edge_cases() -> None:
+    assert proposer_stats([], {}) == {}
+    rs = [_result("r1", "classical", cost=0.5), _result("r1", "classical", cost=0.5), _result("r2", "classical")]
+    by_track = proposer_stats(rs, {T: [_leader("r1", 1)]})
+    by_moves = proposer_stats(rs, [_leader("r1", 1)])  # a plain iterable of moves works too
+    assert by_track == by_moves
+    k = by_track["classical"]
+    assert (k.results, k.experiments, k.promoted) == (2, 2, 1)  # r1 seen twice counts once
+    assert k.cost_usd == 0.5 and k.cost_per_promotion_usd == 0.5
+    assert k.as_dict()["acceptance_rate"] == 0.5
+    # a move naming a result that is not in the window changes nothing
+    assert proposer_stats(rs, [_leader("elsewhere", 1)])["classical"].promoted == 0
+
+
+# --- swarm status ---------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def cli(redis_url: str, swarm_name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """`swarm ARGS` in-process through the console entry point: (exit code, stdout, stderr)."""
+    from swarm.cli import main
+
+    for k in [k for k in os.environ if k.startswith("SWARM_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("SWARM_REDIS_URL", redis_url)
+    monkeypatch.setenv("SWARM_NAME", swarm_name)
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["swarm", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return _run
+
+
+def test_status_json_has_per_proposer_figures(cli: Any, board: Board, tmp_path: Path) -> None:
+    build(board, tmp_path)
+    code, out, err = cli("status", "--json")
+    assert code == 0, err
+    st = json.loads(out)
+    assert st["counts"]["done"] == 6 and st["counts"]["failed"] == 3  # what status showed before is still there
+    assert st["leaders"][T]["generation"] == 3 and st["proposers_results"] == 10
+    c = st["proposers"][CLAUDE]
+    for key, want in {
+        "experiments": 3,
+        "promoted": 1,
+        "input_tokens": 3000,
+        "output_tokens": 600,
+    }.items():
+        assert c[key] == want, key
+    assert c["acceptance_rate"] == pytest.approx(1 / 3) and c["crash_rate"] == pytest.approx(1 / 3)
+    assert c["cost_usd"] == pytest.approx(0.035) and c["cost_per_promotion_usd"] == pytest.approx(0.035)
+    k = st["proposers"]["classical"]
+    assert (k["experiments"], k["promoted"], k["acceptance_rate"], k["crash_rate"]) == (4, 1, 0.25, 0.5)
+    assert k["cost_usd"] == 0.0 and k["cost_per_promotion_usd"] == 0.0
+    assert st["proposers"]["human"]["cost_per_promotion_usd"] is None
+    assert st["proposers"][NO_PROPOSER]["acceptance_rate"] is None
+
+
+def test_status_table_has_per_proposer_lines(cli: Any, board: Board, tmp_path: Path) -> None:
+    code, out, _ = cli("status")  # an empty swarm: no proposer table, no error
+    assert code == 0 and "proposers" not in out
+    build(board, tmp_path)
+    code, out, err = cli("status")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "proposers (10 results):" in lines
+    header = next(ln for ln in lines if ln.strip().startswith("proposer "))
+    want = ["proposer", "runs", "promoted", "accept", "crash", "tokens", "in/out", "cost", "per", "promotion", "llm"]
+    assert header.split() == want
+    claude = next(ln for ln in lines if ln.strip().startswith(CLAUDE))
+    assert claude.split() == [CLAUDE, "3", "1", "33%", "33%", "3000/600", "$0.0350", "$0.0350", "3.0s"]
+    classical = next(ln for ln in lines if ln.strip().startswith("classical"))
+    assert classical.split() == ["classical", "4", "1", "25%", "50%", "0/0", "$0.0000", "$0.0000", "-"]
+    human = next(ln for ln in lines if ln.strip().startswith("human"))
+    assert human.split() == ["human", "1", "0", "0%", "0%", "0/0", "$0.0000", "-", "-"]
+
+
+def test_status_watch_refuses_bad_options(cli: Any) -> None:
+    for args in (["--watch", "--json"], ["--watch", "--interval", "0"], ["--watch", "--iterations", "-1"]):
+        code, _, err = cli("status", *args)
+        assert code == 2 and err.startswith("error: ") and "Traceback" not in err, (args, err)
+
+
+# --- the live view --------------------------------------------------------------------------------
+
+NOW = 1_700_000_000_000
+
+
+def _snapshot() -> Snapshot:
+    def hyp(hid: str, prio: int, title: str) -> Hypothesis:
+        return Hypothesis(
+            id=hid,
+            text=f"{title}\nwhy",
+            source="classical",
+            author="",
+            priority=prio,
+            patch_hash=None,
+            tags=[],
+            track=None,
+            meta={},
+            kind="explore",
+            parent=None,
+            seed=None,
+            state=State.OPEN,
+            created_ms=NOW - 1000,
+        )
+
+    stats = proposer_stats(
+        [_result("r1", "classical"), _result("r2", "classical", "crash"), _result("r3", CLAUDE, cost=0.25)],
+        [_leader("r1", 4)],
+    )
+    return Snapshot(
+        swarm="demo",
+        server_ms=NOW,
+        counts={"open": 7, "claimed": 2, "done": 30, "failed": 1, "cancelled": 0},
+        leaders={
+            T: Leader(
+                **{
+                    **_leader("r1", 4).model_dump(),
+                    "metric": 0.9612345,
+                    "time_ms": NOW - 125_000,
+                    "hypothesis_id": "h9",
+                    "agent_id": "node1-gpu0",
+                }
+            )
+        },
+        agents=[
+            AgentRow("node1-gpu0", True, T, "running", "h42", "Raise the LR to 0.06", NOW - 192_000, True, NOW),
+            AgentRow("node2-gpu0", True, T, "idle", None, None, NOW - 30_000, False, NOW),
+            AgentRow("laptop", False, T, "running", "h7", "old", NOW - 900_000, True, NOW - 3_600_000),
+        ],
+        top_open=[hyp("h50", 900, "confirm abc with seed 1"), hyp("h51", 0, "Deeper model")],
+        recent=[_result("r3", CLAUDE, "discard"), _result("r1", "classical")],
+        titles={"h9": "Warmup 20 steps"},
+        proposers=stats,
+        results_counted=3,
+        interval_s=2.0,
+    )
+
+
+def test_render_shows_every_section() -> None:
+    text = render(_snapshot())
+    assert render(_snapshot()) == text  # pure: same snapshot, same frame
+    lines = text.splitlines()
+    assert lines[0].startswith("swarm demo  2023-11-14 22:13:20 UTC")
+    assert "hypotheses: open=7 claimed=2 done=30 failed=1 cancelled=0" in lines
+    leader = next(ln for ln in lines if ln.strip().startswith(T) and "gen 4" in ln)
+    assert leader.split() == [T, "gen", "4", "0.961234", "node1-gpu0", "2m05s", "ago", "Warmup", "20", "steps"]
+    assert "agents: 2 alive, 1 dead" in lines
+    running = next(ln for ln in lines if ln.strip().startswith("node1-gpu0") and "alive" in ln)
+    assert running.split() == ["node1-gpu0", "alive", T, "running", "3m12s", "h42", "Raise", "the", "LR", "to", "0.06"]
+    idle = next(ln for ln in lines if ln.strip().startswith("node2-gpu0"))
+    assert idle.split() == ["node2-gpu0", "alive", T, "idle", ">=30s", "-"]  # a lower bound, marked
+    dead = next(ln for ln in lines if ln.strip().startswith("laptop"))
+    assert "DEAD" in dead and "last beat 1h00m ago" in dead
+    assert "queue: 7 open, 2 claimed" in lines
+    nxt = [ln.split()[0] for ln in lines if ln.strip().startswith("h5")]
+    assert nxt == ["h50", "h51"]
+    assert "proposers (newest 3 results):" in lines
+    classical = next(ln for ln in lines if ln.strip().startswith("classical "))
+    assert classical.split()[:5] == ["classical", "2", "1", "50%", "50%"]
+    assert any(ln.split()[:2] == [CLAUDE, "1"] and "$0.2500" in ln for ln in lines)
+
+
+def test_render_cuts_lines_at_the_width() -> None:
+    text = render(_snapshot(), width=40)
+    assert max(len(ln) for ln in text.splitlines()) == 40
+    assert any(ln.endswith("~") for ln in text.splitlines())
+
+
+def test_snapshot_of_a_live_board(board: Board, tmp_path: Path) -> None:
+    build(board, tmp_path)
+    board.register(AgentInfo(agent_id="node1-gpu0", track=T))
+    board.register(AgentInfo(agent_id="node2-gpu0", track=T))
+    low, _ = board.post(HypothesisIn(text="Low priority idea", track=T, priority=-5))
+    hid, _ = board.post(HypothesisIn(text="Try a cosine schedule\nbecause", track=T, priority=10))
+    claim = board.claim("node1-gpu0", T)
+    assert claim is not None and claim.hypothesis.id == hid
+    board.heartbeat("node1-gpu0", "running", hid)
+    board.heartbeat("node2-gpu0", "idle", None)
+    top, _ = board.post(HypothesisIn(text="Top priority idea", track=T, priority=50))
+    seen: dict[tuple[str, str, str], int] = {}
+    snap = take_snapshot(board, seen)
+    assert snap.counts["claimed"] == 1 and snap.counts["open"] == 2
+    assert [h.id for h in snap.top_open] == [top, low]  # by priority, not by age
+    rows = {a.agent_id: a for a in snap.agents}
+    run = rows["node1-gpu0"]
+    assert (run.state, run.current, run.title, run.since_exact) == ("running", hid, "Try a cosine schedule", True)
+    claim_event = next(e for e in board.events(100) if e.kind == "claim" and e.fields.get("hid") == hid)
+    assert run.since_ms == claim_event.time_ms
+    idle = rows["node2-gpu0"]
+    assert idle.since_exact is False and idle.since_ms == seen[("node2-gpu0", "idle", "")]
+    assert snap.leaders[T].generation == 3 and len(snap.recent) == 8 and snap.results_counted == 10
+    assert snap.proposers == board_proposer_stats(board)[0]
+    first = idle.since_ms
+    time.sleep(0.01)
+    again = take_snapshot(board, seen)
+    assert {a.agent_id: a for a in again.agents}["node2-gpu0"].since_ms == first  # remembered between frames
+    text = render(snap)
+    assert "Try a cosine schedule" in text and "Top priority idea" in text
+
+
+def test_watch_keeps_going_when_the_board_is_down(swarm_name: str) -> None:
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))  # no server
+    out = io.StringIO()
+    try:
+        assert watch(Board(dead, swarm_name), interval_s=0.01, iterations=2, out=out) == 2
+    finally:
+        dead.close()
+    frames = out.getvalue().split("\n\n")
+    assert len(frames) == 2 and all("! board unreachable" in f for f in frames)
+
+
+def _swarm(args: list[str], redis_url: str, swarm_name: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "swarm", *args],
+        cwd=REPO,
+        env={**env, "SWARM_REDIS_URL": redis_url, "SWARM_NAME": swarm_name, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_watch_draws_n_frames_in_a_subprocess(
+    board: Board, redis_url: str, swarm_name: str, tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    build(board, tmp_path)
+    proc = _swarm(["status", "--watch", "--interval", "0.05", "--iterations", "3"], redis_url, swarm_name, clean_env)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "\x1b[" not in out  # not a terminal: frames one after another, no escape codes
+    headers = [ln for ln in out.splitlines() if ln.startswith(f"swarm {swarm_name}  ")]
+    assert len(headers) == 3
+    assert out.count("proposers (newest 10 results):") == 3 and CLAUDE in out
+
+
+def test_watch_exits_cleanly_on_ctrl_c(redis_url: str, swarm_name: str, clean_env: dict[str, str]) -> None:
+    proc = _swarm(["status", "--watch", "--interval", "0.2"], redis_url, swarm_name, clean_env)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    line = ""
+    while time.monotonic() < deadline and not line.startswith(f"swarm {swarm_name}"):
+        line = proc.stdout.readline()
+    assert line.startswith(f"swarm {swarm_name}"), proc.stderr.read() if proc.stderr else ""
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Aborted" not in err
