@@ -16,7 +16,7 @@ Series (all gauges; documented for users in docs/operations.md):
     swarm_board_experiments_per_hour{track}             results finished in the last hour
     swarm_board_results_window                          results the window below covers
     swarm_board_experiments{track,proposer,status}      results in the window by outcome
-    swarm_board_proposer_acceptance_ratio{proposer}     kept / finished explore runs in the window
+    swarm_board_proposer_acceptance_ratio{proposer}     promoted / explore runs in the window (swarm.accounting)
     swarm_board_proposer_promotions{proposer}           results in the window that became a leader
     swarm_board_proposer_cost_usd{proposer}             LLM spend of results in the window
     swarm_board_proposer_tokens{proposer,direction}     LLM tokens (input/output) in the window
@@ -42,6 +42,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from swarm import defaults
+from swarm.accounting import NO_PROPOSER, proposer_stats
 from swarm.errors import SwarmError, UserError
 from swarm.keys import STATES
 
@@ -107,7 +108,7 @@ class BoardCollector(Collector):
             ),
             "accept": g(
                 "swarm_board_proposer_acceptance_ratio",
-                "Kept / finished explore experiments per proposer in the window.",
+                "Promoted / explore experiments per proposer in the window.",
                 labels=["proposer"],
             ),
             "promo": g(
@@ -137,11 +138,11 @@ class BoardCollector(Collector):
             fam["live"].add_metric([track], float(n))
 
         leaders = self.board.leaders()
-        promoted: set[str] = set()
+        histories = {}
         for track, leader in sorted(leaders.items()):
             fam["lmetric"].add_metric([track], float(leader.metric))
             fam["lgen"].add_metric([track], float(leader.generation))
-            promoted.update(move.result_id for move in self.board.leader_history(track))
+            histories[track] = self.board.leader_history(track)
 
         results = self.board.results(limit=self.window)
         fam["window"].add_metric([], float(len(results)))
@@ -150,32 +151,16 @@ class BoardCollector(Collector):
         for track in sorted(set(per_hour) | set(leaders)):
             fam["perhour"].add_metric([track], float(per_hour.get(track, 0)))
 
-        by_outcome: Tally[tuple[str, str, str]] = Tally()
-        explore: Tally[str] = Tally()
-        kept: Tally[str] = Tally()
-        promotions: Tally[str] = Tally()
-        cost: dict[str, float] = {}
-        tok_in: Tally[str] = Tally()
-        tok_out: Tally[str] = Tally()
-        for r in results:
-            p = r.proposer or "none"
-            by_outcome[(r.track, p, r.status)] += 1
-            if r.kind == "explore":
-                explore[p] += 1
-                kept[p] += r.status == "keep"
-            promotions[p] += r.result_id in promoted
-            cost[p] = cost.get(p, 0.0) + r.llm_cost_usd
-            tok_in[p] += r.llm_input_tokens
-            tok_out[p] += r.llm_output_tokens
+        by_outcome: Tally[tuple[str, str, str]] = Tally((r.track, r.proposer or NO_PROPOSER, r.status) for r in results)
         for (track, p, status), n in sorted(by_outcome.items()):
             fam["exps"].add_metric([track, p, status], float(n))
-        for p in sorted(cost):
-            if explore[p]:
-                fam["accept"].add_metric([p], kept[p] / explore[p])
-            fam["promo"].add_metric([p], float(promotions[p]))
-            fam["cost"].add_metric([p], cost[p])
-            fam["tokens"].add_metric([p, "input"], float(tok_in[p]))
-            fam["tokens"].add_metric([p, "output"], float(tok_out[p]))
+        for p, st in proposer_stats(results, histories).items():
+            if st.acceptance_rate is not None:
+                fam["accept"].add_metric([p], st.acceptance_rate)
+            fam["promo"].add_metric([p], float(st.moves))  # baseline moves included, as the help says
+            fam["cost"].add_metric([p], st.cost_usd)
+            fam["tokens"].add_metric([p, "input"], float(st.input_tokens))
+            fam["tokens"].add_metric([p, "output"], float(st.output_tokens))
 
 
 def board_registry(board: Any) -> CollectorRegistry:

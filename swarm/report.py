@@ -27,6 +27,7 @@ matplotlib.use("Agg")  # files only: no display on servers, and no GUI backend i
 import matplotlib.pyplot as plt  # after the backend choice
 
 from swarm import defaults
+from swarm.accounting import proposer_stats
 from swarm.errors import NotFound, SwarmError, UserError
 from swarm.models import AgentRecord, Leader, Result, SwarmSettings
 from swarm.patches import EMPTY_PATCH, apply_patch, make_patch
@@ -314,8 +315,7 @@ def render_markdown(data: ReportData, chart_name: str = "progress.png") -> str:
                 )
             out += ["", "</details>", ""]
 
-    # proposers
-    promoted = {m.result_id for h in data.history.values() for m in h}
+    # proposers (swarm.accounting: the same figures as `swarm status`)
     out += [
         "## Proposers",
         "",
@@ -323,19 +323,12 @@ def render_markdown(data: ReportData, chart_name: str = "progress.png") -> str:
         "| tokens in / out | cost per promotion |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    per: dict[str, list[Result]] = defaultdict(list)
-    for r in data.results:
-        per[r.proposer or "none"].append(r)
-    for p, rs in sorted(per.items()):
-        explore = [r for r in rs if r.kind == "explore"]
-        kept = sum(r.status == "keep" for r in explore)
-        promos = sum(r.result_id in promoted for r in rs)
-        cost = sum(r.llm_cost_usd for r in rs)
+    for p, st in proposer_stats(data.results, data.history).items():
+        per_promo = st.cost_per_promotion_usd
         out.append(
-            f"| {_cell(p)} | {len(rs)} | {kept} | {_pct(kept, len(explore))} | {promos} | "
-            f"{sum(r.status in FAILED for r in rs)} | {cost:.4f} | "
-            f"{sum(r.llm_input_tokens for r in rs)} / {sum(r.llm_output_tokens for r in rs)} | "
-            f"{f'{cost / promos:.4f}' if promos else '-'} |"
+            f"| {_cell(p)} | {st.experiments} | {st.kept} | {_pct(st.promoted, st.experiments)} | {st.promoted} | "
+            f"{st.failed} | {st.cost_usd:.4f} | {st.input_tokens} / {st.output_tokens} | "
+            f"{'-' if per_promo is None else f'{per_promo:.4f}'} |"
         )
     out.append("")
 

@@ -415,3 +415,34 @@ def test_watch_exits_cleanly_on_ctrl_c(redis_url: str, swarm_name: str, clean_en
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "Aborted" not in err
+
+
+def test_exporter_and_report_use_the_same_figures(board: Board, tmp_path: Path) -> None:
+    """The exporter and the report call swarm.accounting: acceptance is promoted / run, not kept / run."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from swarm.exporter import board_registry
+    from swarm.report import collect, render_markdown
+
+    build(board, tmp_path)
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(generate_latest(board_registry(board)).decode())
+        for s in fam.samples
+    }
+
+    def accept(p: str) -> float:
+        return got[("swarm_board_proposer_acceptance_ratio", (("proposer", p),))]
+
+    assert accept("human") == 0.0  # kept 1 of 1, promoted 0 of 1
+    assert accept(CLAUDE) == pytest.approx(1 / 3) and accept("classical") == 0.25
+    assert ("swarm_board_proposer_acceptance_ratio", (("proposer", NO_PROPOSER),)) not in got  # no experiment
+    assert got[("swarm_board_proposer_promotions", (("proposer", NO_PROPOSER),))] == 1  # the baseline move
+    assert got[("swarm_board_proposer_cost_usd", (("proposer", CLAUDE),))] == pytest.approx(0.035)
+
+    md = render_markdown(collect(board))
+    rows = {ln.split(" | ")[0].lstrip("| "): ln for ln in md.splitlines() if ln.startswith("| ")}
+    assert rows["human"].startswith("| human | 1 | 1 | 0% | 0 | 0 | 0.0000 | 0 / 0 | - |")
+    assert rows["classical"].startswith("| classical | 4 | 1 | 25% | 1 | 2 | 0.0000 | 0 / 0 | 0.0000 |")
+    assert rows[CLAUDE].startswith(f"| {CLAUDE} | 3 | 1 | 33% | 1 | 1 | 0.0350 | 3000 / 600 | 0.0350 |")
