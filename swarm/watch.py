@@ -273,7 +273,7 @@ def render(snap: Snapshot, width: int | None = None) -> str:
                 r.track,
                 r.agent_id,
                 r.proposer or "none",
-                snap.titles.get(r.hypothesis_id, r.hypothesis_id) if r.hypothesis_id else "(baseline)",
+                snap.titles.get(r.hypothesis_id, r.hypothesis_id) if r.hypothesis_id else "-",
             ]
             for r in snap.recent
         ]

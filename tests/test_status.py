@@ -222,6 +222,11 @@ def test_status_json_has_per_proposer_figures(cli: Any, board: Board, tmp_path: 
     assert k["cost_usd"] == 0.0 and k["cost_per_promotion_usd"] == 0.0
     assert st["proposers"]["human"]["cost_per_promotion_usd"] is None
     assert st["proposers"][NO_PROPOSER]["acceptance_rate"] is None
+    code, out, err = cli("status", "--json", "--max-results", "2")  # the newest two: classical discard, human keep
+    assert code == 0, err
+    st = json.loads(out)
+    assert st["proposers_results"] == 2 and sorted(st["proposers"]) == ["classical", "human"]
+    assert cli("status", "--max-results", "-1")[0] == 2
 
 
 def test_status_table_has_per_proposer_lines(cli: Any, board: Board, tmp_path: Path) -> None:

@@ -263,6 +263,9 @@ def status(
     watch_: bool = typer.Option(False, "--watch", "-w", help="A live view, redrawn in place until Ctrl-C."),
     interval: float = typer.Option(defaults.WATCH_INTERVAL_S, "--interval", help="Seconds between redraws."),
     iterations: int = typer.Option(0, "--iterations", hidden=True, help="Stop after N frames (tests)."),
+    max_results: int = typer.Option(
+        defaults.STATUS_MAX_RESULTS, "--max-results", help="Newest results the per-proposer figures cover."
+    ),
 ) -> None:
     """Counts by state, live agents, leaders per track, experiments in the last hour, and per-proposer
     experiments, acceptance (promoted / run), crash rate, tokens and cost. --watch: the live view."""
@@ -276,8 +279,10 @@ def status(
             raise UserError("--iterations must be >= 0")
         watch(board, interval_s=interval, iterations=iterations)
         return
+    if max_results < 0:
+        raise UserError("--max-results must be >= 0")
     st = board.status()
-    stats, counted = board_proposer_stats(board)
+    stats, counted = board_proposer_stats(board, max_results)
     st["proposers"] = {p: s.as_dict() for p, s in stats.items()}
     st["proposers_results"] = counted
     if json_:
