@@ -83,9 +83,8 @@ class Agent(WorkMixin, PromotionMixin):
         self.proposers = proposers
         self.selector = selector  # .choose(need_implement) -> Proposer, .record(...)
         self.can_implement = any(p.can_implement for p in proposers)
-        self.agent_id = (
-            opts.agent_id or f"{socket.gethostname()}-{opts.gpu}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
-        )
+        opts.workdir = opts.workdir.resolve()  # runs execute in the workspace: relative paths would break
+        self.agent_id = opts.agent_id or f"{socket.gethostname()}-{opts.gpu}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.stop = threading.Event()
         self.held: dict[str, int] = {}  # hypothesis id -> lease token, renewed by the keeper
         self.held_lock = threading.Lock()
@@ -101,6 +100,7 @@ class Agent(WorkMixin, PromotionMixin):
         self.rng = random.Random(opts.seed)
         self.metrics: AgentMetrics | None = None
         self.threads: list[threading.Thread] = []
+        self.fatal: SwarmError | None = None  # an error a background thread hit that ends the agent
         self.propagation_ms: list[int] = []  # leader move -> this agent heard of it, server clock
         # set by join()
         self.settings: SwarmSettings
@@ -130,6 +130,8 @@ class Agent(WorkMixin, PromotionMixin):
             self.final_sync()
         finally:
             self.shutdown()
+        if self.fatal is not None:
+            raise self.fatal
         return self.ran
 
     def final_sync(self) -> None:
@@ -179,16 +181,20 @@ class Agent(WorkMixin, PromotionMixin):
         cuda = self.opts.gpu != "cpu"
         profile = self.opts.profile or self.manifest.run.default_profile
         if profile == "auto":
-            profile = (
-                "gpu" if cuda and "gpu" in self.manifest.profiles else next(iter(self.manifest.profiles))
-            )
+            profile = "gpu" if cuda and "gpu" in self.manifest.profiles else next(iter(self.manifest.profiles))
         self.profile = profile
         self.manifest.profile(profile)  # ArenaError if unknown
         self.device = "cuda" if cuda else "cpu"
         self.track = self.opts.track or detect_track(profile, self.opts.gpu)
         if self.opts.metrics_port is not None:
             self.metrics = AgentMetrics(self.agent_id, self.track)
-            self.metrics.serve(self.opts.metrics_port)
+            try:
+                self.metrics.serve(self.opts.metrics_port)
+            except OSError as exc:
+                raise UserError(
+                    f"cannot serve /metrics on port {self.opts.metrics_port}: {exc.strerror}; "
+                    "pass another --metrics-port or --no-metrics"
+                ) from exc
         self.board.register(
             AgentInfo(
                 agent_id=self.agent_id,
@@ -233,7 +239,12 @@ class Agent(WorkMixin, PromotionMixin):
         while not self.stop.is_set():
             if not self.want.wait(timeout=0.5):
                 continue
-            job = self.safe_prepare()
+            try:
+                job = self.safe_prepare()
+            except SwarmError as exc:  # fatal (e.g. the baseline cannot run): the main loop re-raises it
+                self.fatal = exc
+                self.stop.set()
+                return
             if job is None:
                 self.stop.wait(defaults.IDLE_POLL_S)
                 continue
@@ -269,9 +280,7 @@ class Agent(WorkMixin, PromotionMixin):
         while outcome.status == "crash" and repairs > 0 and not self.stop.is_set():
             repairs -= 1
             assert job.implementer is not None and job.parent is not None
-            ctx = build_context(
-                self.board, self.settings, self.track, self.profile, job.parent, self.ws.files()
-            )
+            ctx = build_context(self.board, self.settings, self.track, self.profile, job.parent, self.ws.files())
             try:
                 fixed, usage = job.implementer.repair(job.hyp.text, ctx, job.files, outcome.error)
             except ProposerError:
@@ -350,9 +359,7 @@ class Agent(WorkMixin, PromotionMixin):
             hypothesis_id=job.hyp.id,
             token=job.token,
             agent_id=self.agent_id,
-            proposer=proposer_source(implementer)
-            if job.hyp.source == "human" and implementer
-            else job.hyp.source,
+            proposer=proposer_source(implementer) if job.hyp.source == "human" and implementer else job.hyp.source,
             track=self.track,
             parent_generation=job.parent.generation if job.parent else 0,
             parent_patch_hash=job.parent.patch_hash if job.parent else None,
@@ -479,9 +486,7 @@ class Agent(WorkMixin, PromotionMixin):
 
     def account(self, proposer: str, usage: Usage) -> None:
         if self.metrics and usage.calls:
-            self.metrics.llm_call(
-                proposer, usage.input_tokens, usage.output_tokens, usage.cost_usd, usage.latency_s
-            )
+            self.metrics.llm_call(proposer, usage.input_tokens, usage.output_tokens, usage.cost_usd, usage.latency_s)
 
     def record_win(self, proposer: str, delta: float) -> None:
         record = getattr(self.selector, "record", None)

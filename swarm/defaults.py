@@ -90,6 +90,11 @@ CLASSICAL_WEIGHT = 3  # default share 3:1 classical:LLM per key set (~25% LLM: t
 ANTHROPIC_MODEL = "claude-sonnet-4-5"  # default model when only ANTHROPIC_API_KEY is set; --proposer overrides
 OPENAI_MODEL = "gpt-5-mini"  # default model when only OPENAI_API_KEY is set; --proposer overrides
 
+# --- demo ------------------------------------------------------------------------------------------
+DEMO_MINUTES = 8.0  # long enough for the baseline (3 seeds), a few rounds of ideas and a confirmed move on 2 cores
+DEMO_AGENTS = 2  # one per core of a small machine; each gets half the cores (OMP_NUM_THREADS)
+DEMO_BUDGET_S = 20.0  # a third of the cpu profile's 60 s: ~3x the experiments in the demo's minutes
+
 # --- status and live view (swarm status [--watch]) -------------------------------------------------
 STATUS_MAX_RESULTS = 200_000  # per-proposer figures read every result up to this, as `swarm report` does
 WATCH_INTERVAL_S = 2.0  # redraw period: lively enough to watch, ~10 small reads per redraw leave Redis idle

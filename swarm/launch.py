@@ -71,6 +71,8 @@ def agent_commands(plan: LaunchPlan, gpus: int | None = None) -> list[tuple[list
         ]
         if plan.metrics_base_port is not None:
             argv += ["--metrics-port", str(plan.metrics_base_port + i)]
+        else:
+            argv += ["--no-metrics"]
         argv += plan.agent_args
         env = dict(os.environ)
         if not use_gpu:

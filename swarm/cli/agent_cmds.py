@@ -50,9 +50,7 @@ def make_selector(
     config = load_config(config_path)
     specs = resolve_specs(specs_text or ([] if config.proposers else default_specs(os.environ)), config)
     proposers = build_proposers(specs, config, lambda: ClassicalProposer(seed=seed))
-    return proposers, Selector(
-        proposers, [s.weight for s in specs], bandit=bandit or config.bandit, seed=seed
-    )
+    return proposers, Selector(proposers, [s.weight for s in specs], bandit=bandit or config.bandit, seed=seed)
 
 
 def setup_logging(level: str) -> None:
@@ -65,26 +63,16 @@ def setup_logging(level: str) -> None:
 @app.command()
 def agent(
     ctx: typer.Context,
-    arena: Path | None = typer.Option(
-        None, help="Local arena: checked against the pin, or creates the swarm."
-    ),
+    arena: Path | None = typer.Option(None, help="Local arena: checked against the pin, or creates the swarm."),
     proposer: list[str] = typer.Option([], "--proposer", help=PROPOSER_HELP),
     proposers_config: Path | None = typer.Option(None, help="TOML file with proposer specs, prices, limits."),
-    bandit: bool = typer.Option(
-        False, help="Pick proposers by a cost-aware bandit instead of fixed weights."
-    ),
+    bandit: bool = typer.Option(False, help="Pick proposers by a cost-aware bandit instead of fixed weights."),
     gpu: str = typer.Option("cpu", help="CUDA device index to pin this agent to, or cpu."),
-    profile: str | None = typer.Option(
-        None, help="Arena profile (default: the manifest's, auto = gpu if CUDA)."
-    ),
-    budget: float | None = typer.Option(
-        None, min=0.01, help="Training budget in seconds (overrides the profile)."
-    ),
+    profile: str | None = typer.Option(None, help="Arena profile (default: the manifest's, auto = gpu if CUDA)."),
+    budget: float | None = typer.Option(None, min=0.01, help="Training budget in seconds (overrides the profile)."),
     max_experiments: int | None = typer.Option(None, min=1, help="Stop after this many experiments."),
     workdir: Path | None = typer.Option(None, help="Private work dir (default .swarm/<swarm>/agent-<gpu>)."),
-    metrics_port: int | None = typer.Option(
-        None, help="Serve /metrics here (default base port + GPU index)."
-    ),
+    metrics_port: int | None = typer.Option(None, help="Serve /metrics here (default base port + GPU index)."),
     no_metrics: bool = typer.Option(False, help="Do not serve /metrics."),
     track: str | None = typer.Option(None, help="Override the detected hardware track."),
     no_pipeline: bool = typer.Option(False, help="Do not prepare the next experiment while one runs."),
@@ -130,9 +118,7 @@ def launch(
     ctx: typer.Context,
     agents: int | None = typer.Option(None, min=1, help="Number of agents (default: one per visible GPU)."),
     workdir: Path = typer.Option(Path(".swarm/launch"), help="Parent of the agents' work dirs and logs."),
-    metrics_base_port: int = typer.Option(
-        defaults.METRICS_BASE_PORT, help="Agent i serves /metrics on base+i."
-    ),
+    metrics_base_port: int = typer.Option(defaults.METRICS_BASE_PORT, help="Agent i serves /metrics on base+i."),
 ) -> None:
     """One agent per visible GPU on this machine (or N CPU agents); other options go to every agent.
 
@@ -144,3 +130,27 @@ def launch(
     launcher.start()
     typer.echo(f"launched {len(launcher.procs)} agent(s); Ctrl-C stops them all")
     raise typer.Exit(launcher.wait())
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    minutes: float = typer.Option(defaults.DEMO_MINUTES, min=0.1, help="How long the agents run."),
+    agents: int = typer.Option(defaults.DEMO_AGENTS, min=1, help="CPU agents to launch."),
+    budget: float = typer.Option(defaults.DEMO_BUDGET_S, min=1, help="Training budget per experiment (s)."),
+    arena: Path = typer.Option(Path("arena"), help="The arena to optimize."),
+    workdir: Path = typer.Option(Path(".swarm/demo"), help="Where the demo keeps Redis, work dirs and logs."),
+    redis: str | None = typer.Option(None, "--redis", help="Use this Redis instead of an embedded one."),
+    proposer: list[str] = typer.Option([], "--proposer", help=PROPOSER_HELP),
+) -> None:
+    """The embedded demo: local Redis, CPU agents, no API key needed; ends with the leaderboard and best diff."""
+    from swarm.demo import DemoPlan, run_demo
+
+    args: list[str] = []
+    for spec in proposer:
+        args += ["--proposer", spec]
+    plan = DemoPlan(
+        arena=arena, workdir=workdir, minutes=minutes, agents=agents, budget_s=budget, redis_url=redis, agent_args=args
+    )
+    ran = run_demo(plan, typer.echo)
+    typer.echo(f"demo done: {ran} experiments")
