@@ -27,9 +27,12 @@ COMPILE = {"cpu": 0, "gpu": 1}                # 1: torch.compile the model (wort
 MLP_RATIO = 4                                 # MLP hidden width / model width
 ROPE_BASE = 10000.0                           # rotary embedding base frequency
 INIT_STD = 0.02                               # std of the embedding and hidden weight init
-LR = 6e-3                                     # AdamW peak learning rate
+LR = 6e-3                                     # AdamW peak learning rate (output head)
+MUON_LR = 0.02                                # Muon peak learning rate (matrices inside the blocks)
+MUON_MOMENTUM = 0.95                          # Muon Nesterov momentum
+NS_STEPS = 5                                  # Newton-Schulz iterations that orthogonalize a Muon update
 EMBED_LR = 3e-2                               # peak learning rate of the token embedding
-WEIGHT_DECAY = 0.1                            # AdamW decoupled weight decay (matrices only)
+WEIGHT_DECAY = 0.1                            # AdamW decoupled weight decay (output head only)
 BETA1 = 0.9                                   # AdamW first-moment decay
 BETA2 = 0.95                                  # AdamW second-moment decay
 GRAD_CLIP = 1.0                               # max global gradient norm (0 disables)
@@ -133,13 +136,52 @@ def lr_multiplier(progress):
     return FINAL_LR_FRAC + (1 - FINAL_LR_FRAC) * (1 - progress) / WARMDOWN
 
 
-def make_optimizer(model, cuda):
-    matrices = [p for n, p in model.named_parameters() if p.dim() == 2 and not n.startswith("embed")]
-    groups = [
-        {"params": matrices, "lr": LR, "peak_lr": LR, "weight_decay": WEIGHT_DECAY},
-        {"params": list(model.embed.parameters()), "lr": EMBED_LR, "peak_lr": EMBED_LR, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, betas=(BETA1, BETA2), fused=cuda)
+def orthogonalize(g, steps):
+    """Approximately replace g = U S V^T by U V^T (all singular values near 1) with a quintic
+    Newton-Schulz iteration; the coefficients push small singular values up fast."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g / (g.norm() + 1e-7)
+    tall = x.size(0) > x.size(1)
+    if tall:
+        x = x.T
+    for _ in range(steps):
+        s = x @ x.T
+        x = a * x + (b * s + c * s @ s) @ x
+    return x.T if tall else x
+
+
+class Muon(torch.optim.Optimizer):
+    """Momentum SGD whose update for each weight matrix is orthogonalized (Muon)."""
+
+    def __init__(self, params, lr, momentum):
+        super().__init__(params, {"lr": lr, "momentum": momentum})
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                buf = self.state[p].setdefault("momentum", torch.zeros_like(p))
+                buf.mul_(group["momentum"]).add_(p.grad)
+                g = p.grad.add(buf, alpha=group["momentum"])  # Nesterov
+                scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
+                p.add_(orthogonalize(g.float(), NS_STEPS).to(p.dtype), alpha=-group["lr"] * scale)
+
+
+def make_optimizers(model, cuda):
+    """Muon for the matrices inside the blocks, AdamW for the embedding and the output head."""
+    muon = Muon([p for p in model.blocks.parameters() if p.dim() == 2], lr=MUON_LR, momentum=MUON_MOMENTUM)
+    muon.param_groups[0]["peak_lr"] = MUON_LR
+    adam = torch.optim.AdamW(
+        [
+            {"params": list(model.head.parameters()), "lr": LR, "peak_lr": LR, "weight_decay": WEIGHT_DECAY},
+            {"params": list(model.embed.parameters()), "lr": EMBED_LR, "peak_lr": EMBED_LR, "weight_decay": 0.0},
+        ],
+        betas=(BETA1, BETA2),
+        fused=cuda,
+    )
+    return [muon, adam]
 
 
 def train(model, arena):
@@ -147,19 +189,21 @@ def train(model, arena):
     cuda = arena.device.startswith("cuda")
     model.to(arena.device).train()
     step_fn = torch.compile(model) if COMPILE[p] and cuda else model
-    opt = make_optimizer(model, cuda)
+    optimizers = make_optimizers(model, cuda)
     for step, (x, y) in enumerate(arena.batches(BATCH_SIZE[p])):
         mult = lr_multiplier(arena.progress())
-        for group in opt.param_groups:
-            group["lr"] = group["peak_lr"] * mult
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group["peak_lr"] * mult
         with arena.autocast():
             logits = step_fn(x)
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)
         loss.backward()
         if GRAD_CLIP:
             nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-        opt.step()
+        for opt in optimizers:
+            opt.step()
         if step % LOG_EVERY == 0:
             value = loss.item()
             if not math.isfinite(value):

@@ -176,9 +176,7 @@ def test_short_run_beats_unigram_baseline(arena_cache: Path, tmp_path: Path) -> 
 def test_printed_fake_metric_is_ignored(arena_cache: Path, tmp_path: Path) -> None:
     arena = copy_arena(
         tmp_path / "a",
-        patched_train(
-            "def train(model, arena):\n", "def train(model, arena):\n    print('val_bpb: 0.000100')\n"
-        ),
+        patched_train("def train(model, arena):\n", "def train(model, arena):\n    print('val_bpb: 0.000100')\n"),
     )
     res = run_arena(arena, tmp_path / "r.json")
     assert res["status"] == "ok"
@@ -199,7 +197,7 @@ def test_loop_ignoring_the_deadline_times_out(arena_cache: Path, tmp_path: Path)
         tmp_path / "a",
         patched_train(
             "        if step % LOG_EVERY == 0:\n",
-            "        while True:  # never stop\n            opt.step()\n        if step % LOG_EVERY == 0:\n",
+            "        while True:  # never stop\n            x.sum()\n        if step % LOG_EVERY == 0:\n",
         ),
     )
     res = run_arena(arena, tmp_path / "r.json", budget=2)
@@ -234,8 +232,7 @@ def test_diverged_weights_are_a_crash(arena_cache: Path, tmp_path: Path) -> None
         tmp_path / "a",
         patched_train(
             "        if step % LOG_EVERY == 0:\n",
-            "        with torch.no_grad():\n            model.head.weight.fill_(float('nan'))\n"
-            "        if False:\n",
+            "        with torch.no_grad():\n            model.head.weight.fill_(float('nan'))\n        if False:\n",
         ),
     )
     res = run_arena(arena, tmp_path / "r.json")
@@ -247,8 +244,8 @@ def test_exception_is_a_crash_with_traceback_tail(arena_cache: Path, tmp_path: P
     arena = copy_arena(
         tmp_path / "a",
         patched_train(
-            "    opt = make_optimizer(model, cuda)\n",
-            "    opt = make_optimizer(model, cuda)\n    raise ValueError('boom from train.py')\n",
+            "    optimizers = make_optimizers(model, cuda)\n",
+            "    optimizers = make_optimizers(model, cuda)\n    raise ValueError('boom from train.py')\n",
         ),
     )
     res = run_arena(arena, tmp_path / "r.json")
@@ -336,8 +333,7 @@ def test_concurrent_prepare_is_safe(tmp_path: Path) -> None:
     env = {**os.environ, "ARENA_CACHE": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "harness", "prepare", "--profile", "cpu"]
     procs = [
-        subprocess.Popen(cmd, cwd=ARENA, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(3)
+        subprocess.Popen(cmd, cwd=ARENA, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outs
@@ -381,3 +377,19 @@ def test_swarm_arena_run_json(arena_cache: Path, tmp_path: Path) -> None:
     )
     assert bad.returncode == 6
     assert bad.stderr.strip().startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_train_constants_are_one_numeric_line_each_with_an_aligned_comment() -> None:
+    """The classical optimizer parses and edits exactly these lines: keep their shape."""
+    import ast
+    import re
+
+    num = r"-?[0-9][0-9_.e+-]*"
+    shape = re.compile(rf'^([A-Z][A-Z0-9_]*) = (\{{"cpu": {num}, "gpu": {num}\}}|{num}) +# \S.*$')
+    lines = [ln for ln in (ARENA / "train.py").read_text().splitlines() if re.match(r"^[A-Z][A-Z0-9_]* = ", ln)]
+    assert len(lines) >= 10
+    assert all(shape.match(ln) for ln in lines), [ln for ln in lines if not shape.match(ln)]
+    assert len({ln.index("#") for ln in lines}) == 1  # comments aligned
+    for ln in lines:
+        value = ast.literal_eval(shape.match(ln).group(2))  # type: ignore[union-attr]
+        assert isinstance(value, (int, float)) or set(value) == {"cpu", "gpu"}

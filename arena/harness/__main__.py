@@ -28,9 +28,7 @@ from harness import CORPORA, PROFILES
 def _cmd_prepare(a: argparse.Namespace) -> int:
     from harness.prepare import load_meta, prepare
 
-    profiles = (
-        list(PROFILES) if a.profile == "all" else [a.profile if a.profile != "auto" else _auto_profile()]
-    )
+    profiles = list(PROFILES) if a.profile == "all" else [a.profile if a.profile != "auto" else _auto_profile()]
     for p in profiles:
         d = prepare(p, a.corpus, a.source, a.shards)
         meta = load_meta(a.corpus, PROFILES[p].vocab_size)
@@ -127,9 +125,7 @@ def _cmd_check(a: argparse.Namespace) -> int:
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     x = torch.randint(0, arena.vocab_size - 1, (2, arena.context_len), device=device)
-    reason = evaluate.causality_probe(
-        model, x, arena.vocab_size, 0, arena.autocast, arena.dtype != torch.float32
-    )
+    reason = evaluate.causality_probe(model, x, arena.vocab_size, 0, arena.autocast, arena.dtype != torch.float32)
     print(f"causality: {'ok' if reason is None else reason}")
     ok &= reason is None
     return 0 if ok else 1

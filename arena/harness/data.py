@@ -42,7 +42,7 @@ class Arena:
     seed: int
     budget_s: float
     cache: Path | None = None  # prepared cache dir; None in the evaluation process
-    signal_fd: int | None = None  # written once at the first batch: tells the supervisor training began
+    signal_fd: int | None = None  # pipe to the supervisor: "S" at the first batch, "." at each later one
     settings: Settings = field(init=False)
     steps: int = 0
     tokens: int = 0
@@ -80,10 +80,15 @@ class Arena:
 
     def _start_clock(self) -> None:
         self._t0 = time.monotonic()
+        self._beat(b"S")
+
+    def _beat(self, byte: bytes) -> None:
+        """One byte to the supervisor per batch handed out: it times training and step length."""
         if self.signal_fd is not None:
-            os.write(self.signal_fd, b"S")
-            os.close(self.signal_fd)
-            self.signal_fd = None
+            try:
+                os.write(self.signal_fd, byte)
+            except OSError:  # the supervisor is gone or stopped listening: nothing to tell
+                self.signal_fd = None
 
     # -- the data --------------------------------------------------------------------------------
     def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -107,6 +112,8 @@ class Arena:
                 self._start_clock()
             elif self.elapsed() >= self.budget_s:
                 return
+            else:
+                self._beat(b".")
             self.steps += 1
             self.tokens += batch_size * t
             yield win[:, :-1], win[:, 1:]

@@ -23,9 +23,7 @@ PROBE_ATOL = 1e-4  # float32 logits of the same prefix agree to ~1e-6; bf16 gets
 PROBE_CUTS = 3  # cut positions tried per probe (the middle, and two random ones)
 
 
-def bits_per_byte(
-    logits: torch.Tensor, targets: torch.Tensor, token_bytes: torch.Tensor
-) -> tuple[float, int]:
+def bits_per_byte(logits: torch.Tensor, targets: torch.Tensor, token_bytes: torch.Tensor) -> tuple[float, int]:
     """(total nats, total bytes) of the targets under the logits, special targets excluded.
 
     logits (N, V) any float dtype, targets (N,) int64, token_bytes (V,) int64. Summing across batches

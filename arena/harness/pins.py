@@ -25,11 +25,7 @@ def sha256(rel: str) -> str:
 def mismatches(m: dict[str, Any] | None = None) -> list[str]:
     m = m or manifest()
     pins = m.get("pins", {})
-    return [
-        rel
-        for rel in m["arena"]["harness"]
-        if not (ARENA_DIR / rel).is_file() or pins.get(rel) != sha256(rel)
-    ]
+    return [rel for rel in m["arena"]["harness"] if not (ARENA_DIR / rel).is_file() or pins.get(rel) != sha256(rel)]
 
 
 def unlisted(m: dict[str, Any] | None = None) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -30,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
@@ -39,7 +41,9 @@ from harness import ARENA_DIR, PROFILES, TRAIN_FILE, pins
 
 ERROR_TAIL_CHARS = 2000
 STOP_GRACE_S = 5.0  # after the budget: time to finish the current step and save the weights ...
-STOP_GRACE_FRAC = 0.1  # ... plus this fraction of the budget (a slow last step on a big model)
+STOP_GRACE_FRAC = 0.1  # ... plus this fraction of the budget, or STOP_GRACE_STEPS median steps if longer:
+STOP_GRACE_STEPS = 4  # a loaded machine slows every step; a few steps' time is all a cheat could win ...
+STOP_GRACE_MAX_FRAC = 0.5  # ... and never more than half the budget
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "4090": 165e12}  # dense bf16
 _SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|REDIS|CREDENTIAL", re.I)
 
@@ -161,9 +165,7 @@ def train_child(spec: dict[str, Any]) -> None:
     torch.save(state, work / "weights.tmp")
     (work / "weights.tmp").replace(work / "weights.pt")
     peak = torch.cuda.max_memory_allocated() / 2**20 if arena.device.startswith("cuda") else None
-    (work / "train.json").write_text(
-        json.dumps({"steps": arena.steps, "tokens": arena.tokens, "peak_mem_mb": peak})
-    )
+    (work / "train.json").write_text(json.dumps({"steps": arena.steps, "tokens": arena.tokens, "peak_mem_mb": peak}))
 
 
 def eval_child(spec: dict[str, Any]) -> None:
@@ -198,16 +200,12 @@ def eval_child(spec: dict[str, Any]) -> None:
         out.update(status="invalid", error=reason)
     else:
         t0 = time.monotonic()
-        bpb, _ = evaluate.evaluate(
-            model, windows, tbytes, arena.device, arena.settings.eval_batch, arena.autocast
-        )
+        bpb, _ = evaluate.evaluate(model, windows, tbytes, arena.device, arena.settings.eval_batch, arena.autocast)
         out.update(eval_s=time.monotonic() - t0)
         if math.isfinite(bpb):
             out.update(status="ok", val_bpb=bpb)
         else:
-            out.update(
-                status="crash", error=f"validation loss is not finite ({bpb}): the weights diverged (NaN/inf)"
-            )
+            out.update(status="crash", error=f"validation loss is not finite ({bpb}): the weights diverged (NaN/inf)")
     (work / "eval.json").write_text(json.dumps(out))
 
 
@@ -277,9 +275,7 @@ def run(
         res.update(profile=profile, device=device, budget_s=budget)
         bad = pins.mismatches(m)
         if bad:
-            raise _Stop(
-                "invalid", f"harness files differ from their pins in arena.toml: {', '.join(bad)}; refused"
-            )
+            raise _Stop("invalid", f"harness files differ from their pins in arena.toml: {', '.join(bad)}; refused")
         cache = prepare(profile, corpus_name, log=False)
         spec = {
             "profile": profile,
@@ -291,9 +287,7 @@ def run(
             "threads": threads(),
         }
 
-        def launch(
-            entry: str, extra: dict[str, Any], pass_fds: tuple[int, ...] = ()
-        ) -> subprocess.Popen[bytes]:
+        def launch(entry: str, extra: dict[str, Any], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
             (workdir / f"{entry}.spec.json").write_text(json.dumps({**spec, **extra}))
             with open(log, "ab") as f:
                 proc = subprocess.Popen(
@@ -317,28 +311,29 @@ def run(
         t_launch = time.monotonic()
         child = launch("_train", {"signal_fd": w}, pass_fds=(w,))
         os.close(w)
-        res["track"] = track(profile, device)  # may import torch: overlaps the child's own imports
+        # the track may import torch (~1 s): in a thread, so the beats below are timed promptly
+        tracker = threading.Thread(target=lambda: res.update(track=track(profile, device)), daemon=True)
+        tracker.start()
         setup_cap = PROFILES[profile].setup_cap_s
         ready, _, _ = select.select([r], [], [], max(0.0, min(setup_cap, deadline - time.monotonic())))
         started = os.read(r, 1) == b"S" if ready else False
-        os.close(r)
         t_first = time.monotonic()
         res["setup_s"] = round(t_first - t_launch, 3)
         if not started:
+            os.close(r)
             if not ready:
                 _kill_group(child)
                 raise _Stop("timeout", f"setup took longer than {setup_cap:.0f} s before the first batch")
             child.wait()
             raise failed(child, "training") if child.returncode else _Stop("crash", "train() took no batch")
-        grace = STOP_GRACE_S + STOP_GRACE_FRAC * budget
+        grace = _watch_steps(r, t_first, budget, deadline)
         try:
-            child.wait(timeout=max(0.0, min(budget + grace, deadline - time.monotonic())))
+            child.wait(timeout=max(0.0, min(t_first + budget + grace, deadline) - time.monotonic()))
         except subprocess.TimeoutExpired:
             _kill_group(child)
             res["training_s"] = round(time.monotonic() - t_first, 3)
             raise _Stop(
-                "timeout",
-                f"training did not stop at the budget ({budget:.0f} s + {grace:.1f} s grace); killed",
+                "timeout", f"training did not stop at the budget ({budget:.0f} s + {grace:.1f} s grace); killed"
             ) from None
         res["training_s"] = round(time.monotonic() - t_first, 3)
         _kill_group(child)  # stray grandchildren of an exited child
@@ -348,6 +343,7 @@ def run(
             raise _Stop("crash", f"training exited before its weights were saved\n{_tail(log)}")
         stats = json.loads((workdir / "train.json").read_text())
         res.update(steps=stats["steps"], tokens=stats["tokens"])
+        tracker.join()
 
         # evaluation: a fresh process that never ran train()
         ev = launch("_eval", {})
@@ -355,9 +351,7 @@ def run(
             ev.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             _kill_group(ev)
-            raise _Stop(
-                "timeout", "evaluation did not finish before the run's hard deadline; killed"
-            ) from None
+            raise _Stop("timeout", "evaluation did not finish before the run's hard deadline; killed") from None
         _kill_group(ev)
         if ev.returncode:
             raise failed(ev, "evaluation")
@@ -389,6 +383,27 @@ def run(
         tmp.write_text(json.dumps(res, indent=2))
         tmp.replace(out)
     return res
+
+
+def _watch_steps(r: int, t_first: float, budget: float, deadline: float) -> float:
+    """Read the per-batch beats until the budget ends (or the child closes the pipe); close the pipe
+    and return the grace the child gets to stop: fixed, or a few median steps on a slow machine."""
+    beats = [t_first]
+    try:
+        while (wait := min(t_first + budget, deadline) - time.monotonic()) > 0:
+            ready, _, _ = select.select([r], [], [], wait)
+            if not ready:
+                continue
+            data = os.read(r, 4096)
+            if not data:
+                break
+            beats += [time.monotonic()] * data.count(b".")
+    finally:
+        os.close(r)
+    steps = sorted(b - a for a, b in itertools.pairwise(beats) if b > a)
+    median = steps[len(steps) // 2] if steps else 0.0
+    extra = min(max(STOP_GRACE_FRAC * budget, STOP_GRACE_STEPS * median), STOP_GRACE_MAX_FRAC * budget)
+    return STOP_GRACE_S + extra
 
 
 def summary(res: dict[str, Any]) -> str:
