@@ -378,6 +378,7 @@ class Agent(WorkMixin, PromotionMixin):
             llm_output_tokens=job.usage.output_tokens,
             llm_cost_usd=job.usage.cost_usd,
             llm_latency_s=job.usage.latency_s,
+            brief_version=job.brief_version,
             started_ms=now_ms - int(outcome.wall_s * 1000),
             finished_ms=now_ms,
             kind="baseline" if job.kind == "baseline" else "confirm" if job.kind == "confirm" else "explore",

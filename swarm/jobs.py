@@ -45,6 +45,7 @@ class Job:
     invalid: str = ""
     implementer: Proposer | None = None
     usage: Usage = field(default_factory=Usage)
+    brief_version: int = 0  # the brief (program.md) version on the board when the job was prepared
 
     @property
     def kind(self) -> str:
@@ -96,7 +97,8 @@ class WorkMixin:
         if claim.hypothesis.kind == "baseline":  # a baseline job left over: still worth its seed
             return Job(claim.hypothesis, claim.token, None, self.ws.baseline_files())
         job = self.implement(Job(claim.hypothesis, claim.token, leader))
-        job.usage = job.usage.add(usage)
+        job.usage = job.usage.add(usage)  # the ideation call that produced the work is paid by it
+        job.brief_version = self.board.brief()[0]
         return job
 
     def prepare_baseline(self) -> Job | None:

@@ -18,6 +18,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -92,8 +93,9 @@ def _error_body(path: str, status: int) -> dict[str, Any]:
 class ScriptedServer:
     """ThreadingHTTPServer on 127.0.0.1, port 0. Use as a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, responder: Callable[[Request], Scripted] | None = None) -> None:
         self.queue: deque[Scripted] = deque()
+        self.responder = responder  # answers when the queue is empty (open-ended runs of whole agents)
         self.requests: list[Request] = []
         self.lock = threading.Lock()
         server = self
@@ -114,6 +116,8 @@ class ScriptedServer:
                         Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                     )
                     scripted = server.queue.popleft() if server.queue else None
+                if scripted is None and server.responder is not None:
+                    scripted = server.responder(server.requests[-1])
                 if scripted is None:
                     scripted = Scripted(status=500, raw=b'{"error": {"message": "script exhausted"}}')
                 if scripted.delay_s:

@@ -40,6 +40,13 @@ class CliState:
             self._board = Board.connect(self.redis_url, self.swarm)
         return self._board
 
+    def close(self) -> None:
+        """Close the board's connections (the command is done; in-process callers must not leak sockets)."""
+        if self._board is not None:
+            self._board.r.close()
+            self._board.r.connection_pool.disconnect()
+            self._board = None
+
 
 @app.callback()
 def _global_options(
@@ -50,6 +57,7 @@ def _global_options(
     swarm: str = typer.Option(defaults.SWARM_NAME, "--swarm", envvar="SWARM_NAME", help="Swarm name."),
 ) -> None:
     ctx.obj = CliState(redis_url=redis, swarm=swarm)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def state(ctx: typer.Context) -> CliState:
