@@ -28,22 +28,14 @@ ARENA_OPT = typer.Option(Path("arena"), "--arena", envvar="SWARM_ARENA", help="A
 
 
 def _harness(arena: Path, args: list[str], capture: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run `python -m harness ARGS` in the arena; ArenaError (one line) when it fails."""
+    """Run `python -m harness ARGS` in the arena, streaming its output (progress bars) unless
+    `capture`; ArenaError (one line) when it fails."""
     load_manifest(arena)  # a clear error for a directory that is not an arena
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        cwd=arena,
-        text=True,
-        stdout=subprocess.PIPE if capture else None,
-        stderr=subprocess.PIPE,
-    )
-    if not capture and proc.stderr:
-        sys.stderr.write(proc.stderr)
+    proc = subprocess.run([sys.executable, "-m", "harness", *args], cwd=arena, text=True, capture_output=capture)
     if proc.returncode:
-        last = (proc.stderr or "").strip().splitlines()
-        raise ArenaError(
-            f"harness {args[0]} failed (exit {proc.returncode}): {last[-1] if last else 'no output'}"
-        )
+        lines = (proc.stderr or proc.stdout or "").strip().splitlines() if capture else []
+        where = f": {lines[-1]}" if lines else "; see its output above"
+        raise ArenaError(f"harness {args[0]} failed (exit {proc.returncode}){where}")
     return proc
 
 
