@@ -217,8 +217,8 @@ class WorkMixin:
                 leader.patch_hash,
                 f"gen {leader.generation} {leader.metric:.6f}",
             )
-            if self.metrics:
-                self.metrics.set_leader(leader.metric, leader.generation)
+        if leader is not None and self.metrics:
+            self.metrics.set_leader(leader.metric, leader.generation)
         return leader
 
     def sync(self, job: Job) -> Job:

@@ -333,3 +333,32 @@ def test_patch_hash_of_results_matches_board_patches(redis_url: str, swarm_name:
     text = agent.ws.patch_of(files)
     assert agent.board.put_patch(text) == patch_hash(text)
     assert agent.ws.files_for(text) == files
+
+
+def test_running_agent_serves_prometheus_metrics(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    init(redis_url, swarm_name)
+    port = free_port()
+    workdir = tmp_path / "a"
+    workdir.mkdir()
+    with (workdir / "agent.log").open("wb") as log:
+        argv = agent_cmd(redis_url, swarm_name, workdir, "--metrics-port", str(port))
+        argv.remove("--no-metrics")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    board = Board.connect(redis_url, swarm_name)
+    try:
+        wait_for(lambda: len(board.results(limit=50)) >= 5, 60, "five results")
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    samples = {s.name: s for fam in text_string_to_metric_families(body) for s in fam.samples}
+    finished = sum(s.value for fam in text_string_to_metric_families(body) for s in fam.samples
+                   if s.name == "swarm_experiments_total")
+    assert finished >= 4
+    assert 0 < samples["swarm_gpu_duty_cycle_ratio"].value <= 1
+    assert samples["swarm_leader_seen_generation"].value >= 1
+    assert "swarm_claim_wait_seconds_count" in samples
