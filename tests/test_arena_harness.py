@@ -393,3 +393,35 @@ def test_train_constants_are_one_numeric_line_each_with_an_aligned_comment() -> 
     for ln in lines:
         value = ast.literal_eval(shape.match(ln).group(2))  # type: ignore[union-attr]
         assert isinstance(value, (int, float)) or set(value) == {"cpu", "gpu"}
+
+
+def test_stop_grace_follows_the_median_step() -> None:
+    """Beats every 0.3 s: the grace after the budget is 5 s + 4 median steps (not the 10% floor)."""
+    import threading
+    import time
+
+    from harness import run as harness_run
+
+    r, w = os.pipe()
+
+    def child() -> None:
+        for _ in range(6):
+            time.sleep(0.3)
+            os.write(w, b".")
+        os.close(w)
+
+    t = threading.Thread(target=child)
+    t0 = time.monotonic()
+    t.start()
+    grace = harness_run._watch_steps(r, t0, budget=3.0, deadline=t0 + 60)  # the child closes first
+    t.join()
+    assert grace == pytest.approx(5.0 + 4 * 0.3, abs=0.25)
+    assert harness_run._watch_steps(*_closed_pipe(), budget=100, deadline=time.monotonic() + 60) == 5.0 + 10.0
+
+
+def _closed_pipe() -> tuple[int, float]:
+    import time
+
+    r, w = os.pipe()
+    os.close(w)  # a child that took one batch and exited: no beats, the fixed grace
+    return r, time.monotonic()
