@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,15 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import redis
 
 from swarm.board import Board, HypothesisIn
+from swarm.embedded import RedisProcess
 from swarm.models import pack
 
 TRACK = "cpu:bench"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _sync(ready: mp.Queue, go: mp.Event, start: mp.Value) -> float:  # type: ignore[type-arg, valid-type]
@@ -134,31 +127,9 @@ def main() -> None:
     url = args.redis
     if url is None:
         workdir = tempfile.mkdtemp(prefix="bench-redis-")
-        port = _free_port()
-        server = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"redis://127.0.0.1:{port}/0"
-        for _ in range(100):
-            try:
-                redis.Redis.from_url(url).ping()
-                break
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.05)
+        server = RedisProcess(workdir)
+        server.start()
+        url = server.url
     try:
         print("clients  ping_per_s  cycles_per_s  ratio  claim_p50_ms  claim_p99_ms")
         for n in args.clients:
@@ -180,8 +151,7 @@ def main() -> None:
             redis.Redis.from_url(url).delete(*[f"swarm:{{{swarm}}}:{k}" for k in ("events",)])
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=10)
+            server.stop()
             shutil.rmtree(workdir or "", ignore_errors=True)
 
 

