@@ -25,7 +25,7 @@ def test_bench_swarm_smoke(redis_url: str, tmp_path: Path) -> None:
             "--sequential",
             "2",
             "--seconds",
-            "4",
+            "6",
             "--duration",
             "0.3",
             "--json",
