@@ -91,6 +91,7 @@ class Agent(WorkMixin, PromotionMixin):
         self.ready: queue.Queue[Job | None] = queue.Queue(maxsize=1)
         self.want = threading.Event()
         self.leader_moved = threading.Event()
+        self.wake = threading.Event()  # set on a leader move: an idle preparer looks for work at once
         self.ran = 0
         self.busy_s = 0.0
         self.started = time.monotonic()
@@ -223,7 +224,8 @@ class Agent(WorkMixin, PromotionMixin):
         if not self.opts.pipeline:
             job = self.safe_prepare()
             if job is None:
-                self.stop.wait(defaults.IDLE_POLL_S)
+                self.wake.wait(defaults.IDLE_POLL_S)
+                self.wake.clear()
             return job
         while not self.stop.is_set():
             try:
@@ -245,8 +247,9 @@ class Agent(WorkMixin, PromotionMixin):
                 self.fatal = exc
                 self.stop.set()
                 return
-            if job is None:
-                self.stop.wait(defaults.IDLE_POLL_S)
+            if job is None:  # nothing to claim: wait for a leader move (new work) or poll again
+                self.wake.wait(defaults.IDLE_POLL_S)
+                self.wake.clear()
                 continue
             self.want.clear()
             while not self.stop.is_set():
@@ -461,6 +464,7 @@ class Agent(WorkMixin, PromotionMixin):
                     moved = parse_leader_message(msg["data"])
                     if moved.track == self.track:
                         self.leader_moved.set()
+                        self.wake.set()
                         self.propagation_ms.append(self.board.server_ms() - moved.time_ms)
                 pubsub.close()
             except BOARD_DOWN as exc:

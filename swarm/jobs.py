@@ -46,6 +46,7 @@ class Job:
     implementer: Proposer | None = None
     usage: Usage = field(default_factory=Usage)
     brief_version: int = 0  # the brief (program.md) version on the board when the job was prepared
+    stale_idea: bool = False  # a classical idea made on an older leader that no longer merges
 
     @property
     def kind(self) -> str:
@@ -73,6 +74,7 @@ class WorkMixin:
     if TYPE_CHECKING:  # provided by swarm.agent.Agent; stubs here would shadow them in the MRO
 
         def hold(self, hid: str, token: int) -> None: ...
+        def unhold(self, hid: str) -> None: ...
         def finalize_baseline(self) -> None: ...
         def redis_trouble(self, exc: BaseException) -> None: ...
         def account(self, proposer: str, usage: Usage) -> None: ...
@@ -81,7 +83,10 @@ class WorkMixin:
         """Claim the best open hypothesis of the track (ask a proposer when none is open), implement it."""
         leader = self.board.leader(self.track)
         if leader is None:
-            return self.prepare_baseline()
+            job = self.prepare_baseline()
+            leader = self.board.leader(self.track) if job is None else None
+            if leader is None:  # a baseline job, or the baseline is still being measured by others
+                return job
         t0 = time.monotonic()
         need_patch = not self.can_implement
         claim = self.board.claim(self.agent_id, self.track, need_patch=need_patch)
@@ -97,6 +102,13 @@ class WorkMixin:
         if claim.hypothesis.kind == "baseline":  # a baseline job left over: still worth its seed
             return Job(claim.hypothesis, claim.token, None, self.ws.baseline_files())
         job = self.implement(Job(claim.hypothesis, claim.token, leader))
+        if job.stale_idea:
+            # A machine-made idea (the classical optimizer's) whose edit conflicts with the leader that
+            # replaced the one it was proposed on: retire it rather than burn a slot on an `invalid`
+            # result; the proposer will be asked again on the new leader.
+            self.board.cancel(claim.hypothesis.id)
+            self.unhold(claim.hypothesis.id)
+            return self.prepare()  # each retry retires one stale idea, so this ends
         job.usage = job.usage.add(usage)  # the ideation call that produced the work is paid by it
         job.brief_version = self.board.brief()[0]
         return job
@@ -190,13 +202,12 @@ class WorkMixin:
                 merged = theirs if base_hash == job.parent.patch_hash else merge3(base, leader_files, theirs)
                 if merged is None:
                     job.invalid = "the hypothesis' patch conflicts with the leader's code"
+                    job.stale_idea = hyp.source == "classical"
                 else:
                     job.files = merged
             else:
                 proposer = self.selector.choose(need_implement=True)
-                ctx = build_context(
-                    self.board, self.settings, self.track, self.profile, job.parent, leader_files
-                )
+                ctx = build_context(self.board, self.settings, self.track, self.profile, job.parent, leader_files)
                 job.files, job.usage = proposer.implement(hyp.text, ctx)
                 job.implementer = proposer
                 self.account(proposer.name, job.usage)
