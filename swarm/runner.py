@@ -201,7 +201,7 @@ def read_outcome(manifest: Manifest, returncode: int, out: Path, log_path: Path,
         status = "crash"
         error = error or f"no finite {manifest.metric.name} in the result (exit code {returncode})"
     if status != "ok" and not error:
-        error = tail(log_path, 1500) or f"exit code {returncode}"
+        error = f"exit code {returncode}\n{tail(log_path, 1500)}"
     if returncode != 0 and status == "ok":
         status, error = "crash", f"exit code {returncode}\n{tail(log_path, 1500)}"
     return RunOutcome(
