@@ -362,3 +362,44 @@ def test_running_agent_serves_prometheus_metrics(redis_url: str, swarm_name: str
     assert 0 < samples["swarm_gpu_duty_cycle_ratio"].value <= 1
     assert samples["swarm_leader_seen_generation"].value >= 1
     assert "swarm_claim_wait_seconds_count" in samples
+
+
+def test_llm_edit_that_crashes_is_repaired_within_the_experiment(
+    redis_url: str, swarm_name: str, tmp_path: Path
+) -> None:
+    """An LLM-implemented hypothesis whose edit crashes the run gets the traceback back and a second edit."""
+    from llm_server import Request, Scripted, ScriptedServer
+
+    from swarm.proposers.spec import build_proposers, load_config, resolve_specs
+
+    x_line = next(x for x in (SYNTH / "train.py").read_text().splitlines() if x.startswith("X = "))
+
+    def model(req: Request) -> Scripted:
+        prompt = req.last_user_text()
+        if "synthetic crash" in prompt:  # the repair prompt carries the traceback tail
+            text = 'train.py\n<<<<<<< SEARCH\nFAIL = "crash"\n=======\nFAIL = ""\n>>>>>>> REPLACE\n'
+        else:
+            text = f'train.py\n<<<<<<< SEARCH\n{x_line}\n=======\n{x_line}\nFAIL = "crash"\n>>>>>>> REPLACE\n'
+        return Scripted(text=text, input_tokens=500, output_tokens=40)
+
+    with ScriptedServer(responder=model) as srv:
+        board = init(redis_url, swarm_name)
+        config = load_config(None)
+        specs = resolve_specs([f"openai-compatible:fixer@{srv.url}/v1"], config)
+        props = build_proposers(specs, config, lambda: ClassicalProposer(seed=0))
+        agent = Agent(board, AgentOptions(workdir=tmp_path / "a", arena=SYNTH, track=TRACK, pipeline=False),
+                      props, Selector(props, [1.0]))
+        agent.join()
+        for s in range(3):
+            publish(board, agent, agent.ws.baseline_files(), 1.5 + 0.001 * s, kind="baseline", seed=s)
+        agent.finalize_baseline()
+        board.post(HypothesisIn(text="Add a failure switch next to X", priority=50, track=TRACK))
+        job = agent.prepare()
+        assert job is not None and not job.invalid and 'FAIL = "crash"' in job.files["train.py"]
+        job = agent.sync(job)
+        outcome = agent.execute(job)
+        assert outcome.status == "ok", outcome.error
+        assert 'FAIL = ""' in job.files["train.py"]
+        assert job.usage.calls >= 2 and job.usage.input_tokens >= 1000
+        prompts = [r.last_user_text() for r in srv.requests]
+        assert any("synthetic crash" in p for p in prompts)
