@@ -39,7 +39,7 @@ GRAD_CLIP = 1.0                               # max global gradient norm (0 disa
 WARMUP = 0.03                                 # fraction of the budget spent warming the LR up
 WARMDOWN = 0.4                                # fraction of the budget spent decaying the LR at the end
 FINAL_LR_FRAC = 0.05                          # LR at the end of warmdown, as a fraction of peak
-LOG_EVERY = 25                                # steps between progress lines (for humans; nothing reads them)
+LOG_EVERY = 25                                # [fixed] steps between progress lines (for humans only)
 
 
 # --- model ----------------------------------------------------------------------------------------
