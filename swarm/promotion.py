@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from swarm import defaults
 from swarm.board import Board
 from swarm.errors import ArenaError
-from swarm.models import Hypothesis, HypothesisIn, Leader, ResultIn, SwarmSettings
+from swarm.models import SOURCE_RE, Hypothesis, HypothesisIn, Leader, ResultIn, SwarmSettings
 from swarm.patches import EMPTY_PATCH, make_patch
 from swarm.workspace import Workspace
 
@@ -61,9 +61,7 @@ def promote_threshold(
     return max(min_delta, z * se)
 
 
-def is_candidate(
-    leader_metric: float, metric: float, direction: str, noise_sigma: float, min_delta: float
-) -> bool:
+def is_candidate(leader_metric: float, metric: float, direction: str, noise_sigma: float, min_delta: float) -> bool:
     g = gain(leader_metric, metric, direction)
     return g > screen_threshold(noise_sigma, min_delta) and g > 0
 
@@ -144,12 +142,8 @@ class PromotionMixin:
         runs = [r for r in self.board.results(limit=2000, track=self.track) if r.kind == "baseline"]
         bad = [r for r in runs if r.status != "keep"]
         if bad and not any(h.state in ("open", "claimed") for h in self.board_baseline_jobs()):
-            raise ArenaError(
-                f"the baseline does not run on track {self.track}: {bad[0].status}: {bad[0].error[-300:]}"
-            )
-        by_seed = {
-            r.seed: r for r in runs if r.status == "keep" and r.metric is not None and r.seed is not None
-        }
+            raise ArenaError(f"the baseline does not run on track {self.track}: {bad[0].status}: {bad[0].error[-300:]}")
+        by_seed = {r.seed: r for r in runs if r.status == "keep" and r.metric is not None and r.seed is not None}
         if len(by_seed) < defaults.NOISE_SEEDS:
             return
         chosen = [by_seed[s] for s in sorted(k for k in by_seed if k is not None)][: defaults.NOISE_SEEDS]
@@ -171,11 +165,7 @@ class PromotionMixin:
             log.info("track %s baseline %.6f (seed noise sigma %.6f)", self.track, mean, sigma(values))
 
     def board_baseline_jobs(self) -> list[Hypothesis]:
-        return [
-            h
-            for h in self.board.list_hypotheses(limit=1000)
-            if h.kind == "baseline" and h.track == self.track
-        ]
+        return [h for h in self.board.list_hypotheses(limit=1000) if h.kind == "baseline" and h.track == self.track]
 
     def finalize_candidate(self, candidate_id: str) -> None:
         """Promote a candidate whose confirmations are all in, if its mean beats the leader beyond noise."""
@@ -196,9 +186,7 @@ class PromotionMixin:
         kept = [r for r in confirms if r.status == "keep" and r.metric is not None]
         values = [float(v) for v in [cand.metric, *(r.metric for r in kept)] if v is not None]
         if len(values) < defaults.CONFIRM_RUNS:
-            self.board.event(
-                "rejected", f"{cand.track}: candidate {candidate_id[:8]} crashed in confirmation"
-            )
+            self.board.event("rejected", f"{cand.track}: candidate {candidate_id[:8]} crashed in confirmation")
             return
         noise = sigma(self.board.noise(cand.track))
         n_leader = defaults.NOISE_SEEDS if leader.patch_hash == EMPTY_PATCH else defaults.CONFIRM_RUNS
@@ -225,61 +213,42 @@ class PromotionMixin:
         if out.accepted:
             self.record_win(cand.proposer, gain(leader.metric, mean, self.settings.direction))
             self.port_to_other_tracks(candidate_id, cand.track)
-        elif (
-            out.reason == "stale_generation"
-            and out.leader is not None
-            and out.leader.result_id != candidate_id
-        ):
+        elif out.reason == "stale_generation" and out.leader is not None and out.leader.result_id != candidate_id:
             self.rebase_candidate(candidate_id, out.leader)
 
-    def delta_of(self, candidate_id: str) -> tuple[str, str, str]:
-        """(title, patch relative to the candidate's parent code, that parent's patch hash)."""
+    def post_edit(self, candidate_id: str, text: str, track: str, kind: str, priority: int) -> None:
+        """Post a candidate's edit (the diff from its parent's code, `meta.base` = that parent) as a new
+        hypothesis, under the proposer that made it, so it is merged 3-way onto `track`'s leader."""
         cand = self.board.result(candidate_id)
         parent = cand.parent_patch_hash or EMPTY_PATCH
-        base = (
-            self.ws.files_for(self.board.get_patch(parent))
-            if parent != EMPTY_PATCH
-            else self.ws.baseline_files()
-        )
+        base = self.ws.files_for(self.board.get_patch(parent)) if parent != EMPTY_PATCH else self.ws.baseline_files()
         mine = self.ws.files_for(self.board.get_patch(cand.patch_hash or EMPTY_PATCH))
-        title = self.board.get(cand.hypothesis_id or "").title if cand.hypothesis_id else candidate_id
-        return title, make_patch(base, mine), parent
+        delta = make_patch(base, mine)
+        if not delta.strip():
+            return
+        title = self.board.get(cand.hypothesis_id).title if cand.hypothesis_id else candidate_id
+        self.board.post(
+            HypothesisIn(
+                text=f"{text}: {title}"[:500],
+                source=cand.proposer if SOURCE_RE.match(cand.proposer) else "human",
+                author=self.agent_id,
+                priority=priority,
+                patch=delta,
+                track=track,
+                kind=kind,
+                meta={"base": parent},
+                tags=["rebase" if kind == "explore" else kind],
+            )
+        )
 
     def rebase_candidate(self, candidate_id: str, leader: Leader) -> None:
         """A candidate built on an old leader is never promoted as is: its edit is posted on the new one."""
-        title, delta, parent = self.delta_of(candidate_id)
-        if not delta.strip():
-            return
-        self.board.post(
-            HypothesisIn(
-                text=f"rebase onto gen {leader.generation}: {title}"[:500],
-                source="human",
-                author=self.agent_id,
-                priority=defaults.PRIORITY_PORT,
-                patch=delta,
-                track=leader.track,
-                meta={"base": parent},
-                tags=["rebase"],
-            )
+        self.post_edit(
+            candidate_id, f"rebase onto gen {leader.generation}", leader.track, "explore", defaults.PRIORITY_PORT
         )
 
     def port_to_other_tracks(self, candidate_id: str, track: str) -> None:
         """A win on one hardware class is posted, with its edit, for every other live track."""
         tracks = {a.track for a in self.board.agents() if a.alive and a.track != track}
-        if not tracks:
-            return
-        title, delta, parent = self.delta_of(candidate_id)
         for other in sorted(tracks):
-            self.board.post(
-                HypothesisIn(
-                    text=f"port from {track}: {title}"[:500],
-                    source="human",
-                    author=self.agent_id,
-                    priority=defaults.PRIORITY_PORT,
-                    patch=delta,
-                    track=other,
-                    kind="port",
-                    meta={"base": parent},
-                    tags=["port"],
-                )
-            )
+            self.post_edit(candidate_id, f"port from {track}", other, "port", defaults.PRIORITY_PORT)
