@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from swarm import defaults
@@ -250,18 +250,9 @@ class WorkMixin:
         )
         merged = merge3(base, self.ws.files(), job.files)
         if merged is None:
-            return (
-                self.implement(Job(job.hyp, job.token, leader))
-                if self.can_implement and not job.hyp.patch_hash
-                else Job(job.hyp, job.token, leader, invalid="the edit conflicts with the new leader's code")
-            )
+            if self.can_implement and not job.hyp.patch_hash:  # its LLM implements it again on the new code
+                again = self.implement(replace(job, parent=leader, files={}, invalid="", implementer=None))
+                return replace(again, usage=job.usage.add(again.usage))
+            return replace(job, parent=leader, invalid="the edit conflicts with the new leader's code")
         log.info("rebased %s onto leader gen %d", job.hyp.id, leader.generation)
-        return Job(
-            job.hyp,
-            job.token,
-            leader,
-            merged,
-            validate_edit(merged, self.settings.editable) or "",
-            job.implementer,
-            job.usage,
-        )
+        return replace(job, parent=leader, files=merged, invalid=validate_edit(merged, self.settings.editable) or "")

@@ -29,9 +29,11 @@ from conftest import RedisServer, free_port
 from swarm import defaults
 from swarm.agent import Agent, AgentOptions
 from swarm.board import Board
+from swarm.jobs import Job
 from swarm.manifest import load_manifest
 from swarm.models import HypothesisIn, ResultIn
 from swarm.patches import EMPTY_PATCH, make_patch, patch_hash
+from swarm.proposers.base import Usage
 from swarm.proposers.classical import ClassicalProposer
 from swarm.proposers.select import Selector
 from swarm.runner import run_experiment
@@ -239,8 +241,15 @@ def test_candidate_on_a_stale_leader_is_rebased_not_promoted(redis_url: str, swa
     assert len(rebased) == 1 and rebased[0].patch_hash is not None
     assert rebased[0].meta["base"] == gen1.patch_hash
     # the rebased edit applies on top of the new leader: X changed, Y from the new leader kept
-    job = agent.implement(__import__("swarm.jobs", fromlist=["Job"]).Job(rebased[0], 0, after))
+    job = Job(rebased[0], 0, after)
+    job = agent.implement(job)
     assert not job.invalid and "X = 0.5" in job.files["train.py"] and "Y = 0.4" in job.files["train.py"]
+    # a prepared job built on gen 1 is re-applied onto gen 2 by sync, keeping what it carries
+    prepared = Job(rebased[0], 0, gen1, a_files, usage=Usage(input_tokens=5, calls=1), brief_version=7)
+    synced = agent.sync(prepared)
+    assert synced.parent == after and not synced.invalid
+    assert "X = 0.5" in synced.files["train.py"] and "Y = 0.4" in synced.files["train.py"]
+    assert synced.brief_version == 7 and synced.usage.input_tokens == 5
 
 
 def test_noise_rule_does_not_promote_null_changes(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
