@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import queue
-import random
 import socket
 import threading
 import time
@@ -90,7 +89,6 @@ class Agent(WorkMixin, PromotionMixin):
         self.held_lock = threading.Lock()
         self.ready: queue.Queue[Job | None] = queue.Queue(maxsize=1)
         self.want = threading.Event()
-        self.leader_moved = threading.Event()
         self.wake = threading.Event()  # set on a leader move: an idle preparer looks for work at once
         self.ran = 0
         self.busy_s = 0.0
@@ -98,7 +96,6 @@ class Agent(WorkMixin, PromotionMixin):
         self.outbox = opts.workdir / defaults.OUTBOX_FILE
         self.state = "starting"
         self.current: str | None = None
-        self.rng = random.Random(opts.seed)
         self.metrics: AgentMetrics | None = None
         self.threads: list[threading.Thread] = []
         self.fatal: SwarmError | None = None  # an error a background thread hit that ends the agent
@@ -463,7 +460,6 @@ class Agent(WorkMixin, PromotionMixin):
                         continue
                     moved = parse_leader_message(msg["data"])
                     if moved.track == self.track:
-                        self.leader_moved.set()
                         self.wake.set()
                         self.propagation_ms.append(self.board.server_ms() - moved.time_ms)
                 pubsub.close()

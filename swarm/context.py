@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from swarm import defaults
 from swarm.board import Board
-from swarm.errors import NotFound
 from swarm.models import Leader, Result, SwarmSettings
 from swarm.proposers.base import PastResult, ProposalContext
 
@@ -31,17 +30,6 @@ def past(r: Result, leader_metric: float | None, leader_patch: str | None, title
     )
 
 
-def hypothesis_titles(board: Board, ids: set[str]) -> dict[str, str]:
-    """First line of each hypothesis' text, by id (missing ones are skipped)."""
-    out: dict[str, str] = {}
-    for hid in ids:
-        try:
-            out[hid] = board.get(hid).title
-        except NotFound:
-            continue
-    return out
-
-
 def build_context(
     board: Board,
     settings: SwarmSettings,
@@ -54,7 +42,7 @@ def build_context(
     """The proposal context for `track`, on the leader whose editable files are `files`."""
     version, brief = board.brief()
     results = [r for r in board.results(limit=limit, track=track) if r.kind == "explore"]
-    titles = hypothesis_titles(board, {r.hypothesis_id for r in results if r.hypothesis_id})
+    titles = {h.id: h.title for h in board.get_many(sorted({r.hypothesis_id for r in results if r.hypothesis_id}))}
     metric = leader.metric if leader else None
     patch = leader.patch_hash if leader else None
     history = [past(r, metric, patch, titles.get(r.hypothesis_id or "", "")) for r in results]

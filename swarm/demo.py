@@ -67,9 +67,10 @@ def summary(board: Board, workdir: Path, logs: list[Path]) -> str:
     """The leaderboard, the leader history, the best diff and where the logs are."""
     settings = board.require_settings()
     lines = ["", f"== swarm {board.swarm}: {settings.metric_name} ({settings.direction}) =="]
-    results = [r for r in board.results(limit=10_000) if r.metric is not None]
+    every = board.results(limit=10_000)
+    results = [r for r in every if r.metric is not None]
     sign = 1 if settings.direction == "minimize" else -1
-    lines.append(f"{len(board.results(limit=10_000))} experiments; best single runs:")
+    lines.append(f"{len(every)} experiments; best single runs:")
     for r in sorted(results, key=lambda r: sign * (r.metric or 0.0))[:8]:
         title = board.get(r.hypothesis_id).title if r.hypothesis_id else "-"
         lines.append(f"  {r.metric:.6f}  {r.status:8} {r.kind:8} {title[:70]}")

@@ -73,13 +73,12 @@ class HypothesesMixin(BoardCore):
             raise NotFound(f"no hypothesis {hid!r} in swarm {self.swarm!r}")
         return hypothesis_from_hash(hid, raw)
 
-    def _get_many(self, ids: list[str]) -> list[Hypothesis]:
+    def get_many(self, ids: list[str]) -> list[Hypothesis]:
+        """The hypotheses with these ids, in one round trip (missing ids are skipped)."""
         pipe = self.r.pipeline(transaction=False)
         for hid in ids:
             pipe.hgetall(self.k.hyp(hid))
-        return [
-            hypothesis_from_hash(h, pairs(raw)) for h, raw in zip(ids, pipe.execute(), strict=True) if raw
-        ]
+        return [hypothesis_from_hash(h, pairs(raw)) for h, raw in zip(ids, pipe.execute(), strict=True) if raw]
 
     def list_hypotheses(self, state: str | None = None, limit: int = 100) -> list[Hypothesis]:
         """Newest first; all states when `state` is None."""
@@ -95,7 +94,7 @@ class HypothesesMixin(BoardCore):
         for rows in pipe.execute():
             merged.extend((score, str(s(m))) for m, score in rows)
         merged.sort(reverse=True)
-        return self._get_many([hid for _, hid in merged[:limit]])
+        return self.get_many([hid for _, hid in merged[:limit]])
 
     def cancel(self, hid: str) -> None:
         """Cancel an open or claimed hypothesis (a claim's token is revoked)."""

@@ -69,7 +69,6 @@ class WorkMixin:
     selector: Any
     can_implement: bool
     metrics: AgentMetrics | None
-    leader_moved: Any
 
     if TYPE_CHECKING:  # provided by swarm.agent.Agent; stubs here would shadow them in the MRO
 
@@ -221,7 +220,6 @@ class WorkMixin:
     def sync_workspace(self) -> Leader | None:
         """Check out the track's current leader in the workspace (if it moved); returns it."""
         leader = self.board.leader(self.track)
-        self.leader_moved.clear()
         if leader is not None and leader.patch_hash != self.ws.leader_patch_hash:
             self.ws.checkout_leader(
                 self.board.get_patch(leader.patch_hash),

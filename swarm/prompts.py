@@ -88,9 +88,7 @@ def _result_line(r: PastResult) -> str:
     return f"- [{r.status}] {_one_line(r.title, TITLE_CHARS)} ({_fmt(r.metric)}{delta}{who})"
 
 
-def history_sections(
-    ctx: ProposalContext, items: int = PROPOSER_HISTORY_ITEMS
-) -> list[tuple[str, list[str]]]:
+def history_sections(ctx: ProposalContext, items: int = PROPOSER_HISTORY_ITEMS) -> list[tuple[str, list[str]]]:
     """The history as (heading, lines) in priority order, each list capped at `items` lines."""
     hist = ctx.history
     sign = 1.0 if ctx.direction == "minimize" else -1.0
@@ -103,19 +101,14 @@ def history_sections(
         ("Already tried on the current leader (do not repeat these)", [_result_line(r) for r in tried]),
         (
             "Recent failures (avoid these mistakes)",
-            [
-                f"{_result_line(r)}: {_one_line(r.error, ERROR_CHARS)}" if r.error else _result_line(r)
-                for r in failed
-            ],
+            [f"{_result_line(r)}: {_one_line(r.error, ERROR_CHARS)}" if r.error else _result_line(r) for r in failed],
         ),
     ]
     classical = [r for r in scored if r.proposer == "classical" and r.meta]
     if classical:
         top = min(classical, key=lambda r: sign * float(r.metric))  # type: ignore[arg-type]
         settings = ", ".join(f"{k}={v}" for k, v in sorted(top.meta.items()))
-        sections.append(
-            ("Classical optimizer's best settings", [f"- {_one_line(settings, 800)} ({_fmt(top.metric)})"])
-        )
+        sections.append(("Classical optimizer's best settings", [f"- {_one_line(settings, 800)} ({_fmt(top.metric)})"]))
     return [(h, lines) for h, lines in sections if lines]
 
 
@@ -164,8 +157,7 @@ def _files_block(files: dict[str, str], budget_tokens: int) -> str:
 
 def _header(ctx: ProposalContext) -> str:
     leader = (
-        f"The current leader (generation {ctx.leader_generation}) scores "
-        f"{ctx.metric_name}={_fmt(ctx.leader_metric)}"
+        f"The current leader (generation {ctx.leader_generation}) scores {ctx.metric_name}={_fmt(ctx.leader_metric)}"
         if ctx.leader_metric is not None
         else "There is no leader yet: the files below are the baseline"
     )
@@ -184,16 +176,20 @@ def _assemble(fixed: list[str], history: str | None, ctx: ProposalContext, budge
     return truncate_to_tokens(text, budget_tokens)
 
 
+def _brief_block(ctx: ProposalContext, budget_tokens: int) -> str:
+    """The brief section (empty without a brief), capped at its share of the budget."""
+    if not ctx.brief:
+        return ""
+    brief = truncate_to_tokens(ctx.brief, int(budget_tokens * BRIEF_SHARE))
+    return f"# Brief (program.md, version {ctx.brief_version})\n" + brief
+
+
 def ideation_prompt(ctx: ProposalContext, n: int, budget_tokens: int) -> str:
     fixed = [
         _header(ctx),
-        f"# Brief (program.md, version {ctx.brief_version})\n"
-        + truncate_to_tokens(ctx.brief, int(budget_tokens * BRIEF_SHARE))
-        if ctx.brief
-        else "",
+        _brief_block(ctx, budget_tokens),
         "# Editable files of the current leader\n" + _files_block(ctx.files, int(budget_tokens * CODE_SHARE)),
-        "# Task\nPropose hypotheses for the next experiments. "
-        + IDEA_FORMAT.format(n=n, metric=ctx.metric_name),
+        "# Task\nPropose hypotheses for the next experiments. " + IDEA_FORMAT.format(n=n, metric=ctx.metric_name),
     ]
     return _assemble(fixed, None, ctx, budget_tokens)
 
@@ -201,10 +197,7 @@ def ideation_prompt(ctx: ProposalContext, n: int, budget_tokens: int) -> str:
 def implement_prompt(hypothesis: str, ctx: ProposalContext, budget_tokens: int) -> str:
     fixed = [
         _header(ctx),
-        f"# Brief (program.md, version {ctx.brief_version})\n"
-        + truncate_to_tokens(ctx.brief, int(budget_tokens * BRIEF_SHARE))
-        if ctx.brief
-        else "",
+        _brief_block(ctx, budget_tokens),
         "# Hypothesis to implement\n" + truncate_to_tokens(hypothesis, int(budget_tokens * 0.05) + 64),
         "# Editable files\n" + _files_block(ctx.files, int(budget_tokens * CODE_SHARE)),
         "# Task\nImplement the hypothesis in the editable files. " + EDIT_FORMAT,
@@ -282,9 +275,7 @@ def parse_ideas(text: str, n: int) -> list[Idea]:
             parsed = _IdeasIn.model_validate(data)
         except ValidationError as err:
             first = err.errors()[0]
-            errors.append(
-                f"JSON does not match the format: {'.'.join(map(str, first['loc']))}: {first['msg']}"
-            )
+            errors.append(f"JSON does not match the format: {'.'.join(map(str, first['loc']))}: {first['msg']}")
             continue
         return _dedup(parsed.ideas, n)
     try:

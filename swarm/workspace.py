@@ -53,7 +53,6 @@ class Workspace:
             p = ws.dir / rel
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
-        (ws.dir / ".git-info-exclude").unlink(missing_ok=True)
         ws._git("init", "-q")
         (ws.dir / ".git" / "info").mkdir(parents=True, exist_ok=True)
         (ws.dir / ".git" / "info" / "exclude").write_text("__pycache__/\n*.pyc\n")
@@ -158,9 +157,7 @@ def _changes(base: list[str], other: list[str]) -> list[tuple[int, int, list[str
         if tag == "equal":
             continue
         if tag == "replace" and i2 - i1 == j2 - j1:
-            out.extend(
-                (i1 + k, i1 + k + 1, [other[j1 + k]]) for k in range(i2 - i1) if base[i1 + k] != other[j1 + k]
-            )
+            out.extend((i1 + k, i1 + k + 1, [other[j1 + k]]) for k in range(i2 - i1) if base[i1 + k] != other[j1 + k])
         else:
             out.append((i1, i2, other[j1:j2]))
     return out

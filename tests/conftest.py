@@ -12,13 +12,10 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from swarm.embedded import RedisProcess, free_port
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 class RedisServer(RedisProcess):
