@@ -34,6 +34,7 @@ from swarm.board import Board, parse_leader_message
 from swarm.conn import BOARD_DOWN
 from swarm.context import build_context
 from swarm.errors import ArenaError, Conflict, ProposerError, SwarmError, UserError
+from swarm.history import TrackHistory
 from swarm.jobs import Job, WorkMixin, proposer_source
 from swarm.manifest import Manifest, load_manifest
 from swarm.metrics import AgentMetrics
@@ -107,6 +108,7 @@ class Agent(WorkMixin, PromotionMixin):
         self.profile = ""
         self.track = ""
         self.device = "cpu"
+        self.history: TrackHistory
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> int:
@@ -184,6 +186,7 @@ class Agent(WorkMixin, PromotionMixin):
         self.manifest.profile(profile)  # ArenaError if unknown
         self.device = "cuda" if cuda else "cpu"
         self.track = self.opts.track or detect_track(profile, self.opts.gpu)
+        self.history = TrackHistory(self.board, self.track)
         if self.opts.metrics_port is not None:
             self.metrics = AgentMetrics(self.agent_id, self.track)
             try:
@@ -280,7 +283,9 @@ class Agent(WorkMixin, PromotionMixin):
         while outcome.status == "crash" and repairs > 0 and not self.stop.is_set():
             repairs -= 1
             assert job.implementer is not None and job.parent is not None
-            ctx = build_context(self.board, self.settings, self.track, self.profile, job.parent, self.ws.files())
+            ctx = build_context(
+                self.board, self.settings, self.track, self.profile, job.parent, self.ws.files(), history=self.history
+            )
             try:
                 fixed, usage = job.implementer.repair(job.hyp.text, ctx, job.files, outcome.error)
             except ProposerError:
@@ -320,7 +325,7 @@ class Agent(WorkMixin, PromotionMixin):
         finally:
             self.busy_s += time.monotonic() - t0
             self.current, self.state = None, "idle"
-            self.ws.record(f"{job.kind} {job.hyp.id}: {job.hyp.title}")
+            self.ws.record(f"{job.kind} {job.hyp.id}: {job.hyp.title}", files)
 
     # --- publish -------------------------------------------------------------------------------------
     def publish(self, job: Job, outcome: RunOutcome) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from swarm import defaults
 from swarm.board import Board
+from swarm.history import TrackHistory
 from swarm.models import Leader, Result, SwarmSettings
 from swarm.proposers.base import PastResult, ProposalContext
 
@@ -38,11 +39,15 @@ def build_context(
     leader: Leader | None,
     files: dict[str, str],
     limit: int = HISTORY_RESULTS,
+    history: TrackHistory | None = None,
 ) -> ProposalContext:
-    """The proposal context for `track`, on the leader whose editable files are `files`."""
+    """The proposal context for `track`, on the leader whose editable files are `files`; `history`
+    (an agent's incremental cache of the track's results) saves re-reading the board each time."""
     version, brief = board.brief()
-    results = [r for r in board.results(limit=limit, track=track) if r.kind == "explore"]
-    titles = {h.id: h.title for h in board.get_many(sorted({r.hypothesis_id for r in results if r.hypothesis_id}))}
+    newest = history.newest(limit) if history is not None else board.results(limit=limit, track=track)
+    results = [r for r in newest if r.kind == "explore"]
+    hids = {r.hypothesis_id for r in results if r.hypothesis_id}
+    titles = history.titles(hids) if history else {h.id: h.title for h in board.get_many(sorted(hids))}
     metric = leader.metric if leader else None
     patch = leader.patch_hash if leader else None
     history = [past(r, metric, patch, titles.get(r.hypothesis_id or "", "")) for r in results]

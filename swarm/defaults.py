@@ -78,6 +78,7 @@ RUN_POLL_S = 1.0  # how often a running experiment is checked (deadline, cancel,
 RENEW_EVERY_S = 30.0  # lease renewal period while holding a claim; far below LEASE_S so two misses are harmless
 AGENT_HEARTBEAT_S = 10.0  # registry heartbeat period; HEARTBEAT_TTL_S is 6x this before an agent shows dead
 IDLE_POLL_S = 2.0  # sleep between empty claim attempts when no proposer can add work
+HISTORY_KEEP_RESULTS = 5000  # results of its track an agent keeps decoded (10x what a proposal reads)
 NOISE_SEEDS = 3  # seeded baseline runs per track; their spread is the track's seed noise
 CONFIRM_RUNS = 3  # runs behind a promotion: the candidate's own run plus 2 confirmations with other seeds
 NOISE_Z = 2.0  # promote only when the mean gain exceeds z standard errors (~2.3% one-sided false promotions)

@@ -17,6 +17,7 @@ from swarm.board import Board
 from swarm.conn import BOARD_DOWN
 from swarm.context import build_context
 from swarm.errors import ProposerError, UserError
+from swarm.history import TrackHistory
 from swarm.metrics import AgentMetrics
 from swarm.models import Hypothesis, HypothesisIn, Leader, SwarmSettings
 from swarm.patches import EMPTY_PATCH, apply_patch
@@ -69,6 +70,7 @@ class WorkMixin:
     selector: Any
     can_implement: bool
     metrics: AgentMetrics | None
+    history: TrackHistory
 
     if TYPE_CHECKING:  # provided by swarm.agent.Agent; stubs here would shadow them in the MRO
 
@@ -151,7 +153,9 @@ class WorkMixin:
             if leader.patch_hash != EMPTY_PATCH
             else self.ws.baseline_files()
         )
-        ctx = build_context(self.board, self.settings, self.track, self.profile, leader, files)
+        ctx = build_context(
+            self.board, self.settings, self.track, self.profile, leader, files, history=self.history
+        )
         try:
             ideas, usage = proposer.ideate(ctx, defaults.IDEAS_PER_CALL)
         except ProposerError as exc:
@@ -206,7 +210,9 @@ class WorkMixin:
                     job.files = merged
             else:
                 proposer = self.selector.choose(need_implement=True)
-                ctx = build_context(self.board, self.settings, self.track, self.profile, job.parent, leader_files)
+                ctx = build_context(
+                    self.board, self.settings, self.track, self.profile, job.parent, leader_files, history=self.history
+                )
                 job.files, job.usage = proposer.implement(hyp.text, ctx)
                 job.implementer = proposer
                 self.account(proposer.name, job.usage)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from swarm import defaults
 from swarm.board import Board
 from swarm.errors import ArenaError
+from swarm.history import TrackHistory
 from swarm.models import SOURCE_RE, Hypothesis, HypothesisIn, Leader, ResultIn, SwarmSettings
 from swarm.patches import EMPTY_PATCH, make_patch
 from swarm.workspace import Workspace
@@ -89,6 +90,7 @@ class PromotionMixin:
     settings: SwarmSettings
     track: str
     agent_id: str
+    history: TrackHistory
 
     if TYPE_CHECKING:  # provided by swarm.agent.Agent; stubs here would shadow them in the MRO
 
@@ -139,7 +141,7 @@ class PromotionMixin:
         """When all baseline seeds are in: record the track's noise and make the baseline its leader."""
         if self.board.leader(self.track) is not None:
             return
-        runs = [r for r in self.board.results(limit=2000, track=self.track) if r.kind == "baseline"]
+        runs = [r for r in self.history.newest() if r.kind == "baseline"]
         bad = [r for r in runs if r.status != "keep"]
         if bad and not any(h.state in ("open", "claimed") for h in self.board_baseline_jobs()):
             raise ArenaError(f"the baseline does not run on track {self.track}: {bad[0].status}: {bad[0].error[-300:]}")
@@ -170,10 +172,10 @@ class PromotionMixin:
     def finalize_candidate(self, candidate_id: str) -> None:
         """Promote a candidate whose confirmations are all in, if its mean beats the leader beyond noise."""
         cand = self.board.result(candidate_id)
+        if cand.track != self.track:
+            return  # each track's agents finalize its own candidates
         confirms = [
-            r
-            for r in self.board.results(limit=2000, track=cand.track)
-            if r.kind == "confirm" and r.candidate_of == candidate_id and not r.stale
+            r for r in self.history.newest() if r.kind == "confirm" and r.candidate_of == candidate_id and not r.stale
         ]
         if len({r.seed for r in confirms}) < defaults.CONFIRM_RUNS - 1:
             return

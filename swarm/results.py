@@ -15,7 +15,8 @@ from swarm.keys import check_track
 from swarm.models import PublishOutcome, Result, ResultIn, pack, unpack
 
 
-def _result(blob: bytes, meta: bytes | None) -> Result:
+def decode_result(blob: bytes, meta: bytes | None) -> Result:
+    """A stored result (msgpack blob + its `stale|published_ms|...` meta) as a `Result`."""
     stale, ms = "0", "0"
     if meta is not None:
         stale, ms = str(s(meta)).split("|", 2)[:2]
@@ -57,7 +58,7 @@ class ResultsMixin(BoardCore):
         blob, meta = self.r.hget(self.k.results, rid), self.r.hget(self.k.results_meta, rid)
         if blob is None:
             raise NotFound(f"no result {rid!r} in swarm {self.swarm!r}")
-        return _result(blob, meta)
+        return decode_result(blob, meta)
 
     def results(self, limit: int = 100, track: str | None = None) -> list[Result]:
         """Newest first, optionally only one track's."""
@@ -74,7 +75,7 @@ class ResultsMixin(BoardCore):
             if ids:
                 blobs = self.r.hmget(self.k.results, ids)
                 metas = self.r.hmget(self.k.results_meta, ids)
-                out.extend(_result(b, m) for b, m in zip(blobs, metas, strict=True) if b is not None)
+                out.extend(decode_result(b, m) for b, m in zip(blobs, metas, strict=True) if b is not None)
             if len(rows) < page:
                 break
             last = "(" + str(s(rows[-1][0]))

@@ -8,15 +8,26 @@ clobber each other, a failure seen in n-autoresearch). The workspace knows three
 - the experiment: the leader plus one hypothesis' edit, to editable files only.
 
 Each experiment starts from a clean tree: `prepare_run()` writes the editable files and restores
-everything else to the baseline, so nothing an earlier run wrote outside the editable files
-survives. Merges of a prepared edit onto a new leader are 3-way (`git merge-file`).
+everything else to the leader commit, so nothing an earlier run wrote outside the editable files
+survives. Restoring costs git subprocesses, so it only happens when the tree changed: after each
+checkout the workspace notes every path's (type, size, mtime, ctime, inode); a run that leaves all of
+them as they were (the normal case: the runner keeps bytecode out) needs no git at all, and any
+difference (a new, removed or touched file, a symlink where an editable file was) restores the tree
+with `git reset --hard` + `git clean -fdx`. ctime cannot be set back from user space, so a file
+rewritten with its old mtime and size is still seen. What ran is appended to `history.jsonl` next to
+the working copy (message + diff against the baseline), one line per experiment, no subprocess.
+Merges of a prepared edit onto a new leader are 3-way (`merge3`, line-level).
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import logging
+import os
+import stat
 import subprocess
+import time
 from pathlib import Path
 
 from swarm.errors import ArenaError
@@ -36,6 +47,9 @@ class Workspace:
         self.editable = list(editable)
         self.leader_patch_hash = EMPTY_PATCH
         self._baseline: dict[str, str] | None = None
+        self._clean: dict[str, tuple[int, ...]] | None = None  # the tree as the last restore left it
+        self._leader_files: dict[str, str] | None = None  # the leader's editable files (None: baseline)
+        self.restores = 0  # how many times prepare_run found the tree changed and restored it
 
     # --- setup --------------------------------------------------------------------------------
     @classmethod
@@ -100,25 +114,53 @@ class Workspace:
         self._write(files)
         self._git("commit", "-q", "--allow-empty", "-am", f"leader: {label}")
         self.leader_patch_hash = patch_hash
+        self._leader_files = files
 
     def prepare_run(self, files: dict[str, str]) -> None:
-        """Restore the tree to the leader commit, then write the experiment's editable files."""
-        self._clean_to("HEAD")
+        """Make the tree the leader commit plus `files`: restored by git only if anything changed."""
+        if self._clean is None or self._snapshot() != self._clean:
+            self.restores += 1
+            self._clean_to("HEAD")
         self._write(files)
 
-    def record(self, message: str) -> None:
-        """Commit the experiment's editable files (local history of what ran)."""
-        self._git("add", "--", *self.editable)
-        self._git("commit", "-q", "--allow-empty", "-m", message[:200])
-        self._git("reset", "-q", "--hard", "HEAD~1")  # back to the leader; the commit stays in the reflog
+    def record(self, message: str, files: dict[str, str]) -> None:
+        """Append what ran (`files` as a diff against the baseline) to the local history, and put the
+        leader's editable files back: between runs the tree is the leader's code."""
+        line = {"time": time.time(), "message": message[:200], "patch": self.patch_of(files) if files else ""}
+        with (self.root / "history.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+        self._write(self._leader_files if self._leader_files is not None else self.baseline_files())
 
     def _write(self, files: dict[str, str]) -> None:
         for rel, text in files.items():
-            (self.dir / rel).write_text(text, encoding="utf-8")
+            p = self.dir / rel
+            if p.is_symlink() or p.is_dir():  # a run replaced it: never write through it
+                subprocess.run(["rm", "-rf", str(p)], check=True)
+            p.write_text(text, encoding="utf-8")
 
     def _clean_to(self, ref: str) -> None:
         self._git("reset", "-q", "--hard", ref)
-        self._git("clean", "-q", "-f", "-d")
+        self._git("clean", "-q", "-f", "-d", "-x")  # -x: bytecode too (a planted .pyc would be loaded)
+        self._clean = self._snapshot()
+
+    def _snapshot(self) -> dict[str, tuple[int, ...]]:
+        """Every path under the tree but .git (editable files only by type: each run rewrites them)."""
+        out: dict[str, tuple[int, ...]] = {}
+        editable = set(self.editable)
+        for dirpath, dirnames, filenames in os.walk(self.dir):
+            if dirpath == str(self.dir):
+                dirnames[:] = [d for d in dirnames if d != ".git"]
+            rel_dir = os.path.relpath(dirpath, self.dir)
+            for name in dirnames + filenames:
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                st = os.lstat(os.path.join(dirpath, name))
+                if rel in editable:
+                    out[rel] = (int(stat.S_ISREG(st.st_mode)),)
+                elif stat.S_ISDIR(st.st_mode):
+                    out[rel] = (st.st_mode, st.st_ino)
+                else:
+                    out[rel] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        return out
 
     def _git(self, *args: str) -> str:
         proc = subprocess.run(
