@@ -50,7 +50,7 @@ def build_context(
     titles = history.titles(hids) if history else {h.id: h.title for h in board.get_many(sorted(hids))}
     metric = leader.metric if leader else None
     patch = leader.patch_hash if leader else None
-    history = [past(r, metric, patch, titles.get(r.hypothesis_id or "", "")) for r in results]
+    items = [past(r, metric, patch, titles.get(r.hypothesis_id or "", "")) for r in results]
     return ProposalContext(
         track=track,
         profile=profile,
@@ -61,5 +61,5 @@ def build_context(
         leader_generation=leader.generation if leader else 0,
         brief=brief,
         brief_version=version,
-        history=history[: defaults.PROPOSER_HISTORY_ITEMS * 10],
+        history=items[: defaults.PROPOSER_HISTORY_ITEMS * 10],
     )
