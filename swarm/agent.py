@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import socket
 import threading
 import time
@@ -88,9 +87,15 @@ class Agent(WorkMixin, PromotionMixin):
         self.stop = threading.Event()
         self.held: dict[str, int] = {}  # hypothesis id -> lease token, renewed by the keeper
         self.held_lock = threading.Lock()
-        self.ready: queue.Queue[Job | None] = queue.Queue(maxsize=1)
-        self.want = threading.Event()
-        self.wake = threading.Event()  # set on a leader move: an idle preparer looks for work at once
+        # The pipeline: one prepared job waits in `slot` while the current one runs. `kick` wakes the
+        # preparer: the slot was emptied, or the leader moved (`moved`) and the waiting job must be
+        # re-applied onto the new leader now, while the GPU is still busy, rather than when it is taken.
+        self.slot: Job | None = None
+        self.slot_lock = threading.Lock()
+        self.slot_full = threading.Event()
+        self.kick = threading.Event()
+        self.moved = threading.Event()
+        self._files_cache: dict[str, dict[str, str]] = {}
         self.ran = 0
         self.busy_s = 0.0
         self.started = time.monotonic()
@@ -121,6 +126,8 @@ class Agent(WorkMixin, PromotionMixin):
                 if job is None:
                     continue
                 job = self.sync(job)
+                if job is None:  # retired: its idea no longer applies to the new leader
+                    continue
                 outcome = self.execute(job)
                 if self.stop.is_set():  # cancelled mid-run: give the hypothesis back untouched
                     self.release(job)
@@ -216,7 +223,7 @@ class Agent(WorkMixin, PromotionMixin):
             t = threading.Thread(target=target, name=f"{target.__name__}-{self.agent_id}", daemon=True)
             t.start()
             self.threads.append(t)
-        self.want.set()
+        self.kick.set()
 
     # --- get work --------------------------------------------------------------------------------
     def next_job(self) -> Job | None:
@@ -224,42 +231,62 @@ class Agent(WorkMixin, PromotionMixin):
         if not self.opts.pipeline:
             job = self.safe_prepare()
             if job is None:
-                self.wake.wait(defaults.IDLE_POLL_S)
-                self.wake.clear()
+                self.kick.wait(defaults.IDLE_POLL_S)
+                self.kick.clear()
             return job
         while not self.stop.is_set():
-            try:
-                job = self.ready.get(timeout=0.5)
-            except queue.Empty:
+            if not self.slot_full.wait(timeout=0.5):
                 continue
-            self.want.set()  # a slot is free: the preparer may claim the next one now
-            return job
+            with self.slot_lock:
+                job, self.slot = self.slot, None
+                self.slot_full.clear()
+            self.kick.set()  # the slot is free: the preparer may claim the next one now
+            if job is not None:
+                return job
         return None
 
     def preparer(self) -> None:
-        """Keeps one job prepared ahead of the running one."""
+        """Keeps one job prepared ahead of the running one, re-applied onto every new leader."""
+        idle_until = 0.0  # after an empty claim, poll again only then (or on a leader move)
         while not self.stop.is_set():
-            if not self.want.wait(timeout=0.5):
-                continue
+            self.kick.wait(timeout=0.5)
+            self.kick.clear()
             try:
+                if self.moved.is_set():
+                    self.moved.clear()
+                    idle_until = 0.0
+                    self.refresh_slot()
+                if self.slot_full.is_set() or time.monotonic() < idle_until:
+                    continue
                 job = self.safe_prepare()
             except SwarmError as exc:  # fatal (e.g. the baseline cannot run): the main loop re-raises it
                 self.fatal = exc
                 self.stop.set()
                 return
             if job is None:  # nothing to claim: wait for a leader move (new work) or poll again
-                self.wake.wait(defaults.IDLE_POLL_S)
-                self.wake.clear()
+                idle_until = time.monotonic() + defaults.IDLE_POLL_S
                 continue
-            self.want.clear()
-            while not self.stop.is_set():
-                try:
-                    self.ready.put(job, timeout=0.5)
-                    break
-                except queue.Full:
-                    continue
-            else:
-                self.release(job)
+            self.fill_slot(job)
+
+    def fill_slot(self, job: Job) -> None:
+        with self.slot_lock:
+            self.slot = job
+            self.slot_full.set()
+
+    def refresh_slot(self) -> None:
+        """The leader moved: re-apply the waiting job onto it now (or retire it and prepare another)."""
+        with self.slot_lock:
+            job, self.slot = self.slot, None
+            self.slot_full.clear()
+        if job is None:
+            return
+        try:
+            again = self.rebase_job(job, self.board.leader(self.track))
+        except BOARD_DOWN as exc:
+            self.redis_trouble(exc)
+            again = job
+        if again is not None:
+            self.fill_slot(again)
 
     def safe_prepare(self) -> Job | None:
         try:
@@ -465,7 +492,8 @@ class Agent(WorkMixin, PromotionMixin):
                         continue
                     moved = parse_leader_message(msg["data"])
                     if moved.track == self.track:
-                        self.wake.set()
+                        self.moved.set()
+                        self.kick.set()
                         self.propagation_ms.append(self.board.server_ms() - moved.time_ms)
                 pubsub.close()
             except BOARD_DOWN as exc:
@@ -514,15 +542,12 @@ class Agent(WorkMixin, PromotionMixin):
 
     def shutdown(self) -> None:
         self.stop.set()
-        while True:
-            try:
-                job = self.ready.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                self.release(job)
         for t in self.threads:
             t.join(timeout=5)
+        with self.slot_lock:
+            job, self.slot = self.slot, None
+        if job is not None:
+            self.release(job)
         with self.held_lock:
             held = dict(self.held)
         for hid, token in held.items():

@@ -83,6 +83,7 @@ NOISE_SEEDS = 3  # seeded baseline runs per track; their spread is the track's s
 CONFIRM_RUNS = 3  # runs behind a promotion: the candidate's own run plus 2 confirmations with other seeds
 NOISE_Z = 2.0  # promote only when the mean gain exceeds z standard errors (~2.3% one-sided false promotions)
 IDEAS_PER_CALL = 3  # hypotheses asked from a proposer when the board has none open for the track
+IDEATE_TRIES = 3  # ideate+claim rounds when other agents took every new idea first (many agents, one leader)
 PRIORITY_BASELINE = 1000  # baseline seed runs go first: nothing on a track can be judged before them
 PRIORITY_CONFIRM = 900  # confirmations next: a candidate waiting on them holds up every later promotion
 PRIORITY_PORT = 100  # a win ported from another track is worth more than a fresh guess

@@ -7,6 +7,7 @@ track and selector. A `Job` is a claimed hypothesis ready to run (or invalid, wi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,8 @@ from swarm.proposers.base import Proposer, Usage
 from swarm.workspace import Workspace, merge3, validate_edit
 
 log = logging.getLogger(__name__)
+
+FILES_CACHE = 32  # leaders and candidates' code kept by patch hash: the recent ones are asked again and again
 
 
 def proposer_source(name: str) -> str:
@@ -71,6 +74,7 @@ class WorkMixin:
     can_implement: bool
     metrics: AgentMetrics | None
     history: TrackHistory
+    _files_cache: dict[str, dict[str, str]]
 
     if TYPE_CHECKING:  # provided by swarm.agent.Agent; stubs here would shadow them in the MRO
 
@@ -92,9 +96,14 @@ class WorkMixin:
         need_patch = not self.can_implement
         claim = self.board.claim(self.agent_id, self.track, need_patch=need_patch)
         usage = Usage()
-        if claim is None:
-            usage = self.ideate(leader)
+        for _ in range(defaults.IDEATE_TRIES):
+            if claim is not None:
+                break
+            more, posted = self.ideate(leader)
+            usage = usage.add(more)
             claim = self.board.claim(self.agent_id, self.track, need_patch=need_patch)
+            if not posted:  # the proposer had nothing (or failed): idle, do not hammer it
+                break
         if self.metrics:
             self.metrics.claim_wait(time.monotonic() - t0)
         if claim is None:
@@ -107,8 +116,7 @@ class WorkMixin:
             # A machine-made idea (the classical optimizer's) whose edit conflicts with the leader that
             # replaced the one it was proposed on: retire it rather than burn a slot on an `invalid`
             # result; the proposer will be asked again on the new leader.
-            self.board.cancel(claim.hypothesis.id)
-            self.unhold(claim.hypothesis.id)
+            self.retire(job)
             return self.prepare()  # each retry retires one stale idea, so this ends
         job.usage = job.usage.add(usage)  # the ideation call that produced the work is paid by it
         job.brief_version = self.board.brief()[0]
@@ -141,18 +149,15 @@ class WorkMixin:
         self.hold(claim.hypothesis.id, claim.token)
         return Job(claim.hypothesis, claim.token, None, self.ws.baseline_files())
 
-    def ideate(self, leader: Leader) -> Usage:
-        """Ask one proposer for new hypotheses on the leader's code and post them (dedup applies)."""
+    def ideate(self, leader: Leader) -> tuple[Usage, int]:
+        """Ask one proposer for new hypotheses on the leader's code and post them (dedup applies);
+        returns the usage and how many were new on the board."""
         try:
             proposer = self.selector.choose(need_implement=False)
         except ProposerError as exc:
             log.warning("no proposer available: %s", exc)
-            return Usage()
-        files = (
-            self.ws.files_for(self.board.get_patch(leader.patch_hash))
-            if leader.patch_hash != EMPTY_PATCH
-            else self.ws.baseline_files()
-        )
+            return Usage(), 0
+        files = self.files_of(leader.patch_hash)
         ctx = build_context(
             self.board, self.settings, self.track, self.profile, leader, files, history=self.history
         )
@@ -160,13 +165,14 @@ class WorkMixin:
             ideas, usage = proposer.ideate(ctx, defaults.IDEAS_PER_CALL)
         except ProposerError as exc:
             log.warning("proposer %s failed to ideate: %s", proposer.name, exc)
-            return Usage()
+            return Usage(), 0
         self.account(proposer.name, usage)
+        posted = 0
         for idea in ideas:
             text = idea.title if not idea.rationale else f"{idea.title}\n\n{idea.rationale}"
             meta = {**idea.meta, "base": leader.patch_hash} if idea.patch else dict(idea.meta)
             try:
-                self.board.post(
+                _, new = self.board.post(
                     HypothesisIn(
                         text=text[: defaults.HYP_TEXT_MAX_CHARS],
                         source=proposer_source(proposer.name),
@@ -177,30 +183,23 @@ class WorkMixin:
                         meta=meta,
                     )
                 )
+                posted += new
             except (UserError, ValueError) as exc:
                 log.warning("dropping a malformed idea from %s: %s", proposer.name, exc)
-        return usage
+        return usage, posted
 
     # --- implement -------------------------------------------------------------------------------
     def implement(self, job: Job) -> Job:
         """Turn the claimed hypothesis into the editable files to run, on the job's parent leader."""
         assert job.parent is not None
-        leader_files = (
-            self.ws.files_for(self.board.get_patch(job.parent.patch_hash))
-            if job.parent.patch_hash != EMPTY_PATCH
-            else self.ws.baseline_files()
-        )
+        leader_files = self.files_of(job.parent.patch_hash)
         hyp = job.hyp
         try:
             if hyp.kind == "confirm" and hyp.patch_hash:  # exactly the candidate's code, another seed
-                job.files = self.ws.files_for(self.board.get_patch(hyp.patch_hash))
+                job.files = self.files_of(hyp.patch_hash)
             elif hyp.patch_hash:
                 base_hash = str(hyp.meta.get("base", EMPTY_PATCH))
-                base = (
-                    self.ws.files_for(self.board.get_patch(base_hash))
-                    if base_hash != EMPTY_PATCH
-                    else self.ws.baseline_files()
-                )
+                base = self.files_of(base_hash)
                 theirs = apply_patch(base, self.board.get_patch(hyp.patch_hash))
                 merged = theirs if base_hash == job.parent.patch_hash else merge3(base, leader_files, theirs)
                 if merged is None:
@@ -236,27 +235,53 @@ class WorkMixin:
             self.metrics.set_leader(leader.metric, leader.generation)
         return leader
 
-    def sync(self, job: Job) -> Job:
-        """Move the workspace to the track's leader; re-apply a job built on an older leader (3-way)."""
+    def sync(self, job: Job) -> Job | None:
+        """Move the workspace to the track's leader and rebase the job onto it (None: the job was
+        retired, take the next one)."""
         try:
             leader = self.sync_workspace()
         except BOARD_DOWN as exc:
             self.redis_trouble(exc)
             return job
+        return self.rebase_job(job, leader)
+
+    def rebase_job(self, job: Job, leader: Leader | None) -> Job | None:
+        """`job` re-applied onto `leader` if it was built on another one: 3-way merge of its edit, or
+        re-implemented by its LLM on a conflict. A conflicting machine-made idea is retired (None): the
+        optimizer asks again on the new code. Touches no workspace file, so the preparer can do it while
+        an experiment runs."""
         stale = job.parent is not None and leader is not None and job.parent.patch_hash != leader.patch_hash
         if not stale or job.invalid or job.kind in ("confirm", "baseline"):
             return job
         assert job.parent is not None and leader is not None
-        base = (
-            self.ws.files_for(self.board.get_patch(job.parent.patch_hash))
-            if job.parent.patch_hash != EMPTY_PATCH
-            else self.ws.baseline_files()
-        )
-        merged = merge3(base, self.ws.files(), job.files)
+        base = self.files_of(job.parent.patch_hash)
+        merged = merge3(base, self.files_of(leader.patch_hash), job.files)
         if merged is None:
             if self.can_implement and not job.hyp.patch_hash:  # its LLM implements it again on the new code
                 again = self.implement(replace(job, parent=leader, files={}, invalid="", implementer=None))
                 return replace(again, usage=job.usage.add(again.usage))
+            if job.hyp.source == "classical":
+                self.retire(job)
+                return None
             return replace(job, parent=leader, invalid="the edit conflicts with the new leader's code")
         log.info("rebased %s onto leader gen %d", job.hyp.id, leader.generation)
         return replace(job, parent=leader, files=merged, invalid=validate_edit(merged, self.settings.editable) or "")
+
+    def files_of(self, patch_hash: str) -> dict[str, str]:
+        """The editable files of the code `patch_hash` names (the baseline for the empty patch).
+        Patches are content-addressed, so the answer never changes: the newest few are kept."""
+        if patch_hash == EMPTY_PATCH:
+            return self.ws.baseline_files()
+        files = self._files_cache.get(patch_hash)
+        if files is None:
+            files = self.ws.files_for(self.board.get_patch(patch_hash))
+            if len(self._files_cache) >= FILES_CACHE:
+                with contextlib.suppress(StopIteration, RuntimeError):  # another thread evicted first
+                    self._files_cache.pop(next(iter(self._files_cache)), None)
+            self._files_cache[patch_hash] = files
+        return dict(files)
+
+    def retire(self, job: Job) -> None:
+        """Cancel a claimed idea that can no longer run as proposed (its lease goes with it)."""
+        self.board.cancel(job.hyp.id)
+        self.unhold(job.hyp.id)

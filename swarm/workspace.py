@@ -3,19 +3,21 @@
 Every agent owns one workspace in its own work dir (never shared: concurrent runs in one directory
 clobber each other, a failure seen in n-autoresearch). The workspace knows three kinds of code:
 
-- the baseline (tag `baseline`): the arena exactly as pinned on the board;
-- the leader it is on: the baseline plus the leader's patch (a unified diff against the baseline);
+- the baseline (tag `baseline`, HEAD): the arena exactly as pinned on the board;
+- the leader it is on: the baseline plus the leader's patch (a unified diff against the baseline).
+  Patches touch editable files only, so checking a leader out is writing its editable files over the
+  baseline's: no git call, and `git diff` in the workspace shows the leader's change;
 - the experiment: the leader plus one hypothesis' edit, to editable files only.
 
 Each experiment starts from a clean tree: `prepare_run()` writes the editable files and restores
-everything else to the leader commit, so nothing an earlier run wrote outside the editable files
+everything else to the baseline, so nothing an earlier run wrote outside the editable files
 survives. Restoring costs git subprocesses, so it only happens when the tree changed: after each
-checkout the workspace notes every path's (type, size, mtime, ctime, inode); a run that leaves all of
+restore the workspace notes every path's (type, size, mtime, ctime, inode); a run that leaves all of
 them as they were (the normal case: the runner keeps bytecode out) needs no git at all, and any
 difference (a new, removed or touched file, a symlink where an editable file was) restores the tree
 with `git reset --hard` + `git clean -fdx`. ctime cannot be set back from user space, so a file
-rewritten with its old mtime and size is still seen. What ran is appended to `history.jsonl` next to
-the working copy (message + diff against the baseline), one line per experiment, no subprocess.
+rewritten with its old mtime and size is still seen. Leader moves and what ran are appended to
+`history.jsonl` next to the working copy (message + diff against the baseline), no subprocess.
 Merges of a prepared edit onto a new leader are 3-way (`merge3`, line-level).
 """
 
@@ -108,28 +110,29 @@ class Workspace:
 
     # --- writing --------------------------------------------------------------------------------
     def checkout_leader(self, patch_text: str, patch_hash: str, label: str) -> None:
-        """Move the working copy to baseline + the leader's patch and commit it."""
+        """Move the working copy to baseline + the leader's patch (its editable files)."""
         files = self.files_for(patch_text)
-        self._clean_to("baseline")
         self._write(files)
-        self._git("commit", "-q", "--allow-empty", "-am", f"leader: {label}")
         self.leader_patch_hash = patch_hash
         self._leader_files = files
+        self._log({"time": time.time(), "message": f"leader: {label}", "patch_hash": patch_hash})
 
     def prepare_run(self, files: dict[str, str]) -> None:
         """Make the tree the leader commit plus `files`: restored by git only if anything changed."""
         if self._clean is None or self._snapshot() != self._clean:
             self.restores += 1
-            self._clean_to("HEAD")
+            self._clean_to("baseline")
         self._write(files)
 
     def record(self, message: str, files: dict[str, str]) -> None:
         """Append what ran (`files` as a diff against the baseline) to the local history, and put the
         leader's editable files back: between runs the tree is the leader's code."""
-        line = {"time": time.time(), "message": message[:200], "patch": self.patch_of(files) if files else ""}
+        self._log({"time": time.time(), "message": message[:200], "patch": self.patch_of(files) if files else ""})
+        self._write(self._leader_files if self._leader_files is not None else self.baseline_files())
+
+    def _log(self, line: dict[str, object]) -> None:
         with (self.root / "history.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
-        self._write(self._leader_files if self._leader_files is not None else self.baseline_files())
 
     def _write(self, files: dict[str, str]) -> None:
         for rel, text in files.items():
