@@ -13,10 +13,13 @@ For each N in --agents (default 1 8 32 64) it runs the pipelined loop, and for e
 (default 1 8) the sequential loop (`pipeline=False`), each on a fresh swarm for --seconds after every
 agent has joined, and reports (JSON on stdout or --json, a markdown table on stderr):
 
-- throughput: experiments finished in the window over N x window/D (the single-agent ideal). Baseline
-  runs (NOISE_SEEDS seeded runs) and confirmation runs are the swarm's real work and count as
-  experiments. `steady` starts once the track has its baseline leader; `whole` starts when the last
-  agent joined (so it includes the baseline phase, where N-3 agents have nothing to run);
+- throughput: experiments done in the window over N x window/D (the single-agent ideal). A run that
+  straddles an edge of the window counts for the fraction of it inside (agents keep running for a
+  grace period after the window, so the runs in flight at its end complete and count): counting only
+  runs that end inside would under-count by up to D/window. Baseline runs (NOISE_SEEDS seeded runs)
+  and confirmation runs are the swarm's real work and count as experiments. `steady` starts once the
+  track has its baseline leader; `whole` starts when the last agent joined (so it includes the
+  baseline phase, where N-3 agents have nothing to run);
 - duty cycle: the fraction of the window in which the agent's experiment is running, mean over agents;
 - overhead: idle time between one experiment's end and the agent's next experiment's start;
 - leader-move propagation latency p50/p99 (move -> heard on pub/sub, server clock, all agents);
@@ -324,6 +327,11 @@ def redis_cpu_s(r: redis.Redis) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
+def overlap(s: float, e: float, t0: float, t1: float) -> float:
+    """Seconds of [s, e] inside [t0, t1]."""
+    return max(0.0, min(e, t1) - max(s, t0))
+
+
 def pct(xs: list[float], q: float) -> float | None:
     """Nearest-rank percentile (None for no data)."""
     if not xs:
@@ -365,7 +373,8 @@ def run_phase(url: str, n: int, pipeline: bool, args: argparse.Namespace) -> dic
         w.start()
     joins = [joined.get(timeout=600) for _ in range(n)]
     all_joined = time.time()
-    stop_at.value = all_joined + args.seconds
+    measure_end = all_joined + args.seconds
+    stop_at.value = measure_end + 1.5 * args.duration + 1.0  # the runs in flight at the end complete
     parts = [outq.get(timeout=args.seconds + 600) for _ in workers]
     for w in workers:
         w.join(timeout=60)
@@ -374,8 +383,7 @@ def run_phase(url: str, n: int, pipeline: bool, args: argparse.Namespace) -> dic
     rcpu = redis_cpu_s(board.r) - rcpu0
     shutil.rmtree(workdir, ignore_errors=True)
     agents = [a for p in parts for a in p["agents"]]
-    stopped = min(p["stopped"] for p in parts)
-    res = analyze(board, agents, max(joins), stopped, args)
+    res = analyze(board, agents, max(joins), measure_end, args)
     res.update(
         {
             "agents": n,
@@ -408,17 +416,20 @@ def analyze(
     out: dict[str, Any] = {"duration_s": d, "latency_s": args.latency}
     for name, (t0, t1) in windows.items():
         span = max(t1 - t0, 1e-9)
-        done = [sum(1 for s, e, c in a["runs"] if not c and t0 <= e <= t1) for a in agents]
+        done = [sum(overlap(s, e, t0, t1) / max(e - s, 1e-9) for s, e, c in a["runs"] if not c) for a in agents]
         busy = [sum(max(0.0, min(e, t1) - max(s, t0)) for s, e, _ in a["runs"]) / span for a in agents]
         out[name] = {
             "window_s": round(span, 2),
-            "experiments": sum(done),
+            "experiments": round(sum(done), 1),
             "ideal": round(len(agents) * span / d, 1),
             "fraction_of_linear": round(sum(done) / (len(agents) * span / d), 4),
             "duty_cycle_mean": round(statistics.fmean(busy), 4),
             "duty_cycle_min": round(min(busy), 4),
         }
     t0, t1 = windows["steady"]
+    firsts = [min((s for s, e, _ in a["runs"] if e > t0), default=t1) for a in agents]
+    delays = [max(0.0, f - t0) * 1000 for f in firsts]
+    out["first_run_after_baseline_ms"] = {"mean": round(statistics.fmean(delays), 1), "max": round(max(delays), 1)}
     gaps = [
         (b[0] - a[1]) * 1000
         for ag in agents

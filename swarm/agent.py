@@ -96,6 +96,7 @@ class Agent(WorkMixin, PromotionMixin):
         self.kick = threading.Event()
         self.moved = threading.Event()
         self._files_cache: dict[str, dict[str, str]] = {}
+        self.pre_ideated = False  # ideas posted while the track's baseline was being measured
         self.ran = 0
         self.busy_s = 0.0
         self.started = time.monotonic()

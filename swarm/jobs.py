@@ -75,6 +75,7 @@ class WorkMixin:
     metrics: AgentMetrics | None
     history: TrackHistory
     _files_cache: dict[str, dict[str, str]]
+    pre_ideated: bool
 
     if TYPE_CHECKING:  # provided by swarm.agent.Agent; stubs here would shadow them in the MRO
 
@@ -91,6 +92,11 @@ class WorkMixin:
             job = self.prepare_baseline()
             leader = self.board.leader(self.track) if job is None else None
             if leader is None:  # a baseline job, or the baseline is still being measured by others
+                if job is None and not self.pre_ideated:
+                    # Idle until the baseline lands: think now, on the pristine arena (the code the
+                    # baseline leader will have), so there is work to claim the moment it does.
+                    self.pre_ideated = True
+                    self.ideate(None)
                 return job
         t0 = time.monotonic()
         need_patch = not self.can_implement
@@ -149,15 +155,16 @@ class WorkMixin:
         self.hold(claim.hypothesis.id, claim.token)
         return Job(claim.hypothesis, claim.token, None, self.ws.baseline_files())
 
-    def ideate(self, leader: Leader) -> tuple[Usage, int]:
-        """Ask one proposer for new hypotheses on the leader's code and post them (dedup applies);
-        returns the usage and how many were new on the board."""
+    def ideate(self, leader: Leader | None) -> tuple[Usage, int]:
+        """Ask one proposer for new hypotheses on the leader's code (None: the pristine arena) and post
+        them (dedup applies); returns the usage and how many were new on the board."""
+        base = leader.patch_hash if leader is not None else EMPTY_PATCH
         try:
             proposer = self.selector.choose(need_implement=False)
         except ProposerError as exc:
             log.warning("no proposer available: %s", exc)
             return Usage(), 0
-        files = self.files_of(leader.patch_hash)
+        files = self.files_of(base)
         ctx = build_context(
             self.board, self.settings, self.track, self.profile, leader, files, history=self.history
         )
@@ -170,7 +177,7 @@ class WorkMixin:
         posted = 0
         for idea in ideas:
             text = idea.title if not idea.rationale else f"{idea.title}\n\n{idea.rationale}"
-            meta = {**idea.meta, "base": leader.patch_hash} if idea.patch else dict(idea.meta)
+            meta = {**idea.meta, "base": base} if idea.patch else dict(idea.meta)
             try:
                 _, new = self.board.post(
                     HypothesisIn(
