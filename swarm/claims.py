@@ -6,15 +6,22 @@
   The deadline comes from the server clock; the token from a per-swarm counter (strictly increasing).
 - `renew`, `release`, `complete` succeed only with the current token (and, except `release`, before
   the deadline: a lease that expired is lost even if nobody reaped it yet).
+
+The claim -> complete cycle is the board's hot path (`scripts/bench_board.py`): the key lists that do
+not depend on the hypothesis are built once per (swarm, track, need_patch) and cached.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from swarm import defaults
-from swarm.boardcore import BoardCore, pairs, s
-from swarm.hypotheses import hypothesis_from_hash
-from swarm.keys import check_track
-from swarm.models import Claim
+from swarm.boardcore import BoardCore
+from swarm.hypotheses import hypothesis_from_fields
+from swarm.keys import Keys, check_track
+from swarm.models import Claim, State
+
+_DEFAULT_LEASE_MS = int(defaults.LEASE_S * 1000)
 
 
 def _lease_ms(lease_s: float | None) -> int:
@@ -25,43 +32,65 @@ def _lease_ms(lease_s: float | None) -> int:
     return max(1, int(lease_s * 1000))
 
 
+@lru_cache(maxsize=1024)  # a few tracks per swarm; bounded so a long-lived process cannot grow it
+def _claim_keys(k: Keys, track: str, need_patch: bool) -> tuple[str, ...]:
+    return (
+        k.leases,
+        k.state("open"),
+        k.state("claimed"),
+        k.state("failed"),
+        k.seq_token,
+        k.events,
+        k.settings,
+        *k.claim_queues(check_track(track), need_patch),
+    )
+
+
+@lru_cache(maxsize=1024)
+def _complete_keys(k: Keys, state: str) -> tuple[str, str, str, str]:
+    return (k.leases, k.state("claimed"), k.state(state), k.events)
+
+
 class ClaimsMixin(BoardCore):
     def claim(
         self, agent_id: str, track: str, need_patch: bool = False, lease_s: float | None = None
     ) -> Claim | None:
         """Lease the best eligible open hypothesis, or None when there is none."""
-        k = self.k
-        keys = [
-            k.leases,
-            k.state("open"),
-            k.state("claimed"),
-            k.state("failed"),
-            k.seq_token,
-            k.events,
-            k.settings,
-            *k.claim_queues(check_track(track), need_patch),
-        ]
-        args: list[str | int] = [
-            k.prefix,
-            agent_id,
-            _lease_ms(lease_s),
-            int(defaults.LEASE_S * 1000),
-            defaults.MAX_ATTEMPTS,
-            defaults.REAP_BATCH,
-            defaults.EVENTS_MAXLEN,
-        ]
-        out = self.scripts.claim(keys=keys, args=args)
+        out = self.scripts.claim(
+            keys=_claim_keys(self.k, track, need_patch),
+            args=(
+                self.k.prefix,
+                agent_id,
+                _lease_ms(lease_s),
+                _DEFAULT_LEASE_MS,
+                defaults.MAX_ATTEMPTS,
+                defaults.REAP_BATCH,
+                defaults.EVENTS_MAXLEN,
+            ),
+        )
         if len(out) == 1:
             return None
-        hid = str(s(out[1]))
-        hyp = hypothesis_from_hash(hid, pairs(out[4]))
-        return Claim(hypothesis=hyp, token=int(out[2]), deadline_ms=int(out[3]))
+        _reaped, hid, token, deadline, data, attempts, created_ms = out
+        hid = hid.decode("utf-8")
+        token = int(token)
+        deadline_ms = int(deadline)
+        hyp = hypothesis_from_fields(
+            hid,
+            data,
+            state=State.CLAIMED,
+            attempts=int(attempts),
+            created_ms=int(created_ms),
+            claimed_by=agent_id,
+            token=token,
+            deadline_ms=deadline_ms,
+        )
+        return Claim(hypothesis=hyp, token=token, deadline_ms=deadline_ms)
 
     def renew(self, hid: str, token: int, lease_s: float | None = None) -> bool:
         """Extend the lease; False when the token is not current or the lease already expired."""
         out = self.scripts.renew(
             keys=[self.k.hyp(hid), self.k.leases, self.k.settings],
-            args=[hid, token, _lease_ms(lease_s), int(defaults.LEASE_S * 1000)],
+            args=[hid, token, _lease_ms(lease_s), _DEFAULT_LEASE_MS],
         )
         return int(out) > 0
 
@@ -78,10 +107,9 @@ class ClaimsMixin(BoardCore):
         """Finish the claim as done or failed; False when the token is not current or the lease expired."""
         if state not in ("done", "failed"):
             raise ValueError(f"complete state must be done or failed, not {state!r}")
-        k = self.k
         out = self.scripts.complete(
-            keys=[k.hyp(hid), k.leases, k.state("claimed"), k.state(state), k.events],
-            args=[hid, token, state, defaults.EVENTS_MAXLEN],
+            keys=(self.k.hyp(hid), *_complete_keys(self.k, state)),
+            args=(hid, token, state, defaults.EVENTS_MAXLEN),
         )
         return bool(out)
 

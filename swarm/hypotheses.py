@@ -33,18 +33,46 @@ def hypothesis_id(h: HypothesisIn, phash: str | None) -> str:
 
 
 def hypothesis_from_hash(hid: str, raw: dict[str, bytes]) -> Hypothesis:
-    data = unpack(raw["data"])
+    """A stored `hyp:<id>` hash (HGETALL) as a validated Hypothesis."""
     token = raw.get("token")
     deadline = raw.get("deadline_ms")
-    return Hypothesis(
-        id=hid,
-        **data,
+    return hypothesis_from_fields(
+        hid,
+        raw["data"],
         state=State(str(s(raw["state"]))),
         attempts=int(raw.get("attempts") or 0),
         created_ms=int(raw.get("created_ms") or 0),
         claimed_by=s(raw.get("claimed_by")),
         token=int(token) if token else None,
         deadline_ms=int(deadline) if deadline else None,
+    )
+
+
+def hypothesis_from_fields(
+    hid: str,
+    data: bytes,
+    *,
+    state: State,
+    attempts: int,
+    created_ms: int,
+    claimed_by: str | None,
+    token: int | None,
+    deadline_ms: int | None,
+) -> Hypothesis:
+    """A validated Hypothesis from its msgpack `data` plus the claim fields as plain values.
+
+    The claim script returns only `data`, `attempts` and `created_ms` (the rest the claimer knows),
+    which skips the 11-field HGETALL reply and its str/dict conversion; pydantic still validates.
+    """
+    return Hypothesis(
+        id=hid,
+        **unpack(data),
+        state=state,
+        attempts=attempts,
+        created_ms=created_ms,
+        claimed_by=claimed_by,
+        token=token,
+        deadline_ms=deadline_ms,
     )
 
 

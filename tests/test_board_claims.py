@@ -172,3 +172,55 @@ def test_cancel_open_and_claimed(board: Board) -> None:
     assert board.publish(_result(b, c.token, 1.0)).stale
     assert board.counts()["cancelled"] == 2
     assert board.claim("x", TRACK) is None
+
+
+def test_claim_reply_decodes_to_the_stored_hypothesis(board: Board) -> None:
+    # The claim script returns only data/attempts/created_ms; the rest is filled in from what the
+    # claimer knows. The result must be what a fresh read of the hash says.
+    hid, _ = board.post(
+        HypothesisIn(text="Raise LR\n\nbecause", priority=4, tags=["lr", "opt"], track=TRACK, meta={"k": 1.5}, seed=7)
+    )
+    c = board.claim("agent-x", TRACK)
+    assert c is not None
+    stored = board.get(hid)
+    assert c.hypothesis == stored
+    assert stored.state == State.CLAIMED and stored.claimed_by == "agent-x"
+    assert (stored.token, stored.deadline_ms) == (c.token, c.deadline_ms)
+    assert stored.created_ms > 0 and stored.tags == ["lr", "opt"] and stored.meta == {"k": 1.5}
+
+
+def test_claim_uses_the_swarms_lease_and_max_attempts_settings(board: Board) -> None:
+    board.r.hset(board.k.settings, mapping={"lease_s": 0.25, "max_attempts": 1})  # as `swarm init` writes them
+    hid, _ = board.post(HypothesisIn(text="x"))
+    c = board.claim("a", TRACK)
+    assert c is not None
+    assert 200 <= c.deadline_ms - board.server_ms() <= 250
+    time.sleep(0.35)
+    assert board.claim("b", TRACK) is None  # reaped straight to failed at max_attempts=1
+    assert board.get(hid).state == State.FAILED
+
+
+def test_claim_and_complete_write_their_events(board: Board) -> None:
+    hid, _ = board.post(HypothesisIn(text="x"))
+    c = board.claim("a", TRACK)
+    assert c is not None and board.complete(hid, c.token, state="failed")
+    evs = [(e.kind, e.fields.get("hid"), e.fields.get("agent")) for e in board.events(100)]
+    assert ("claim", hid, "a") in evs and ("failed", hid, "a") in evs
+    assert board.counts() == {"open": 0, "claimed": 0, "done": 0, "failed": 1, "cancelled": 0}
+
+
+def test_scripts_reload_after_the_server_script_cache_is_flushed(board: Board) -> None:
+    # A restart or failover empties the script cache: the next EVALSHA gets NOSCRIPT, the script is
+    # loaded and run once more, and the caller never notices. Pipelined calls load before executing.
+    board.r.script_flush()
+    hid, _ = board.post(HypothesisIn(text="after flush"))
+    board.r.script_flush()
+    c = board.claim("a", TRACK)
+    assert c is not None and c.hypothesis.id == hid
+    board.r.script_flush()
+    assert board.complete(hid, c.token)
+    board.r.script_flush()
+    pipe = board.r.pipeline(transaction=False)
+    board.scripts.renew(keys=[board.k.hyp(hid), board.k.leases, board.k.settings], args=[hid, 1, 0, 1000], client=pipe)
+    assert pipe.execute() == [0]  # ran (and refused: the hypothesis is done), after a reload
+    assert board.r.script_exists(board.scripts.renew.sha) == [True]

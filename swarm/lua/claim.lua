@@ -3,10 +3,13 @@
 -- KEYS[6] events  KEYS[7] settings  KEYS[8..] candidate open queues (2 or 4)
 -- ARGV[1] key prefix  ARGV[2] agent id  ARGV[3] lease ms (0: the swarm's lease_s)
 -- ARGV[4] default lease ms  ARGV[5] default max attempts  ARGV[6] reap batch  ARGV[7] events maxlen
--- Returns {reaped} when nothing is eligible, else {reaped, id, token, deadline_ms, HGETALL of the hypothesis}.
+-- Returns {reaped} when nothing is eligible, else {reaped, id, token, deadline_ms, data, attempts,
+-- created_ms}: only what the caller cannot know (state is claimed, claimed_by is ARGV[2]).
+-- Each redis.call costs ~1 us of server time plus its reply, so this reads with as few calls as it can.
 local now = now_ms()
-local max_attempts = setting_num(KEYS[7], 'max_attempts', ARGV[5])
-local reaped = reap(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], now, max_attempts, ARGV[6], ARGV[7])
+local cfg = redis.call('HMGET', KEYS[7], 'max_attempts', 'lease_s')
+local reaped = reap(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], now, tonumber(cfg[1] or ARGV[5]),
+  ARGV[6], ARGV[7])
 local best_q, best_id, best_score = nil, nil, nil
 for i = 8, #KEYS do
   local top = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
@@ -17,14 +20,17 @@ for i = 8, #KEYS do
 end
 if not best_id then return {reaped} end
 local lease_ms = tonumber(ARGV[3])
-if lease_ms <= 0 then lease_ms = setting_num(KEYS[7], 'lease_s', tonumber(ARGV[4]) / 1000) * 1000 end
+if lease_ms <= 0 then
+  if cfg[2] then lease_ms = tonumber(cfg[2]) * 1000 else lease_ms = tonumber(ARGV[4]) end
+end
 local token = redis.call('INCR', KEYS[5])
 local deadline = int(now + lease_ms)
 local hk = ARGV[1] .. 'hyp:' .. best_id
+local f = redis.call('HMGET', hk, 'seq', 'data', 'attempts', 'created_ms')
 redis.call('ZREM', best_q, best_id)
 redis.call('HSET', hk, 'state', 'claimed', 'claimed_by', ARGV[2], 'token', token, 'deadline_ms', deadline)
 redis.call('ZADD', KEYS[1], deadline, best_id)
 redis.call('ZREM', KEYS[2], best_id)
-redis.call('ZADD', KEYS[3], redis.call('HGET', hk, 'seq'), best_id)
+redis.call('ZADD', KEYS[3], f[1], best_id)
 event(KEYS[6], ARGV[7], 'claim', ARGV[2] .. ' claimed ' .. best_id, 'hid', best_id, 'agent', ARGV[2])
-return {reaped, best_id, token, deadline, redis.call('HGETALL', hk)}
+return {reaped, best_id, token, deadline, f[2], f[3] or '0', f[4] or '0'}
