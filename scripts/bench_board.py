@@ -1,26 +1,39 @@
-"""Board benchmark: claim -> complete cycles per second and claim latency, against raw Redis.
+"""Board benchmark: claim -> complete cycles and claim latency, against raw Redis on the same server.
 
-For each concurrency level (default 1, 16, 64 client processes, one connection each) it measures,
-on the same Redis in the same run:
-  raw    PING round trips per second (the ceiling any client-side protocol could reach)
-  board  claim -> complete cycles per second (two Lua scripts per cycle) and p50/p99 claim latency
-and reports cycles/s divided by PING/s. Hypotheses are pre-posted so workers never run dry.
+For each concurrency level (default 1, 16, 64 client processes, one connection each), in one run on
+the same Redis:
+  ping       closed loop: every client sends PING as fast as it can through the same redis-py stack
+             -> PING/s and PING p50/p99 (the floor any command has at this concurrency on this host)
+  saturated  closed loop: every client runs claim -> complete as fast as it can (two Lua scripts per
+             cycle) -> cycles/s, ratio = cycles/s / PING/s, claim p50/p99, server us per script call
+  paced      open loop: the same clients together offer --paced-rate cycles/s (each on a fixed
+             schedule, spread evenly) -> claim p50/p99 under a load the host can carry; max_lag_ms
+             says how late the worst cycle started against its schedule (large: the host could not
+             keep the pace and the figure is not an open-loop one)
+then, with one client, the server time of each script alone (INFO commandstats deltas over
+--calib-calls claims, then as many completes, then PINGs).
+
+A cycle is two round trips, so the ratio cannot exceed 0.5 against PING. When the clients and the
+server share few cores, the saturated runs measure the host's CPU: by Little's law the mean latency
+of N closed-loop clients is N / throughput, whatever the board does. The paced run is the figure an
+agent sees in a real swarm (64 agents claim far below 1/s).
 
     .venv/bin/python scripts/bench_board.py                 # starts its own redis-server
-    .venv/bin/python scripts/bench_board.py --redis URL --clients 1 16 64 --seconds 3
+    .venv/bin/python scripts/bench_board.py --redis URL --clients 1 16 64 --seconds 3 --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -28,63 +41,87 @@ import redis
 
 from swarm.board import Board, HypothesisIn
 from swarm.embedded import RedisProcess
+from swarm.hypotheses import hypothesis_id
 from swarm.models import pack
 
 TRACK = "cpu:bench"
+START_DELAY_S = 0.2  # every worker is connected and waiting; this lets the last one see the start time
+LATE_MS = 1.0  # a paced cycle that starts more than this after its schedule counts as late
 
 
-def _sync(ready: mp.Queue, go: mp.Event, start: mp.Value) -> float:  # type: ignore[type-arg, valid-type]
-    """Report ready, wait until every worker is, return the common start time."""
+def _sync(ready: Any, go: Any, start: Any) -> float:
+    """Report ready, wait until every worker is, return the common start time (time.time())."""
     ready.put(1)
-    go.wait()  # type: ignore[attr-defined]
-    t = float(start.value)  # type: ignore[attr-defined]
+    go.wait()
+    t = float(start.value)
     while time.time() < t:
         time.sleep(0.0005)
     return t
 
 
-def _raw_worker(url: str, sync: tuple, seconds: float, q: mp.Queue) -> None:  # type: ignore[type-arg]
+def _ping_worker(url: str, wid: int, nw: int, sync: tuple, seconds: float, rate: float, q: Any) -> None:
     r = redis.Redis.from_url(url)
     r.ping()
     start = _sync(*sync)
-    n = 0
-    end = start + seconds
-    while time.time() < end:
-        r.ping()
-        n += 1
-    q.put(("raw", n, []))
-
-
-def _board_worker(url: str, swarm: str, wid: int, sync: tuple, seconds: float, q: mp.Queue) -> None:  # type: ignore[type-arg]
-    b = Board(redis.Redis.from_url(url), swarm)
-    b.r.ping()
-    start = _sync(*sync)
-    n = 0
     lat: list[float] = []
     end = start + seconds
     while time.time() < end:
         t0 = time.perf_counter()
-        c = b.claim(f"bench-{wid}", TRACK)
+        r.ping()
+        lat.append(time.perf_counter() - t0)
+    q.put({"n": len(lat), "lat": lat})
+
+
+def _board_worker(
+    url: str, wid: int, nw: int, sync: tuple, seconds: float, rate: float, q: Any, swarm: str
+) -> None:
+    """Claim -> complete in a closed loop (rate 0) or on a fixed schedule of `rate` cycles/s.
+
+    Worker `wid` of `nw` starts its schedule `wid / nw` of an interval late, so the offered load is even.
+    """
+    b = Board(redis.Redis.from_url(url), swarm)
+    b.r.ping()
+    agent = f"bench-{wid}"
+    start = _sync(*sync)
+    end = start + seconds
+    lat: list[float] = []
+    lags: list[float] = []
+    n = 0
+    dry = False
+    interval = 1.0 / rate if rate > 0 else 0.0
+    due = start + interval * wid / nw
+    while True:
+        if rate > 0:
+            if due >= end:
+                break
+            wait = due - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            lags.append(max(0.0, time.time() - due))
+            due += interval
+        elif time.time() >= end:
+            break
+        t0 = time.perf_counter()
+        c = b.claim(agent, TRACK)
         lat.append(time.perf_counter() - t0)
         if c is None:
-            q.put(("dry", n, lat))
-            return
+            dry = True
+            break
         b.complete(c.hypothesis.id, c.token)
         n += 1
-    q.put(("board", n, lat))
+    q.put({"n": n, "lat": lat, "lags": lags, "dry": dry})
 
 
 def _prefill(url: str, swarm: str, n: int) -> None:
+    """Post `n` text hypotheses for the bench track, pipelined (the post script, as Board.post runs it)."""
     b = Board(redis.Redis.from_url(url), swarm)
+    k = b.k
     pipe = b.r.pipeline(transaction=False)
     for i in range(n):
         h = HypothesisIn(text=f"bench idea {i}", priority=i % 5)
-        from swarm.hypotheses import hypothesis_id
-
         hid = hypothesis_id(h, None)
         data = h.model_dump(exclude={"patch"})
         data["patch_hash"] = None
-        k = b.k
         b.scripts.post(
             keys=[k.hyp(hid), k.open_queue(None, False), k.state("open"), k.seq_hyp, k.events],
             args=[hid, pack(data), h.priority, "bench post", 10_000],
@@ -95,19 +132,33 @@ def _prefill(url: str, swarm: str, n: int) -> None:
     pipe.execute()
 
 
-def _run(target, args_for, n: int, seconds: float) -> list[tuple[str, int, list[float]]]:  # type: ignore[no-untyped-def]
+def _drop(url: str, swarm: str) -> None:
+    """Delete every key of a bench swarm (so a run against a shared server leaves nothing behind)."""
+    r = redis.Redis.from_url(url)
+    batch = []
+    for key in r.scan_iter(match=f"swarm:{{{swarm}}}:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            r.delete(*batch)
+            batch = []
+    if batch:
+        r.delete(*batch)
+
+
+def _run(target: Any, n: int, url: str, seconds: float, rate: float, *extra: Any) -> list[dict[str, Any]]:
+    """Start `n` worker processes, start their clocks together, collect one report from each."""
     ctx = mp.get_context("spawn")
-    q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-    ready: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+    q = ctx.Queue()
+    ready = ctx.Queue()
     go = ctx.Event()
     start = ctx.Value("d", 0.0)
     sync = (ready, go, start)
-    procs = [ctx.Process(target=target, args=(*args_for(i), sync, seconds, q)) for i in range(n)]
+    procs = [ctx.Process(target=target, args=(url, i, n, sync, seconds, rate, q, *extra)) for i in range(n)]
     for p in procs:
         p.start()
     for _ in procs:  # every process imported, connected and waiting: start the clock together
         ready.get(timeout=300)
-    start.value = time.time() + 0.2
+    start.value = time.time() + START_DELAY_S
     go.set()
     out = [q.get(timeout=seconds + 120) for _ in procs]
     for p in procs:
@@ -115,13 +166,157 @@ def _run(target, args_for, n: int, seconds: float) -> list[tuple[str, int, list[
     return out
 
 
+def _pct_ms(lat: list[float], p: float) -> float:
+    """The p-quantile of `lat` (seconds) in ms: the smallest sample with at least p of them at or below."""
+    if not lat:
+        return float("nan")
+    xs = sorted(lat)
+    return xs[min(len(xs) - 1, max(0, int(p * len(xs) + 0.999_999) - 1))] * 1000
+
+
+def _cmd_us(r: redis.Redis, name: str) -> tuple[int, int]:
+    """(calls, usec) of command `name` so far on the server (deltas: no CONFIG RESETSTAT needed)."""
+    e = r.info("commandstats").get(f"cmdstat_{name}", {})
+    return int(e.get("calls", 0)), int(e.get("usec", 0))
+
+
+def _per_call(before: tuple[int, int], after: tuple[int, int]) -> float:
+    calls = after[0] - before[0]
+    return (after[1] - before[1]) / calls if calls else float("nan")
+
+
+def _calibrate(url: str, calls: int) -> dict[str, float]:
+    """Server us per call of claim, complete and PING alone: one client, INFO commandstats deltas."""
+    swarm = f"bboard-{uuid.uuid4().hex[:8]}"
+    _prefill(url, swarm, calls)
+    b = Board(redis.Redis.from_url(url), swarm)
+    r = b.r
+    before = _cmd_us(r, "evalsha")
+    claims = [b.claim("calib", TRACK) for _ in range(calls)]
+    mid = _cmd_us(r, "evalsha")
+    for c in claims:
+        assert c is not None and b.complete(c.hypothesis.id, c.token)
+    after = _cmd_us(r, "evalsha")
+    p0 = _cmd_us(r, "ping")
+    for _ in range(calls):
+        r.ping()
+    p1 = _cmd_us(r, "ping")
+    _drop(url, swarm)
+    return {
+        "claim_us": _per_call(before, mid),
+        "complete_us": _per_call(mid, after),
+        "ping_us": _per_call(p0, p1),
+    }
+
+
+def measure(
+    url: str, clients: list[int], seconds: float, prefill: int, paced_rate: float, calib_calls: int
+) -> dict[str, Any]:
+    """Every level's figures and the calibration, as one JSON-ready dict."""
+    r = redis.Redis.from_url(url)
+    levels = []
+    for n in clients:
+        ping = _run(_ping_worker, n, url, seconds, 0.0)
+        ping_lat = [x for w in ping for x in w["lat"]]
+        pings = sum(w["n"] for w in ping) / seconds
+
+        swarm = f"bboard-{uuid.uuid4().hex[:8]}"
+        _prefill(url, swarm, prefill)
+        ev0 = _cmd_us(r, "evalsha")
+        sat = _run(_board_worker, n, url, seconds, 0.0, swarm)
+        ev1 = _cmd_us(r, "evalsha")
+        if any(w["dry"] for w in sat):
+            print(f"warning: the queue ran dry at {n} clients; raise --prefill", file=sys.stderr)
+        cycles = sum(w["n"] for w in sat) / seconds
+        sat_lat = [x for w in sat for x in w["lat"]]
+        _drop(url, swarm)
+
+        swarm = f"bboard-{uuid.uuid4().hex[:8]}"
+        _prefill(url, swarm, int(paced_rate * seconds * 1.2) + 100)
+        paced = _run(_board_worker, n, url, seconds, paced_rate / n, swarm)
+        paced_lat = [x for w in paced for x in w["lat"]]
+        lags = [x for w in paced for x in w["lags"]]
+        _drop(url, swarm)
+        levels.append(
+            {
+                "clients": n,
+                "ping_per_s": pings,
+                "ping_p50_ms": _pct_ms(ping_lat, 0.5),
+                "ping_p99_ms": _pct_ms(ping_lat, 0.99),
+                "cycles_per_s": cycles,
+                "ratio": cycles / pings if pings else float("nan"),
+                "claim_p50_ms": _pct_ms(sat_lat, 0.5),
+                "claim_p99_ms": _pct_ms(sat_lat, 0.99),
+                "script_us": _per_call(ev0, ev1),
+                "paced_rate": paced_rate,
+                "paced_cycles_per_s": sum(w["n"] for w in paced) / seconds,
+                "paced_claims": len(paced_lat),
+                "paced_claim_p50_ms": _pct_ms(paced_lat, 0.5),
+                "paced_claim_p99_ms": _pct_ms(paced_lat, 0.99),
+                "paced_late_frac": sum(x * 1000 > LATE_MS for x in lags) / len(lags) if lags else float("nan"),
+                "paced_max_lag_ms": max(lags, default=0.0) * 1000,
+            }
+        )
+        print(f"measured {n} clients", file=sys.stderr, flush=True)
+    calib = _calibrate(url, calib_calls)
+    return {"seconds": seconds, "prefill": prefill, "levels": levels, "server_us_per_call": calib}
+
+
+def _no_nan(obj: Any) -> Any:
+    """NaN (a figure with no samples) as JSON null."""
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_no_nan(v) for v in obj]
+    return obj
+
+
+def report(res: dict[str, Any]) -> str:
+    lines = ["saturated (closed loop: every client as fast as it can)"]
+    lines.append(
+        "clients  ping_per_s  ping_p50_ms  ping_p99_ms  cycles_per_s  ratio  claim_p50_ms  claim_p99_ms  script_us"
+    )
+    for lv in res["levels"]:
+        lines.append(
+            f"{lv['clients']:7d}  {lv['ping_per_s']:10.0f}  {lv['ping_p50_ms']:11.2f}  {lv['ping_p99_ms']:11.2f}"
+            f"  {lv['cycles_per_s']:12.0f}  {lv['ratio']:5.2f}  {lv['claim_p50_ms']:12.2f}  {lv['claim_p99_ms']:12.2f}"
+            f"  {lv['script_us']:9.1f}"
+        )
+    rate = res["levels"][0]["paced_rate"] if res["levels"] else 0
+    lines.append(f"paced (open loop: {rate:g} cycles/s offered in total, spread over the clients)")
+    lines.append("clients  cycles_per_s  claims  claim_p50_ms  claim_p99_ms  late_frac  max_lag_ms")
+    for lv in res["levels"]:
+        lines.append(
+            f"{lv['clients']:7d}  {lv['paced_cycles_per_s']:12.0f}  {lv['paced_claims']:6d}"
+            f"  {lv['paced_claim_p50_ms']:12.2f}  {lv['paced_claim_p99_ms']:12.2f}"
+            f"  {lv['paced_late_frac']:9.3f}  {lv['paced_max_lag_ms']:10.2f}"
+        )
+    c = res["server_us_per_call"]
+    lines.append("server time per call (one client, INFO commandstats)")
+    lines.append(f"claim_us: {c['claim_us']:.1f}  complete_us: {c['complete_us']:.1f}  ping_us: {c['ping_us']:.2f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--redis", help="Redis URL (default: start a private redis-server on a free port)")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
-    ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--prefill", type=int, default=20_000, help="hypotheses posted per level before timing")
+    ap.add_argument("--seconds", type=float, default=3.0, help="length of each timed phase")
+    ap.add_argument("--prefill", type=int, default=20_000, help="hypotheses posted per saturated level")
+    ap.add_argument(
+        "--paced-rate",
+        type=float,
+        default=200.0,
+        help="cycles/s offered in total in the paced phase (default 200: ~10%% of the saturated rate "
+        "at 64 clients on a 2-core host, and hundreds of times what 64 real agents ask)",
+    )
+    ap.add_argument("--calib-calls", type=int, default=2000, help="claims (and completes) timed alone on the server")
+    ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = ap.parse_args()
+    if args.paced_rate <= 0:
+        ap.error("--paced-rate must be > 0")
     server = None
     workdir = None
     url = args.redis
@@ -131,24 +326,10 @@ def main() -> None:
         server.start()
         url = server.url
     try:
-        print("clients  ping_per_s  cycles_per_s  ratio  claim_p50_ms  claim_p99_ms")
-        for n in args.clients:
-            raw = _run(_raw_worker, lambda i: (url,), n, args.seconds)
-            pings = sum(c for _, c, _ in raw) / args.seconds
-            swarm = f"bench-{uuid.uuid4().hex[:8]}"
-            _prefill(url, swarm, args.prefill)
-            res = _run(_board_worker, lambda i, s=swarm: (url, s, i), n, args.seconds)
-            if any(kind == "dry" for kind, _, _ in res):
-                print(f"warning: the queue ran dry at {n} clients; raise --prefill", file=sys.stderr)
-            cycles = sum(c for _, c, _ in res) / args.seconds
-            lat = sorted(x for _, _, ls in res for x in ls)
-            p50 = statistics.median(lat) * 1000
-            p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000
-            print(
-                f"{n:7d}  {pings:10.0f}  {cycles:12.0f}  {cycles / pings:5.2f}  {p50:12.2f}  {p99:12.2f}",
-                flush=True,
-            )
-            redis.Redis.from_url(url).delete(*[f"swarm:{{{swarm}}}:{k}" for k in ("events",)])
+        res = measure(url, args.clients, args.seconds, args.prefill, args.paced_rate, args.calib_calls)
+        print(report(res), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(_no_nan(res), indent=2) + "\n", encoding="utf-8")
     finally:
         if server is not None:
             server.stop()
