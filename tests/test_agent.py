@@ -412,3 +412,83 @@ def test_llm_edit_that_crashes_is_repaired_within_the_experiment(
         assert job.usage.calls >= 2 and job.usage.input_tokens >= 1000
         prompts = [r.last_user_text() for r in srv.requests]
         assert any("synthetic crash" in p for p in prompts)
+
+
+def establish_baseline(board: Board, agent: Agent) -> object:
+    for s in range(3):
+        publish(board, agent, agent.ws.baseline_files(), 1.50 + 0.001 * s, kind="baseline", seed=s)
+    agent.finalize_baseline()
+    leader = board.leader(TRACK)
+    assert leader is not None
+    return leader
+
+
+def move_leader_to(board: Board, agent: Agent, files: dict[str, str], metric: float) -> object:
+    """A confirmed move to `files` (a candidate with its two confirmations), as another agent makes it."""
+    leader = board.leader(TRACK)
+    assert leader is not None
+    cand = publish(board, agent, files, metric, parent=leader.patch_hash)
+    for s in (1, 2):
+        publish(board, agent, files, metric, kind="confirm", parent=leader.patch_hash, candidate_of=cand, seed=s)
+    agent.finalize_candidate(cand)
+    moved = board.leader(TRACK)
+    assert moved is not None and moved.result_id == cand
+    return moved
+
+
+def slot_job(agent: Agent, board: Board, files: dict[str, str], source: str) -> Job:
+    """Claim a patch-carrying idea made on the current leader and put it in the agent's slot, prepared."""
+    leader = board.leader(TRACK)
+    assert leader is not None
+    patch = make_patch(agent.files_of(leader.patch_hash), files)
+    board.post(HypothesisIn(text=f"idea {source} {patch_hash(patch)[:8]}", track=TRACK, source=source,
+                            patch=patch, meta={"base": leader.patch_hash}, priority=998))
+    claim = board.claim(agent.agent_id, TRACK)
+    assert claim is not None
+    agent.hold(claim.hypothesis.id, claim.token)
+    job = agent.implement(Job(claim.hypothesis, claim.token, leader))
+    assert not job.invalid
+    agent.fill_slot(job)
+    return job
+
+
+def test_a_prepared_job_follows_the_leader_while_the_gpu_is_busy(
+    redis_url: str, swarm_name: str, tmp_path: Path
+) -> None:
+    agent = make_agent(redis_url, swarm_name, tmp_path / "a")
+    board = agent.board
+    establish_baseline(board, agent)
+    base = agent.ws.baseline_files()["train.py"]
+    # A prepared edit of X; then the leader moves to a change of Y: the slot is re-applied at once.
+    job = slot_job(agent, board, {"train.py": base.replace("X = 0.2 ", "X = 0.5 ")}, "human")
+    gen2 = move_leader_to(board, agent, {"train.py": base.replace("Y = 0.8 ", "Y = 0.4 ")}, 1.05)
+    agent.refresh_slot()
+    again = agent.slot
+    assert again is not None and again.hyp.id == job.hyp.id
+    assert again.parent == gen2 and not again.invalid
+    assert "X = 0.5 " in again.files["train.py"] and "Y = 0.4 " in again.files["train.py"]
+    # A machine idea that now conflicts (the leader changed the same line) is retired, not run as invalid.
+    agent.slot = None
+    agent.slot_full.clear()
+    idea = slot_job(agent, board, {"train.py": base.replace("Y = 0.8 ", "Y = 0.45")}, "classical")
+    move_leader_to(board, agent, {"train.py": base.replace("Y = 0.8 ", "Y = 0.35")}, 1.0)
+    agent.refresh_slot()
+    assert agent.slot is None and not agent.slot_full.is_set()
+    assert board.get(idea.hyp.id).state == "cancelled"
+    assert idea.hyp.id not in agent.held
+
+
+def test_idle_agents_ideate_on_the_pristine_arena_while_the_baseline_runs(
+    redis_url: str, swarm_name: str, tmp_path: Path
+) -> None:
+    agent = make_agent(redis_url, swarm_name, tmp_path / "a")
+    board = agent.board
+    other = Board.connect(redis_url, swarm_name)
+    assert agent.prepare() is not None  # the first agent posts the baseline seeds and claims one
+    while other.claim("busy", TRACK) is not None:  # the other seeds are taken by other agents
+        pass
+    assert agent.prepare() is None  # nothing to run before the baseline lands ...
+    ideas = [h for h in board.list_hypotheses(state="open", limit=50) if h.kind == "explore"]
+    assert ideas and all(h.meta["base"] == EMPTY_PATCH and h.patch_hash for h in ideas)  # ... but work is ready
+    assert agent.prepare() is None
+    assert len([h for h in board.list_hypotheses(state="open", limit=50) if h.kind == "explore"]) == len(ideas)
