@@ -253,6 +253,32 @@ def test_connect_password_and_unreachable() -> None:
         connect(f"redis://:pw@127.0.0.1:{free_port()}/0", retries=1, backoff_s=0.01)
 
 
+def test_connect_acl_user_limited_to_its_swarm(redis_url: str, swarm_name: str) -> None:
+    # An ACL user (redis://user:pass@host) that may only touch its own swarm's keys can run the whole
+    # claim cycle: every key a script reaches is under the swarm's prefix. A wrong password is one line.
+    admin = redis.Redis.from_url(redis_url)
+    user = f"acl-{swarm_name}"
+    admin.acl_setuser(
+        user, enabled=True, passwords=["+p4ss"], keys=[f"swarm:{{{swarm_name}}}:*"], channels=["*"], commands=["+@all"]
+    )
+    host = redis_url.split("//", 1)[1].split("/", 1)[0]
+    try:
+        b = Board.connect(f"redis://{user}:p4ss@{host}/0", swarm_name)
+        hid, created = b.post(HypothesisIn(text="acl idea"))
+        c = b.claim("a", "cpu:2c")
+        assert created and c is not None and c.hypothesis.id == hid and b.complete(hid, c.token)
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            b.r.get("swarm:{another}:settings")  # another swarm's keys are off limits
+        b.r.close()
+        with pytest.raises(BoardUnavailable) as exc:
+            Board.connect(f"redis://{user}:wrong@{host}/0", swarm_name)
+        msg = str(exc.value)
+        assert "\n" not in msg and "wrong" not in msg and f"redis://{user}:***@{host}/0" in msg
+    finally:
+        admin.acl_deluser(user)
+        admin.close()
+
+
 def test_unknown_settings_defaults_allow_claims_without_init(board: Board) -> None:
     board.post(HypothesisIn(text="x"))
     c = board.claim("a", TRACK)
