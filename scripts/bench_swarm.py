@@ -185,8 +185,8 @@ class BenchAgent(Agent):
         self._timed("wait_for_job", t0)
         return job
 
-    def safe_prepare(self) -> Job | None:
-        job = super().safe_prepare()
+    def safe_prepare(self, speculate: bool = False) -> Job | None:
+        job = super().safe_prepare(speculate)
         self.no_job += job is None and not self.stop.is_set()
         return job
 

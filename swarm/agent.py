@@ -97,6 +97,7 @@ class Agent(WorkMixin, PromotionMixin):
         self.moved = threading.Event()
         self._files_cache: dict[str, dict[str, str]] = {}
         self.pre_ideated = False  # ideas posted while the track's baseline was being measured
+        self.running: Job | None = None  # the job the main loop runs now (the preparer may speculate on it)
         self.ran = 0
         self.busy_s = 0.0
         self.started = time.monotonic()
@@ -129,11 +130,13 @@ class Agent(WorkMixin, PromotionMixin):
                 job = self.sync(job)
                 if job is None:  # retired: its idea no longer applies to the new leader
                     continue
+                self.running = job
                 outcome = self.execute(job)
                 if self.stop.is_set():  # cancelled mid-run: give the hypothesis back untouched
                     self.release(job)
                     break
                 self.publish(job, outcome)
+                self.running = None
             self.drain_outbox()
             self.final_sync()
         finally:
@@ -241,6 +244,7 @@ class Agent(WorkMixin, PromotionMixin):
             with self.slot_lock:
                 job, self.slot = self.slot, None
                 self.slot_full.clear()
+            self.running = job  # before the kick: the preparer may build on the promotion it will make
             self.kick.set()  # the slot is free: the preparer may claim the next one now
             if job is not None:
                 return job
@@ -259,7 +263,7 @@ class Agent(WorkMixin, PromotionMixin):
                     self.refresh_slot()
                 if self.slot_full.is_set() or time.monotonic() < idle_until:
                     continue
-                job = self.safe_prepare()
+                job = self.safe_prepare(speculate=True)
             except SwarmError as exc:  # fatal (e.g. the baseline cannot run): the main loop re-raises it
                 self.fatal = exc
                 self.stop.set()
@@ -289,9 +293,11 @@ class Agent(WorkMixin, PromotionMixin):
         if again is not None:
             self.fill_slot(again)
 
-    def safe_prepare(self) -> Job | None:
+    def safe_prepare(self, speculate: bool = False) -> Job | None:
         try:
-            return self.prepare()
+            running = self.running
+            on = self.speculative_leader(running.hyp) if speculate and running is not None else None
+            return self.prepare(on)
         except BOARD_DOWN as exc:
             self.redis_trouble(exc)
             return None

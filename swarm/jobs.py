@@ -85,9 +85,10 @@ class WorkMixin:
         def redis_trouble(self, exc: BaseException) -> None: ...
         def account(self, proposer: str, usage: Usage) -> None: ...
 
-    def prepare(self) -> Job | None:
-        """Claim the best open hypothesis of the track (ask a proposer when none is open), implement it."""
-        leader = self.board.leader(self.track)
+    def prepare(self, on: Leader | None = None) -> Job | None:
+        """Claim the best open hypothesis of the track (ask a proposer when none is open), implement it
+        on the track's leader, or on `on` (the code a promotion about to happen will make the leader)."""
+        leader = on or self.board.leader(self.track)
         if leader is None:
             job = self.prepare_baseline()
             leader = self.board.leader(self.track) if job is None else None
@@ -123,7 +124,7 @@ class WorkMixin:
             # replaced the one it was proposed on: retire it rather than burn a slot on an `invalid`
             # result; the proposer will be asked again on the new leader.
             self.retire(job)
-            return self.prepare()  # each retry retires one stale idea, so this ends
+            return self.prepare(on)  # each retry retires one stale idea, so this ends
         job.usage = job.usage.add(usage)  # the ideation call that produced the work is paid by it
         job.brief_version = self.board.brief()[0]
         return job
@@ -257,10 +258,10 @@ class WorkMixin:
         re-implemented by its LLM on a conflict. A conflicting machine-made idea is retired (None): the
         optimizer asks again on the new code. Touches no workspace file, so the preparer can do it while
         an experiment runs."""
-        stale = job.parent is not None and leader is not None and job.parent.patch_hash != leader.patch_hash
-        if not stale or job.invalid or job.kind in ("confirm", "baseline"):
+        if job.parent is None or leader is None or job.invalid or job.kind in ("confirm", "baseline"):
             return job
-        assert job.parent is not None and leader is not None
+        if job.parent.patch_hash == leader.patch_hash:  # same code (a speculated parent that came true)
+            return job if job.parent == leader else replace(job, parent=leader)
         base = self.files_of(job.parent.patch_hash)
         merged = merge3(base, self.files_of(leader.patch_hash), job.files)
         if merged is None:

@@ -218,6 +218,42 @@ class PromotionMixin:
         elif out.reason == "stale_generation" and out.leader is not None and out.leader.result_id != candidate_id:
             self.rebase_candidate(candidate_id, out.leader)
 
+    def speculative_leader(self, running: Hypothesis) -> Leader | None:
+        """The leader `running` will make if it is a candidate's last confirmation and the candidate's runs
+        so far clear the promotion threshold; None otherwise. The preparer builds the next job on that
+        code, so an agent that promotes its own candidate (always so when it is alone on its track) does
+        not then wait for its proposer: a wrong guess costs what a right one saves, once."""
+        if running.kind != "confirm" or not running.parent:
+            return None
+        leader = self.board.leader(self.track)
+        cand = self.board.result(running.parent)
+        if leader is None or cand.parent_patch_hash != leader.patch_hash or cand.metric is None:
+            return None
+        confirms = [
+            r for r in self.history.newest() if r.kind == "confirm" and r.candidate_of == cand.result_id and not r.stale
+        ]
+        if len({r.seed for r in confirms} | {running.seed}) < defaults.CONFIRM_RUNS - 1:
+            return None  # other confirmations are still to come: this run does not decide
+        kept = [float(r.metric) for r in confirms if r.status == "keep" and r.metric is not None]
+        values = [float(cand.metric), *kept]
+        noise = sigma(self.board.noise(self.track))
+        n_leader = defaults.NOISE_SEEDS if leader.patch_hash == EMPTY_PATCH else defaults.CONFIRM_RUNS
+        ok, mean, _ = should_promote(
+            leader.metric, values, self.settings.direction, noise, self.settings.min_delta, n_leader
+        )
+        if not ok:
+            return None
+        return leader.model_copy(
+            update={
+                "generation": leader.generation + 1,
+                "metric": mean,
+                "patch_hash": cand.patch_hash or EMPTY_PATCH,
+                "hypothesis_id": cand.hypothesis_id,
+                "agent_id": cand.agent_id,
+                "result_id": cand.result_id,
+            }
+        )
+
     def post_edit(self, candidate_id: str, text: str, track: str, kind: str, priority: int) -> None:
         """Post a candidate's edit (the diff from its parent's code, `meta.base` = that parent) as a new
         hypothesis, under the proposer that made it, so it is merged 3-way onto `track`'s leader."""

@@ -492,3 +492,39 @@ def test_idle_agents_ideate_on_the_pristine_arena_while_the_baseline_runs(
     assert ideas and all(h.meta["base"] == EMPTY_PATCH and h.patch_hash for h in ideas)  # ... but work is ready
     assert agent.prepare() is None
     assert len([h for h in board.list_hypotheses(state="open", limit=50) if h.kind == "explore"]) == len(ideas)
+
+
+def test_the_next_job_is_built_on_a_promotion_the_running_confirmation_will_make(
+    redis_url: str, swarm_name: str, tmp_path: Path
+) -> None:
+    agent = make_agent(redis_url, swarm_name, tmp_path / "a")
+    board = agent.board
+    gen1 = establish_baseline(board, agent)
+    files = edited(agent, 0.5)
+    cand = publish(board, agent, files, 1.10, parent=gen1.patch_hash)  # type: ignore[attr-defined]
+
+    def confirm_job(seed: int) -> Job:
+        hid, _ = board.post(HypothesisIn(text=f"confirm {cand} seed {seed}", track=TRACK, kind="confirm",
+                                         parent=cand, seed=seed))
+        return Job(board.get(hid), 0, gen1)  # type: ignore[arg-type]
+
+    assert agent.speculative_leader(confirm_job(1).hyp) is None  # seed 2 is still to come: not decisive
+    publish(board, agent, files, 1.11, kind="confirm", parent=gen1.patch_hash, candidate_of=cand, seed=1)  # type: ignore[attr-defined]
+    spec = agent.speculative_leader(confirm_job(2).hyp)
+    assert spec is not None and spec.generation == 2 and spec.result_id == cand
+    assert spec.patch_hash == board.result(cand).patch_hash
+    # The next job is made on the candidate's code; when the promotion lands it needs no rebase.
+    job = agent.prepare(spec)
+    assert job is not None and job.parent == spec and job.hyp.meta["base"] == spec.patch_hash
+    assert "X = 0.5" in agent.files_of(job.parent.patch_hash)["train.py"]
+    publish(board, agent, files, 1.10, kind="confirm", parent=gen1.patch_hash, candidate_of=cand, seed=2)  # type: ignore[attr-defined]
+    agent.finalize_candidate(cand)
+    real = board.leader(TRACK)
+    assert real is not None and real.result_id == cand
+    again = agent.rebase_job(job, real)
+    assert again is not None and again.parent == real and again.files == job.files
+    # A candidate whose runs so far do not clear the threshold is not speculated on.
+    other = publish(board, agent, edited(agent, 0.55), 1.09, parent=real.patch_hash)
+    publish(board, agent, edited(agent, 0.55), 1.2, kind="confirm", parent=real.patch_hash, candidate_of=other, seed=1)
+    hid, _ = board.post(HypothesisIn(text=f"confirm {other} seed 2", track=TRACK, kind="confirm", parent=other, seed=2))
+    assert agent.speculative_leader(board.get(hid)) is None
