@@ -46,6 +46,7 @@ from swarm.models import pack
 
 TRACK = "cpu:bench"
 START_DELAY_S = 0.2  # every worker is connected and waiting; this lets the last one see the start time
+LINGER_S = 0.2  # workers exit this long after the timed window, so exits never overlap timed work
 LATE_MS = 1.0  # a paced cycle that starts more than this after its schedule counts as late
 
 
@@ -59,6 +60,14 @@ def _sync(ready: Any, go: Any, start: Any) -> float:
     return t
 
 
+def _linger(end: float) -> None:
+    """Stay until every worker's window is over: a paced worker done early would otherwise exit (and
+    tear its interpreter down, ~tens of ms of CPU) while others still time their last cycles."""
+    wait = end + LINGER_S - time.time()
+    if wait > 0:
+        time.sleep(wait)
+
+
 def _ping_worker(url: str, wid: int, nw: int, sync: tuple, seconds: float, rate: float, q: Any) -> None:
     r = redis.Redis.from_url(url)
     r.ping()
@@ -69,6 +78,7 @@ def _ping_worker(url: str, wid: int, nw: int, sync: tuple, seconds: float, rate:
         t0 = time.perf_counter()
         r.ping()
         lat.append(time.perf_counter() - t0)
+    _linger(end)
     q.put({"n": len(lat), "lat": lat})
 
 
@@ -80,8 +90,12 @@ def _board_worker(
     Worker `wid` of `nw` starts its schedule `wid / nw` of an interval late, so the offered load is even.
     """
     b = Board(redis.Redis.from_url(url), swarm)
-    b.r.ping()
     agent = f"bench-{wid}"
+    # One untimed cycle first: a process's first claim pays one-off costs (pydantic builds its
+    # validators lazily, the connection is opened) that would otherwise be 1 in every few paced samples.
+    warm = b.claim(agent, TRACK)
+    if warm is not None:
+        b.complete(warm.hypothesis.id, warm.token)
     start = _sync(*sync)
     end = start + seconds
     lat: list[float] = []
@@ -109,6 +123,7 @@ def _board_worker(
             break
         b.complete(c.hypothesis.id, c.token)
         n += 1
+    _linger(end)
     q.put({"n": n, "lat": lat, "lags": lags, "dry": dry})
 
 
@@ -221,7 +236,7 @@ def measure(
         pings = sum(w["n"] for w in ping) / seconds
 
         swarm = f"bboard-{uuid.uuid4().hex[:8]}"
-        _prefill(url, swarm, prefill)
+        _prefill(url, swarm, prefill + n)
         ev0 = _cmd_us(r, "evalsha")
         sat = _run(_board_worker, n, url, seconds, 0.0, swarm)
         ev1 = _cmd_us(r, "evalsha")
@@ -232,7 +247,7 @@ def measure(
         _drop(url, swarm)
 
         swarm = f"bboard-{uuid.uuid4().hex[:8]}"
-        _prefill(url, swarm, int(paced_rate * seconds * 1.2) + 100)
+        _prefill(url, swarm, int(paced_rate * seconds * 1.2) + 100 + n)
         paced = _run(_board_worker, n, url, seconds, paced_rate / n, swarm)
         paced_lat = [x for w in paced for x in w["lat"]]
         lags = [x for w in paced for x in w["lags"]]
