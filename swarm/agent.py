@@ -98,6 +98,8 @@ class Agent(WorkMixin, PromotionMixin):
         self._files_cache: dict[str, dict[str, str]] = {}
         self.pre_ideated = False  # ideas posted while the track's baseline was being measured
         self.running: Job | None = None  # the job the main loop runs now (the preparer may speculate on it)
+        self.others_on_track = False  # another live agent on this track: it confirms our candidates
+        self.looked_at = 0.0
         self.ran = 0
         self.busy_s = 0.0
         self.started = time.monotonic()
@@ -219,6 +221,7 @@ class Agent(WorkMixin, PromotionMixin):
             )
         )
         self.beat("joined")
+        self.look_around()
         log.info("agent %s joined swarm %s on track %s", self.agent_id, self.board.swarm, self.track)
 
     def start_threads(self) -> None:
@@ -476,6 +479,7 @@ class Agent(WorkMixin, PromotionMixin):
                 if now - last_beat >= defaults.AGENT_HEARTBEAT_S:
                     last_beat = now
                     self.beat(self.state, self.current)
+                    self.look_around()
                 if now - last_renew >= renew_every:
                     last_renew = now
                     with self.held_lock:
@@ -509,6 +513,17 @@ class Agent(WorkMixin, PromotionMixin):
 
     def beat(self, state: str, current: str | None = None) -> None:
         self.board.heartbeat(self.agent_id, state, current)
+
+    def look_around(self, max_age_s: float = 0.0) -> None:
+        """Note whether another live agent shares the track (then it, not us, confirms our candidates);
+        kept for `max_age_s` (the registry is read at most that often)."""
+        now = time.monotonic()
+        if max_age_s and now - self.looked_at < max_age_s:
+            return
+        self.looked_at = now
+        self.others_on_track = any(
+            a.alive and a.track == self.track and a.agent_id != self.agent_id for a in self.board.agents()
+        )
 
     def hold(self, hid: str, token: int) -> None:
         with self.held_lock:

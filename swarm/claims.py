@@ -53,9 +53,15 @@ def _complete_keys(k: Keys, state: str) -> tuple[str, str, str, str]:
 
 class ClaimsMixin(BoardCore):
     def claim(
-        self, agent_id: str, track: str, need_patch: bool = False, lease_s: float | None = None
+        self,
+        agent_id: str,
+        track: str,
+        need_patch: bool = False,
+        lease_s: float | None = None,
+        avoid_own: bool = False,
     ) -> Claim | None:
-        """Lease the best eligible open hypothesis, or None when there is none."""
+        """Lease the best eligible open hypothesis, or None when there is none. `avoid_own`: pass over
+        the confirmations of `agent_id`'s own candidates (set while another live agent can run them)."""
         out = self.scripts.claim(
             keys=_claim_keys(self.k, track, need_patch),
             args=(
@@ -66,6 +72,8 @@ class ClaimsMixin(BoardCore):
                 defaults.MAX_ATTEMPTS,
                 defaults.REAP_BATCH,
                 defaults.EVENTS_MAXLEN,
+                "1" if avoid_own else "0",
+                defaults.AVOID_SCAN,
             ),
         )
         if len(out) == 1:

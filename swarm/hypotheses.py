@@ -91,7 +91,14 @@ class HypothesesMixin(BoardCore):
         title = normalize_text(h.text)[:80]
         created = self.scripts.post(
             keys=[self.k.hyp(hid), queue, self.k.state("open"), self.k.seq_hyp, self.k.events],
-            args=[hid, pack(data), h.priority, f"{h.source} posted {hid}: {title}", defaults.EVENTS_MAXLEN],
+            args=[
+                hid,
+                pack(data),
+                h.priority,
+                f"{h.source} posted {hid}: {title}",
+                defaults.EVENTS_MAXLEN,
+                h.author if h.kind == "confirm" else "",  # a candidate is confirmed by another agent
+            ],
         )
         return hid, bool(created)
 

@@ -76,6 +76,7 @@ class WorkMixin:
     history: TrackHistory
     _files_cache: dict[str, dict[str, str]]
     pre_ideated: bool
+    others_on_track: bool
 
     if TYPE_CHECKING:  # provided by swarm.agent.Agent; stubs here would shadow them in the MRO
 
@@ -84,6 +85,7 @@ class WorkMixin:
         def finalize_baseline(self) -> None: ...
         def redis_trouble(self, exc: BaseException) -> None: ...
         def account(self, proposer: str, usage: Usage) -> None: ...
+        def look_around(self, max_age_s: float = 0.0) -> None: ...
 
     def prepare(self, on: Leader | None = None) -> Job | None:
         """Claim the best open hypothesis of the track (ask a proposer when none is open), implement it
@@ -100,15 +102,16 @@ class WorkMixin:
                     self.ideate(None)
                 return job
         t0 = time.monotonic()
+        self.look_around(defaults.LOOK_AROUND_S)
         need_patch = not self.can_implement
-        claim = self.board.claim(self.agent_id, self.track, need_patch=need_patch)
+        claim = self.board.claim(self.agent_id, self.track, need_patch=need_patch, avoid_own=self.others_on_track)
         usage = Usage()
         for _ in range(defaults.IDEATE_TRIES):
             if claim is not None:
                 break
             more, posted = self.ideate(leader)
             usage = usage.add(more)
-            claim = self.board.claim(self.agent_id, self.track, need_patch=need_patch)
+            claim = self.board.claim(self.agent_id, self.track, need_patch=need_patch, avoid_own=self.others_on_track)
             if not posted:  # the proposer had nothing (or failed): idle, do not hammer it
                 break
         if self.metrics:

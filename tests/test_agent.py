@@ -104,6 +104,7 @@ def test_three_agents_confirm_a_leader_move_and_end_on_it(redis_url: str, swarm_
     for move in history[1:]:
         confirms = [r for r in results if r.candidate_of == move.result_id]
         assert len(confirms) >= defaults.CONFIRM_RUNS - 1
+        assert all(r.agent_id != move.agent_id for r in confirms)  # confirmed by other agents than its author
         assert {r.patch_hash for r in confirms} == {move.patch_hash}
         assert move.metric < history[0].metric  # monotone: every move improves on the baseline
     for a, b in itertools.pairwise(history):

@@ -224,3 +224,24 @@ def test_scripts_reload_after_the_server_script_cache_is_flushed(board: Board) -
     board.scripts.renew(keys=[board.k.hyp(hid), board.k.leases, board.k.settings], args=[hid, 1, 0, 1000], client=pipe)
     assert pipe.execute() == [0]  # ran (and refused: the hypothesis is done), after a reload
     assert board.r.script_exists(board.scripts.renew.sha) == [True]
+
+
+def test_an_author_leaves_its_candidates_confirmations_to_others_while_it_can(board: Board) -> None:
+    confirms = [
+        board.post(HypothesisIn(text=f"confirm c1 seed {s}", track=TRACK, kind="confirm", author="alice",
+                                parent="c1", seed=s, priority=900))[0]
+        for s in (1, 2)
+    ]
+    idea, _ = board.post(HypothesisIn(text="another idea", track=TRACK, priority=0))
+    # alice, with another live agent on her track, passes over her own confirmations to the next work
+    c = board.claim("alice", TRACK, avoid_own=True)
+    assert c is not None and c.hypothesis.id == idea
+    # bob takes them, in order
+    got = [board.claim("bob", TRACK, avoid_own=True) for _ in range(2)]
+    assert [x.hypothesis.id for x in got if x is not None] == confirms
+    # alone on her track, alice runs her own
+    more, _ = board.post(HypothesisIn(text="confirm c2 seed 1", track=TRACK, kind="confirm", author="alice",
+                                      parent="c2", seed=1, priority=900))
+    assert board.claim("alice", TRACK, avoid_own=True) is None
+    mine = board.claim("alice", TRACK, avoid_own=False)
+    assert mine is not None and mine.hypothesis.id == more

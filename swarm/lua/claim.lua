@@ -3,6 +3,9 @@
 -- KEYS[6] events  KEYS[7] settings  KEYS[8..] candidate open queues (2 or 4)
 -- ARGV[1] key prefix  ARGV[2] agent id  ARGV[3] lease ms (0: the swarm's lease_s)
 -- ARGV[4] default lease ms  ARGV[5] default max attempts  ARGV[6] reap batch  ARGV[7] events maxlen
+-- ARGV[8] '1': skip hypotheses posted for another agent to run (`avoid` = this agent: its own candidate's
+-- confirmations), looking at most ARGV[9] deep into each queue; the caller sends '1' only while another
+-- live agent of its track exists, so a lone agent still confirms its own candidates
 -- Returns {reaped} when nothing is eligible, else {reaped, id, token, deadline_ms, data, attempts,
 -- created_ms}: only what the caller cannot know (state is claimed, claimed_by is ARGV[2]).
 -- Each redis.call costs ~1 us of server time plus its reply, so this reads with as few calls as it can.
@@ -11,8 +14,21 @@ local cfg = redis.call('HMGET', KEYS[7], 'max_attempts', 'lease_s')
 local reaped = reap(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], now, tonumber(cfg[1] or ARGV[5]),
   ARGV[6], ARGV[7])
 local best_q, best_id, best_score = nil, nil, nil
+local avoid = ARGV[8] == '1'
 for i = 8, #KEYS do
-  local top = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+  local top
+  if avoid then
+    local ids = redis.call('ZRANGE', KEYS[i], 0, tonumber(ARGV[9]) - 1, 'WITHSCORES')
+    top = {}
+    for j = 1, #ids, 2 do
+      if redis.call('HGET', ARGV[1] .. 'hyp:' .. ids[j], 'avoid') ~= ARGV[2] then
+        top = {ids[j], ids[j + 1]}
+        break
+      end
+    end
+  else
+    top = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+  end
   if top[1] then
     local s = tonumber(top[2])
     if best_score == nil or s < best_score then best_q, best_id, best_score = KEYS[i], top[1], s end
