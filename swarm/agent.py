@@ -515,10 +515,11 @@ class Agent(WorkMixin, PromotionMixin):
         self.board.heartbeat(self.agent_id, state, current)
 
     def look_around(self, max_age_s: float = 0.0) -> None:
-        """Note whether another live agent shares the track (then it, not us, confirms our candidates);
-        kept for `max_age_s` (the registry is read at most that often)."""
+        """Note whether another live agent shares the track (then it, not us, confirms our candidates).
+        A yes is kept for `max_age_s`; a no is checked again each time (agents that started with this
+        one may register a moment after it, and an agent alone reads a small registry)."""
         now = time.monotonic()
-        if max_age_s and now - self.looked_at < max_age_s:
+        if max_age_s and self.others_on_track and now - self.looked_at < max_age_s:
             return
         self.looked_at = now
         self.others_on_track = any(
