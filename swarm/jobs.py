@@ -20,7 +20,7 @@ from swarm.context import build_context
 from swarm.errors import ProposerError, UserError
 from swarm.history import TrackHistory
 from swarm.metrics import AgentMetrics
-from swarm.models import Hypothesis, HypothesisIn, Leader, SwarmSettings
+from swarm.models import Claim, Hypothesis, HypothesisIn, Leader, SwarmSettings
 from swarm.patches import EMPTY_PATCH, apply_patch
 from swarm.proposers.base import Proposer, Usage
 from swarm.workspace import Workspace, merge3, validate_edit
@@ -104,14 +104,17 @@ class WorkMixin:
         t0 = time.monotonic()
         self.look_around(defaults.LOOK_AROUND_S)
         need_patch = not self.can_implement
-        claim = self.board.claim(self.agent_id, self.track, need_patch=need_patch, avoid_own=self.others_on_track)
+        def claim_one() -> Claim | None:
+            return self.board.claim(self.agent_id, self.track, need_patch=need_patch, avoid_own=self.others_on_track)
+
+        claim = claim_one()
         usage = Usage()
         for _ in range(defaults.IDEATE_TRIES):
             if claim is not None:
                 break
             more, posted = self.ideate(leader)
             usage = usage.add(more)
-            claim = self.board.claim(self.agent_id, self.track, need_patch=need_patch, avoid_own=self.others_on_track)
+            claim = claim_one()
             if not posted:  # the proposer had nothing (or failed): idle, do not hammer it
                 break
         if self.metrics:

@@ -30,7 +30,7 @@ from swarm import defaults
 from swarm.board import Board
 from swarm.errors import ArenaError
 from swarm.history import TrackHistory
-from swarm.models import SOURCE_RE, Hypothesis, HypothesisIn, Leader, ResultIn, SwarmSettings
+from swarm.models import SOURCE_RE, Hypothesis, HypothesisIn, Leader, Result, ResultIn, SwarmSettings
 from swarm.patches import EMPTY_PATCH, make_patch
 from swarm.workspace import Workspace
 
@@ -174,9 +174,7 @@ class PromotionMixin:
         cand = self.board.result(candidate_id)
         if cand.track != self.track:
             return  # each track's agents finalize its own candidates
-        confirms = [
-            r for r in self.history.newest() if r.kind == "confirm" and r.candidate_of == candidate_id and not r.stale
-        ]
+        confirms = self.confirms_of(candidate_id)
         if len({r.seed for r in confirms}) < defaults.CONFIRM_RUNS - 1:
             return
         leader = self.board.leader(cand.track)
@@ -190,11 +188,7 @@ class PromotionMixin:
         if len(values) < defaults.CONFIRM_RUNS:
             self.board.event("rejected", f"{cand.track}: candidate {candidate_id[:8]} crashed in confirmation")
             return
-        noise = sigma(self.board.noise(cand.track))
-        n_leader = defaults.NOISE_SEEDS if leader.patch_hash == EMPTY_PATCH else defaults.CONFIRM_RUNS
-        ok, mean, threshold = should_promote(
-            leader.metric, values, self.settings.direction, noise, self.settings.min_delta, n_leader
-        )
+        ok, mean, threshold = self.beats_leader(leader, values)
         if not ok:
             self.board.event(
                 "rejected",
@@ -218,6 +212,18 @@ class PromotionMixin:
         elif out.reason == "stale_generation" and out.leader is not None and out.leader.result_id != candidate_id:
             self.rebase_candidate(candidate_id, out.leader)
 
+    def confirms_of(self, candidate_id: str) -> list[Result]:
+        """The candidate's confirmation results published so far (not stale), from the track's history."""
+        return [
+            r for r in self.history.newest() if r.kind == "confirm" and r.candidate_of == candidate_id and not r.stale
+        ]
+
+    def beats_leader(self, leader: Leader, values: list[float]) -> tuple[bool, float, float]:
+        """(promote?, mean, threshold) of a candidate's runs against `leader` under the track's noise."""
+        noise = sigma(self.board.noise(leader.track))
+        n_leader = defaults.NOISE_SEEDS if leader.patch_hash == EMPTY_PATCH else defaults.CONFIRM_RUNS
+        return should_promote(leader.metric, values, self.settings.direction, noise, self.settings.min_delta, n_leader)
+
     def speculative_leader(self, running: Hypothesis) -> Leader | None:
         """The leader `running` will make if it is a candidate's last confirmation and the candidate's runs
         so far clear the promotion threshold; None otherwise. The preparer builds the next job on that
@@ -229,18 +235,12 @@ class PromotionMixin:
         cand = self.board.result(running.parent)
         if leader is None or cand.parent_patch_hash != leader.patch_hash or cand.metric is None:
             return None
-        confirms = [
-            r for r in self.history.newest() if r.kind == "confirm" and r.candidate_of == cand.result_id and not r.stale
-        ]
+        confirms = self.confirms_of(cand.result_id)
         if len({r.seed for r in confirms} | {running.seed}) < defaults.CONFIRM_RUNS - 1:
             return None  # other confirmations are still to come: this run does not decide
         kept = [float(r.metric) for r in confirms if r.status == "keep" and r.metric is not None]
         values = [float(cand.metric), *kept]
-        noise = sigma(self.board.noise(self.track))
-        n_leader = defaults.NOISE_SEEDS if leader.patch_hash == EMPTY_PATCH else defaults.CONFIRM_RUNS
-        ok, mean, _ = should_promote(
-            leader.metric, values, self.settings.direction, noise, self.settings.min_delta, n_leader
-        )
+        ok, mean, _ = self.beats_leader(leader, values)
         if not ok:
             return None
         return leader.model_copy(
