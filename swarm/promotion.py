@@ -95,6 +95,7 @@ class PromotionMixin:
     if TYPE_CHECKING:  # provided by swarm.agent.Agent; stubs here would shadow them in the MRO
 
         def record_win(self, proposer: str, delta: float) -> None: ...
+        def files_of(self, patch_hash: str) -> dict[str, str]: ...
 
     def judge(self, parent_patch_hash: str | None, metric: float | None) -> str:
         """keep (a candidate worth confirming) or discard, for an exploration run on `parent_patch_hash`."""
@@ -259,8 +260,8 @@ class PromotionMixin:
         hypothesis, under the proposer that made it, so it is merged 3-way onto `track`'s leader."""
         cand = self.board.result(candidate_id)
         parent = cand.parent_patch_hash or EMPTY_PATCH
-        base = self.ws.files_for(self.board.get_patch(parent)) if parent != EMPTY_PATCH else self.ws.baseline_files()
-        mine = self.ws.files_for(self.board.get_patch(cand.patch_hash or EMPTY_PATCH))
+        base = self.files_of(parent)
+        mine = self.files_of(cand.patch_hash or EMPTY_PATCH)
         delta = make_patch(base, mine)
         if not delta.strip():
             return

@@ -51,6 +51,7 @@ class Workspace:
         self._baseline: dict[str, str] | None = None
         self._clean: dict[str, tuple[int, ...]] | None = None  # the tree as the last restore left it
         self._leader_files: dict[str, str] | None = None  # the leader's editable files (None: baseline)
+        self._last_patch: tuple[dict[str, str], str] | None = None  # patch_of's last (files, patch)
         self.restores = 0  # how many times prepare_run found the tree changed and restored it
 
     # --- setup --------------------------------------------------------------------------------
@@ -105,8 +106,14 @@ class Workspace:
         return apply_patch(self.baseline_files(), patch_text) if patch_text.strip() else self.baseline_files()
 
     def patch_of(self, files: dict[str, str]) -> str:
-        """The unified diff against the baseline that turns the baseline into `files`."""
-        return make_patch(self.baseline_files(), files)
+        """The unified diff against the baseline that turns the baseline into `files` (the last answer is
+        kept: after a run, the local history and the published result both ask for the same files)."""
+        last = self._last_patch
+        if last is not None and last[0] == files:
+            return last[1]
+        patch = make_patch(self.baseline_files(), files)
+        self._last_patch = (dict(files), patch)
+        return patch
 
     # --- writing --------------------------------------------------------------------------------
     def checkout_leader(self, patch_text: str, patch_hash: str, label: str) -> None:
