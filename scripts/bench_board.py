@@ -2,10 +2,17 @@
 
 For each concurrency level (default 1, 16, 64 client processes, one connection each), in one run on
 the same Redis:
-  ping       closed loop: every client sends PING as fast as it can through the same redis-py stack
-             -> PING/s and PING p50/p99 (the floor any command has at this concurrency on this host)
+  ping       closed loop: every client sends PING as fast as it can through redis-py's client
+             (`r.ping()`) -> PING/s and PING p50/p99 (what a Python program gets from this Redis)
+  ping_line  the same through the board's own transport (`swarm.scripts.HotLine`: one packed write,
+             one read, no per-command redis-py path) -> the stricter floor: a round trip's system
+             calls and the server, nothing else
   saturated  closed loop: every client runs claim -> complete as fast as it can (two Lua scripts per
-             cycle) -> cycles/s, ratio = cycles/s / PING/s, claim p50/p99, server us per script call
+             cycle) -> cycles/s, ratio = cycles/s / PING/s, ratio_line = cycles/s / ping_line/s,
+             claim p50/p99, server us per script call
+  via_redis_py  the same cycles with the board's scripts sent through redis-py's path instead of the
+             hot line (Scripts(hot_line=False), what the board did before it had one) -> cycles/s and
+             its ratio against PING: the transport's own gain, side by side
   paced      open loop: the same clients together offer --paced-rate cycles/s (each on a fixed
              schedule, spread evenly) -> claim p50/p99 under a load the host can carry; max_lag_ms
              says how late the worst cycle started against its schedule (large: the host could not
@@ -44,6 +51,8 @@ from swarm.board import Board, HypothesisIn
 from swarm.embedded import RedisProcess
 from swarm.hypotheses import hypothesis_id
 from swarm.models import pack
+from swarm.scripts import Scripts
+from swarm.scripts import pack as pack_command
 
 TRACK = "cpu:bench"
 START_DELAY_S = 0.2  # every worker is connected and waiting; this lets the last one see the start time
@@ -70,28 +79,43 @@ def _linger(end: float) -> None:
         time.sleep(wait)
 
 
-def _ping_worker(url: str, wid: int, nw: int, sync: tuple, seconds: float, rate: float, q: Any) -> None:
+def _ping_worker(
+    url: str, wid: int, nw: int, sync: tuple, seconds: float, rate: float, q: Any, how: str = "redis-py"
+) -> None:
+    """PING in a closed loop, through redis-py's client (`how` = "redis-py") or the board's line."""
     r = redis.Redis.from_url(url)
-    r.ping()
+    if how == "redis-py":
+        ping = r.ping
+    else:
+        line = Board(r, "bench-ping").scripts.line
+        assert line is not None
+        packed = pack_command("PING")
+
+        def ping() -> Any:
+            return line.call(packed)
+
+    ping()
     start = _sync(*sync)
     lat: list[float] = []
     end = start + seconds
     while time.time() < end:
         t0 = time.perf_counter()
-        r.ping()
+        ping()
         lat.append(time.perf_counter() - t0)
     _linger(end)
     q.put({"n": len(lat), "lat": lat})
 
 
 def _board_worker(
-    url: str, wid: int, nw: int, sync: tuple, seconds: float, rate: float, q: Any, swarm: str
+    url: str, wid: int, nw: int, sync: tuple, seconds: float, rate: float, q: Any, swarm: str, hot_line: bool = True
 ) -> None:
     """Claim -> complete in a closed loop (rate 0) or on a fixed schedule of `rate` cycles/s.
 
     Worker `wid` of `nw` starts its schedule `wid / nw` of an interval late, so the offered load is even.
     """
     b = Board(redis.Redis.from_url(url), swarm)
+    if not hot_line:
+        b.scripts = Scripts(b.r, hot_line=False)
     agent = f"bench-{wid}"
     # One untimed cycle first: a process's first claim pays one-off costs (pydantic builds its
     # validators lazily, the connection is opened) that would otherwise be 1 in every few paced samples.
@@ -246,6 +270,9 @@ def measure(
         ping = _run(_ping_worker, n, url, seconds, 0.0)
         ping_lat = [x for w in ping for x in w["lat"]]
         pings = sum(w["n"] for w in ping) / seconds
+        line = _run(_ping_worker, n, url, seconds, 0.0, "line")
+        line_lat = [x for w in line for x in w["lat"]]
+        line_pings = sum(w["n"] for w in line) / seconds
 
         swarm = f"bboard-{uuid.uuid4().hex[:8]}"
         _prefill(url, swarm, prefill + n)
@@ -259,6 +286,14 @@ def measure(
         _drop(url, swarm)
 
         swarm = f"bboard-{uuid.uuid4().hex[:8]}"
+        _prefill(url, swarm, prefill + n)
+        old = _run(_board_worker, n, url, seconds, 0.0, swarm, False)
+        old_cycles = sum(w["n"] for w in old) / seconds
+        _drop(url, swarm)
+        if any(w["dry"] for w in old):
+            print(f"warning: the queue ran dry at {n} clients; raise --prefill", file=sys.stderr)
+
+        swarm = f"bboard-{uuid.uuid4().hex[:8]}"
         _prefill(url, swarm, int(paced_rate * seconds * 1.2) + 100 + n)
         paced = _run(_board_worker, n, url, seconds, paced_rate / n, swarm)
         paced_lat = [x for w in paced for x in w["lat"]]
@@ -270,8 +305,14 @@ def measure(
                 "ping_per_s": pings,
                 "ping_p50_ms": _pct_ms(ping_lat, 0.5),
                 "ping_p99_ms": _pct_ms(ping_lat, 0.99),
+                "ping_line_per_s": line_pings,
+                "ping_line_p50_ms": _pct_ms(line_lat, 0.5),
+                "ping_line_p99_ms": _pct_ms(line_lat, 0.99),
                 "cycles_per_s": cycles,
                 "ratio": cycles / pings if pings else float("nan"),
+                "ratio_line": cycles / line_pings if line_pings else float("nan"),
+                "via_redis_py_cycles_per_s": old_cycles,
+                "via_redis_py_ratio": old_cycles / pings if pings else float("nan"),
                 "claim_p50_ms": _pct_ms(sat_lat, 0.5),
                 "claim_p99_ms": _pct_ms(sat_lat, 0.99),
                 "script_us": _per_call(ev0, ev1),
@@ -303,14 +344,22 @@ def _no_nan(obj: Any) -> Any:
 def report(res: dict[str, Any]) -> str:
     lines = ["saturated (closed loop: every client as fast as it can)"]
     lines.append(
-        "clients  ping_per_s  ping_p50_ms  ping_p99_ms  cycles_per_s  ratio  claim_p50_ms  claim_p99_ms  script_us"
+        "clients  ping_per_s  ping_p50_ms  ping_p99_ms  line_per_s  line_p99_ms  cycles_per_s  ratio  ratio_line"
+        "  claim_p50_ms  claim_p99_ms  script_us"
     )
     for lv in res["levels"]:
         lines.append(
             f"{lv['clients']:7d}  {lv['ping_per_s']:10.0f}  {lv['ping_p50_ms']:11.2f}  {lv['ping_p99_ms']:11.2f}"
-            f"  {lv['cycles_per_s']:12.0f}  {lv['ratio']:5.2f}  {lv['claim_p50_ms']:12.2f}  {lv['claim_p99_ms']:12.2f}"
-            f"  {lv['script_us']:9.1f}"
+            f"  {lv['ping_line_per_s']:10.0f}  {lv['ping_line_p99_ms']:11.2f}"
+            f"  {lv['cycles_per_s']:12.0f}  {lv['ratio']:5.2f}  {lv['ratio_line']:10.2f}"
+            f"  {lv['claim_p50_ms']:12.2f}  {lv['claim_p99_ms']:12.2f}  {lv['script_us']:9.1f}"
         )
+    lines.append("via redis-py's path (the same cycles without the hot line)")
+    lines.append("clients  cycles_per_s  ratio  hot_line_gain")
+    for lv in res["levels"]:
+        old = lv["via_redis_py_cycles_per_s"]
+        gain = lv["cycles_per_s"] / old if old else float("nan")
+        lines.append(f"{lv['clients']:7d}  {old:12.0f}  {lv['via_redis_py_ratio']:5.2f}  {gain:13.2f}")
     rate = res["levels"][0]["paced_rate"] if res["levels"] else 0
     lines.append(f"paced (open loop: {rate:g} cycles/s offered in total, spread over the clients)")
     lines.append("clients  cycles_per_s  claims  claim_p50_ms  claim_p99_ms  late_frac  max_lag_ms")
@@ -334,7 +383,9 @@ def main() -> None:
     ap.add_argument("--redis", help="Redis URL (default: start a private redis-server on a free port)")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each timed phase")
-    ap.add_argument("--prefill", type=int, default=20_000, help="hypotheses posted per saturated level")
+    ap.add_argument(
+        "--prefill", type=int, default=80_000, help="hypotheses posted per saturated level (more than it can claim)"
+    )
     ap.add_argument(
         "--paced-rate",
         type=float,

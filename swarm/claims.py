@@ -7,8 +7,9 @@
 - `renew`, `release`, `complete` succeed only with the current token (and, except `release`, before
   the deadline: a lease that expired is lost even if nobody reaped it yet).
 
-The claim -> complete cycle is the board's hot path (`scripts/bench_board.py`): the key lists that do
-not depend on the hypothesis are built once per (swarm, track, need_patch) and cached.
+The claim -> complete cycle is the board's hot path (`scripts/bench_board.py`): a claim's whole
+command depends only on (swarm, agent, track, need_patch, lease, avoid_own), so it is packed once and
+cached; complete's key list, all but the hypothesis key, is cached too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from swarm.boardcore import BoardCore
 from swarm.hypotheses import hypothesis_from_fields
 from swarm.keys import Keys, check_track
 from swarm.models import Claim, State
+from swarm.scripts import pack
 
 _DEFAULT_LEASE_MS = int(defaults.LEASE_S * 1000)
 
@@ -51,6 +53,26 @@ def _complete_keys(k: Keys, state: str) -> tuple[str, str, str, str]:
     return (k.leases, k.state("claimed"), k.state(state), k.events)
 
 
+@lru_cache(maxsize=1024)  # a handful per agent (its tracks, leases, avoid_own); bounded anyway
+def _claim_command(
+    sha: str, k: Keys, track: str, need_patch: bool, agent_id: str, lease_ms: int, avoid_own: bool
+) -> tuple[tuple[str, ...], tuple[str | int, ...], bytes]:
+    """A claim's keys, args and its whole EVALSHA packed: none depends on what is claimed."""
+    keys = _claim_keys(k, track, need_patch)
+    args = (
+        k.prefix,
+        agent_id,
+        lease_ms,
+        _DEFAULT_LEASE_MS,
+        defaults.MAX_ATTEMPTS,
+        defaults.REAP_BATCH,
+        defaults.EVENTS_MAXLEN,
+        "1" if avoid_own else "0",
+        defaults.AVOID_SCAN,
+    )
+    return keys, args, pack("EVALSHA", sha, len(keys), *keys, *args)
+
+
 class ClaimsMixin(BoardCore):
     def claim(
         self,
@@ -62,20 +84,11 @@ class ClaimsMixin(BoardCore):
     ) -> Claim | None:
         """Lease the best eligible open hypothesis, or None when there is none. `avoid_own`: pass over
         the confirmations of `agent_id`'s own candidates (set while another live agent can run them)."""
-        out = self.scripts.claim(
-            keys=_claim_keys(self.k, track, need_patch),
-            args=(
-                self.k.prefix,
-                agent_id,
-                _lease_ms(lease_s),
-                _DEFAULT_LEASE_MS,
-                defaults.MAX_ATTEMPTS,
-                defaults.REAP_BATCH,
-                defaults.EVENTS_MAXLEN,
-                "1" if avoid_own else "0",
-                defaults.AVOID_SCAN,
-            ),
+        script = self.scripts.claim
+        keys, args, packed = _claim_command(
+            script.sha, self.k, track, need_patch, agent_id, _lease_ms(lease_s), avoid_own
         )
+        out = script(keys=keys, args=args) if self.scripts.line is None else script.run_packed(packed)
         if len(out) == 1:
             return None
         _reaped, hid, token, deadline, data, attempts, created_ms = out

@@ -42,11 +42,13 @@ def test_bench_board_smoke(redis_url: str, tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "claim_us:" in proc.stdout and "paced (open loop" in proc.stdout
+    assert "claim_us:" in proc.stdout and "paced (open loop" in proc.stdout and "hot_line_gain" in proc.stdout
     res = json.loads(out.read_text())
     assert [lv["clients"] for lv in res["levels"]] == [1, 2]
     for lv in res["levels"]:
         assert lv["ping_per_s"] > 0 and lv["cycles_per_s"] > 0 and 0 < lv["ratio"] < 1
+        assert lv["ping_line_per_s"] > 0 and 0 < lv["ratio_line"] < 1
+        assert lv["via_redis_py_cycles_per_s"] > 0 and 0 < lv["via_redis_py_ratio"] < 1
         assert 0 < lv["claim_p50_ms"] <= lv["claim_p99_ms"]
         assert lv["paced_cycles_per_s"] > 0 and lv["paced_claim_p50_ms"] <= lv["paced_claim_p99_ms"]
         assert lv["script_us"] > 0
