@@ -131,11 +131,15 @@ class HotLine:
 
 
 def hot_line_for(r: Any) -> HotLine | None:
-    """A HotLine for a plain client; None for what it cannot serve (a single-connection client, a
-    cluster client, a pipeline), which keeps redis-py's own path."""
-    if type(r) is redis.Redis and getattr(r, "connection", None) is None:
-        return HotLine(r)
-    return None
+    """A HotLine for a plain client; None for what it cannot serve, which keeps redis-py's own path: a
+    single-connection client, a cluster client, a pipeline, or a pool too small to give one of its
+    connections to the line for good (`?max_connections=N` below 4, a blocking pool)."""
+    if type(r) is not redis.Redis or getattr(r, "connection", None) is not None:
+        return None
+    pool = r.connection_pool
+    if type(pool) is not redis.ConnectionPool or pool.max_connections < 4:
+        return None
+    return HotLine(r)
 
 
 class LuaScript:

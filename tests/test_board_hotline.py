@@ -72,6 +72,19 @@ def test_line_and_redis_py_path_give_the_same_board(redis_url: str, swarm_name: 
     assert seen[0] == seen[1] and len(seen[0]) == 3
 
 
+def test_clients_the_line_cannot_serve_keep_redis_py_path(redis_url: str, swarm_name: str) -> None:
+    small = redis.Redis.from_url(redis_url + "?max_connections=1")
+    single = redis.Redis.from_url(redis_url, single_connection_client=True)
+    blocking = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(redis_url, max_connections=8))
+    for r in (small, single, blocking):
+        b = Board(r, swarm_name)
+        assert b.scripts.line is None
+        hid, _ = b.post(HypothesisIn(text=f"idea for {id(r)}"))
+        c = b.claim("a", TRACK)
+        assert c is not None and c.hypothesis.id == hid and b.complete(hid, c.token)
+    assert Board(redis.Redis.from_url(redis_url), swarm_name).scripts.line is not None
+
+
 def test_line_survives_a_server_restart_and_an_empty_script_cache(private_redis: RedisProcess) -> None:
     board = Board.connect(private_redis.url, "restart")
     for n in range(2):
