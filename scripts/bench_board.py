@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import redis
 
 from swarm.board import Board, HypothesisIn
+from swarm.claims import claim_command
 from swarm.embedded import RedisProcess
 from swarm.hypotheses import hypothesis_id
 from swarm.models import pack
@@ -107,21 +108,32 @@ def _ping_worker(
 
 
 def _board_worker(
-    url: str, wid: int, nw: int, sync: tuple, seconds: float, rate: float, q: Any, swarm: str, hot_line: bool = True
+    url: str, wid: int, nw: int, sync: tuple, seconds: float, rate: float, q: Any, swarm: str, mode: str = "line"
 ) -> None:
     """Claim -> complete in a closed loop (rate 0) or on a fixed schedule of `rate` cycles/s.
 
     Worker `wid` of `nw` starts its schedule `wid / nw` of an interval late, so the offered load is even.
+    `mode`: "line" (the board as agents use it), "redis-py" (scripts through redis-py's path), "raw"
+    (diagnostic: the claim script's reply is not decoded into a Hypothesis; only id and token are read).
     """
     b = Board(redis.Redis.from_url(url), swarm)
-    if not hot_line:
+    if mode == "redis-py":
         b.scripts = Scripts(b.r, hot_line=False)
     agent = f"bench-{wid}"
+    raw = claim_command(b.scripts.claim.sha, b.k, TRACK, False, agent, 0, False)[2]
+
+    def claim() -> tuple[str, int] | None:
+        if mode == "raw":
+            out = b.scripts.claim.run_packed(raw)
+            return None if len(out) == 1 else (out[1].decode(), int(out[2]))
+        c = b.claim(agent, TRACK)
+        return None if c is None else (c.hypothesis.id, c.token)
+
     # One untimed cycle first: a process's first claim pays one-off costs (pydantic builds its
     # validators lazily, the connection is opened) that would otherwise be 1 in every few paced samples.
-    warm = b.claim(agent, TRACK)
+    warm = claim()
     if warm is not None:
-        b.complete(warm.hypothesis.id, warm.token)
+        b.complete(*warm)
     start = _sync(*sync)
     end = start + seconds
     lat: list[float] = []
@@ -142,12 +154,12 @@ def _board_worker(
         elif time.time() >= end:
             break
         t0 = time.perf_counter()
-        c = b.claim(agent, TRACK)
+        c = claim()
         lat.append(time.perf_counter() - t0)
         if c is None:
             dry = True
             break
-        b.complete(c.hypothesis.id, c.token)
+        b.complete(*c)
         n += 1
     _linger(end)
     q.put({"n": n, "lat": lat, "lags": lags, "dry": dry})
@@ -261,7 +273,13 @@ def _calibrate(url: str, calls: int, rounds: int = CALIB_ROUNDS) -> dict[str, fl
 
 
 def measure(
-    url: str, clients: list[int], seconds: float, prefill: int, paced_rate: float, calib_calls: int
+    url: str,
+    clients: list[int],
+    seconds: float,
+    prefill: int,
+    paced_rate: float,
+    calib_calls: int,
+    raw_phase: bool = False,
 ) -> dict[str, Any]:
     """Every level's figures and the calibration, as one JSON-ready dict."""
     r = redis.Redis.from_url(url)
@@ -287,11 +305,18 @@ def measure(
 
         swarm = f"bboard-{uuid.uuid4().hex[:8]}"
         _prefill(url, swarm, prefill + n)
-        old = _run(_board_worker, n, url, seconds, 0.0, swarm, False)
+        old = _run(_board_worker, n, url, seconds, 0.0, swarm, "redis-py")
         old_cycles = sum(w["n"] for w in old) / seconds
         _drop(url, swarm)
         if any(w["dry"] for w in old):
             print(f"warning: the queue ran dry at {n} clients; raise --prefill", file=sys.stderr)
+        raw_cycles = float("nan")
+        if raw_phase:
+            swarm = f"bboard-{uuid.uuid4().hex[:8]}"
+            _prefill(url, swarm, prefill + n)
+            raw = _run(_board_worker, n, url, seconds, 0.0, swarm, "raw")
+            raw_cycles = sum(w["n"] for w in raw) / seconds
+            _drop(url, swarm)
 
         swarm = f"bboard-{uuid.uuid4().hex[:8]}"
         _prefill(url, swarm, int(paced_rate * seconds * 1.2) + 100 + n)
@@ -313,6 +338,7 @@ def measure(
                 "ratio_line": cycles / line_pings if line_pings else float("nan"),
                 "via_redis_py_cycles_per_s": old_cycles,
                 "via_redis_py_ratio": old_cycles / pings if pings else float("nan"),
+                "raw_cycles_per_s": raw_cycles,
                 "claim_p50_ms": _pct_ms(sat_lat, 0.5),
                 "claim_p99_ms": _pct_ms(sat_lat, 0.99),
                 "script_us": _per_call(ev0, ev1),
@@ -360,6 +386,12 @@ def report(res: dict[str, Any]) -> str:
         old = lv["via_redis_py_cycles_per_s"]
         gain = lv["cycles_per_s"] / old if old else float("nan")
         lines.append(f"{lv['clients']:7d}  {old:12.0f}  {lv['via_redis_py_ratio']:5.2f}  {gain:13.2f}")
+    if any(lv["raw_cycles_per_s"] == lv["raw_cycles_per_s"] for lv in res["levels"]):
+        lines.append("diagnostic: the same cycles without decoding the claimed hypothesis (--raw-phase)")
+        lines.append("clients  cycles_per_s  decode_share")
+        for lv in res["levels"]:
+            rawc = lv["raw_cycles_per_s"]
+            lines.append(f"{lv['clients']:7d}  {rawc:12.0f}  {1 - lv['cycles_per_s'] / rawc:12.2f}")
     rate = res["levels"][0]["paced_rate"] if res["levels"] else 0
     lines.append(f"paced (open loop: {rate:g} cycles/s offered in total, spread over the clients)")
     lines.append("clients  cycles_per_s  claims  claim_p50_ms  claim_p99_ms  late_frac  max_lag_ms")
@@ -394,6 +426,12 @@ def main() -> None:
         "at 64 clients on a 2-core host, and hundreds of times what 64 real agents ask)",
     )
     ap.add_argument("--calib-calls", type=int, default=2000, help="claims (and completes) timed alone on the server")
+    ap.add_argument(
+        "--raw-phase",
+        action="store_true",
+        help="diagnostic: also run the saturated cycles without decoding the claimed hypothesis "
+        "(decode_share: the fraction of the cycle rate the decode costs; agents always decode)",
+    )
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = ap.parse_args()
     if args.paced_rate <= 0:
@@ -407,7 +445,9 @@ def main() -> None:
         server.start()
         url = server.url
     try:
-        res = measure(url, args.clients, args.seconds, args.prefill, args.paced_rate, args.calib_calls)
+        res = measure(
+            url, args.clients, args.seconds, args.prefill, args.paced_rate, args.calib_calls, args.raw_phase
+        )
         print(report(res), flush=True)
         if args.json:
             args.json.write_text(json.dumps(_no_nan(res), indent=2) + "\n", encoding="utf-8")

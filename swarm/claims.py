@@ -54,7 +54,7 @@ def _complete_keys(k: Keys, state: str) -> tuple[str, str, str, str]:
 
 
 @lru_cache(maxsize=1024)  # a handful per agent (its tracks, leases, avoid_own); bounded anyway
-def _claim_command(
+def claim_command(
     sha: str, k: Keys, track: str, need_patch: bool, agent_id: str, lease_ms: int, avoid_own: bool
 ) -> tuple[tuple[str, ...], tuple[str | int, ...], bytes]:
     """A claim's keys, args and its whole EVALSHA packed: none depends on what is claimed."""
@@ -85,7 +85,7 @@ class ClaimsMixin(BoardCore):
         """Lease the best eligible open hypothesis, or None when there is none. `avoid_own`: pass over
         the confirmations of `agent_id`'s own candidates (set while another live agent can run them)."""
         script = self.scripts.claim
-        keys, args, packed = _claim_command(
+        keys, args, packed = claim_command(
             script.sha, self.k, track, need_patch, agent_id, _lease_ms(lease_s), avoid_own
         )
         out = script(keys=keys, args=args) if self.scripts.line is None else script.run_packed(packed)

@@ -33,6 +33,7 @@ def test_bench_board_smoke(redis_url: str, tmp_path: Path) -> None:
             "40",
             "--calib-calls",
             "50",
+            "--raw-phase",
             "--json",
             str(out),
         ],
@@ -42,13 +43,14 @@ def test_bench_board_smoke(redis_url: str, tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "claim_us:" in proc.stdout and "paced (open loop" in proc.stdout and "hot_line_gain" in proc.stdout
+    assert "claim_us:" in proc.stdout and "paced (open loop" in proc.stdout and "hot_line_gain" in proc.stdout and "decode_share" in proc.stdout
     res = json.loads(out.read_text())
     assert [lv["clients"] for lv in res["levels"]] == [1, 2]
     for lv in res["levels"]:
         assert lv["ping_per_s"] > 0 and lv["cycles_per_s"] > 0 and 0 < lv["ratio"] < 1
         assert lv["ping_line_per_s"] > 0 and 0 < lv["ratio_line"] < 1
         assert lv["via_redis_py_cycles_per_s"] > 0 and 0 < lv["via_redis_py_ratio"] < 1
+        assert lv["raw_cycles_per_s"] > 0
         assert 0 < lv["claim_p50_ms"] <= lv["claim_p99_ms"]
         assert lv["paced_cycles_per_s"] > 0 and lv["paced_claim_p50_ms"] <= lv["paced_claim_p99_ms"]
         assert lv["script_us"] > 0
@@ -56,3 +58,18 @@ def test_bench_board_smoke(redis_url: str, tmp_path: Path) -> None:
     assert calib["claim_us"] > 0 and calib["complete_us"] > 0
     # every bench swarm's keys are deleted afterwards
     assert not list(redis.Redis.from_url(redis_url).scan_iter(match="swarm:{bboard-*"))
+
+
+def test_board_memory_script_reports_and_cleans_up(redis_url: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "board_memory.py"), "--redis", redis_url, "--results", "200"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = dict(line.split(": ") for line in proc.stdout.strip().splitlines())
+    assert set(got) == {"bytes_per_result", "results", "results_meta", "stream"}
+    assert all(int(v.split()[0]) > 0 for v in got.values())
+    assert not list(redis.Redis.from_url(redis_url).scan_iter(match="swarm:{mem-*"))
