@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from cli_run import one_line_error, swarm_cli
 from test_board_core import TRACK, make_arena
 
 from swarm import defaults
@@ -111,22 +111,10 @@ def tls_pw_server(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     server.stop()
 
 
+
+
 def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "swarm", *args],
-        cwd=cwd,
-        env=dict(env, PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def _one_line_error(p: subprocess.CompletedProcess[str]) -> str:
-    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
-    return lines[0]
+    return swarm_cli(args, env, cwd, timeout=60)
 
 
 def _no_ca(server: RedisProcess, password: str | None = None) -> str:
@@ -191,7 +179,7 @@ def test_unverifiable_certificate_is_one_line_and_not_retried(
     assert msg.endswith("pass the CA that signed it as ssl_ca_certs=/path/to/ca.crt in the URL")
     assert "\n" not in msg and PASSWORD not in msg
     p = _cli(["--redis", url, "status", "--json"], clean_env, tmp_path)
-    line = _one_line_error(p)
+    line = one_line_error(p)
     assert p.returncode == BoardUnavailable.exit_code
     assert line == f"error: {msg}"
 
@@ -244,7 +232,7 @@ def test_password_over_tls(
     masked = f"rediss://:***@127.0.0.1:{tls_pw_server.port}/0?ssl_ca_certs="
     assert str(exc.value).startswith(f"cannot authenticate to Redis at {masked}")
     assert "wrong" not in str(exc.value)
-    line = _one_line_error(_cli(["--redis", wrong, "--swarm", swarm_name, "hypotheses"], clean_env, tmp_path))
+    line = one_line_error(_cli(["--redis", wrong, "--swarm", swarm_name, "hypotheses"], clean_env, tmp_path))
     assert "cannot authenticate to Redis at rediss://:***@" in line and "wrong" not in line
     with pytest.raises(BoardUnavailable, match="cannot authenticate"):  # no password at all
         connect(url.replace(f":{PASSWORD}@", ""))

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_run import one_line_error, swarm_cli
 from conftest import free_port
 from test_board_core import make_arena
 
@@ -53,22 +54,6 @@ def run(  # type: ignore[no-untyped-def]
     return _run
 
 
-def _subprocess(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "swarm", *args],
-        cwd=cwd,
-        env=dict(env, PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def _err(p: subprocess.CompletedProcess[str]) -> str:
-    assert p.returncode != 0 and "Traceback" not in p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
-    return lines[0]
 
 
 def test_cli_full_walkthrough(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -151,40 +136,40 @@ def test_cli_leader_best_results_agents(run, redis_url: str, swarm_name: str, tm
 
 
 def test_cli_bad_inputs_write_nothing(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    assert "empty" in _err(run("post", "", ok=False))
-    assert "8000 characters" in _err(run("post", "x" * 9000, ok=False))
+    assert "empty" in one_line_error(run("post", "", ok=False))
+    assert "8000 characters" in one_line_error(run("post", "x" * 9000, ok=False))
     (tmp_path / "bin.diff").write_bytes(b"@@ \x00\x01\x02")
-    assert "binary" in _err(run("post", "x", "--patch", "bin.diff", ok=False))
+    assert "binary" in one_line_error(run("post", "x", "--patch", "bin.diff", ok=False))
     (tmp_path / "big.diff").write_text("@@ -1 +1 @@\n" + "+x\n" * 200_000)
-    assert "cap" in _err(run("post", "x", "--patch", "big.diff", ok=False))
-    assert "unknown state" in _err(run("hypotheses", "--state", "nope", ok=False))
-    assert "priority" in _err(run("post", "x", "--priority", "99999", ok=False))
+    assert "cap" in one_line_error(run("post", "x", "--patch", "big.diff", ok=False))
+    assert "unknown state" in one_line_error(run("hypotheses", "--state", "nope", ok=False))
+    assert "priority" in one_line_error(run("post", "x", "--priority", "99999", ok=False))
     folder = tmp_path / "hyps"
     folder.mkdir()
     (folder / "good.md").write_text("Good idea\n")
     (folder / "bad.md").write_text("---\npriority: high\n---\nBad\n")
-    assert "bad.md" in _err(run("post", "--file", str(folder), ok=False))
+    assert "bad.md" in one_line_error(run("post", "--file", str(folder), ok=False))
     (folder / "bad.md").write_text("---\ncolour: red\n---\nBad\n")
-    assert "colour" in _err(run("post", "--file", str(folder), ok=False))
+    assert "colour" in one_line_error(run("post", "--file", str(folder), ok=False))
     (folder / "bad.md").write_text("---\npriority: 1\nBad, never closed\n")
-    assert "never closed" in _err(run("post", "--file", str(folder), ok=False))
+    assert "never closed" in one_line_error(run("post", "--file", str(folder), ok=False))
     assert json.loads(run("status", "--json").stdout)["counts"]["open"] == 0  # nothing was written
-    assert "no hypothesis 'hnope'" in _err(run("cancel", "hnope", ok=False))
-    assert "no pinned arena" in _err(run("best", "--export", "x", ok=False))
+    assert "no hypothesis 'hnope'" in one_line_error(run("cancel", "hnope", ok=False))
+    assert "no pinned arena" in one_line_error(run("best", "--export", "x", ok=False))
 
 
 def test_cli_subprocess_json_and_bad_input(
     redis_url: str, swarm_name: str, clean_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = dict(clean_env, SWARM_REDIS_URL=redis_url, SWARM_NAME=swarm_name)
-    p = _subprocess(["post", "from a subprocess"], env, tmp_path)
+    p = swarm_cli(["post", "from a subprocess"], env, tmp_path)
     assert p.returncode == 0, p.stderr
-    p = _subprocess(["hypotheses", "--json"], env, tmp_path)
+    p = swarm_cli(["hypotheses", "--json"], env, tmp_path)
     assert json.loads(p.stdout)[0]["text"] == "from a subprocess"
-    assert "unknown state" in _err(_subprocess(["hypotheses", "--state", "zzz"], env, tmp_path))
+    assert "unknown state" in one_line_error(swarm_cli(["hypotheses", "--state", "zzz"], env, tmp_path))
 
 
 def test_cli_unreachable_redis_is_one_line(clean_env: dict[str, str], tmp_path: Path) -> None:
     url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
-    line = _err(_subprocess(["--redis", url, "status"], clean_env, tmp_path))
+    line = one_line_error(swarm_cli(["--redis", url, "status"], clean_env, tmp_path))
     assert "127.0.0.1" in line and "hunter2" not in line and "***" in line
