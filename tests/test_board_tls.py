@@ -27,7 +27,6 @@ from swarm.conn import connect
 from swarm.embedded import RedisProcess, ServerTLS, free_port, redis_server_binary
 from swarm.errors import BoardUnavailable, SwarmError, UserError
 
-REPO = Path(__file__).resolve().parents[1]
 OPENSSL = shutil.which("openssl")
 PASSWORD = "tls-s3cret"
 # What a redis-server built without TLS says when asked for --tls-port (7.0: the directive is unknown;

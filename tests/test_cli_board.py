@@ -14,8 +14,6 @@ from test_board_core import make_arena
 
 from swarm.patches import make_patch
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture()
 def run(  # type: ignore[no-untyped-def]
