@@ -52,7 +52,7 @@ from swarm.claims import claim_command
 from swarm.embedded import RedisProcess
 from swarm.hypotheses import hypothesis_id
 from swarm.models import pack
-from swarm.scripts import Scripts
+from swarm.scripts import Scripts, hot_line_for
 from swarm.scripts import pack as pack_command
 
 TRACK = "cpu:bench"
@@ -88,7 +88,7 @@ def _ping_worker(
     if how == "redis-py":
         ping = r.ping
     else:
-        line = Board(r, "bench-ping").scripts.line
+        line = hot_line_for(r)
         assert line is not None
         packed = pack_command("PING")
 

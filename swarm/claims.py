@@ -34,20 +34,6 @@ def _lease_ms(lease_s: float | None) -> int:
     return max(1, int(lease_s * 1000))
 
 
-@lru_cache(maxsize=1024)  # a few tracks per swarm; bounded so a long-lived process cannot grow it
-def _claim_keys(k: Keys, track: str, need_patch: bool) -> tuple[str, ...]:
-    return (
-        k.leases,
-        k.state("open"),
-        k.state("claimed"),
-        k.state("failed"),
-        k.seq_token,
-        k.events,
-        k.settings,
-        *k.claim_queues(check_track(track), need_patch),
-    )
-
-
 @lru_cache(maxsize=1024)
 def _complete_keys(k: Keys, state: str) -> tuple[str, str, str, str]:
     return (k.leases, k.state("claimed"), k.state(state), k.events)
@@ -58,7 +44,16 @@ def claim_command(
     sha: str, k: Keys, track: str, need_patch: bool, agent_id: str, lease_ms: int, avoid_own: bool
 ) -> tuple[tuple[str, ...], tuple[str | int, ...], bytes]:
     """A claim's keys, args and its whole EVALSHA packed: none depends on what is claimed."""
-    keys = _claim_keys(k, track, need_patch)
+    keys = (
+        k.leases,
+        k.state("open"),
+        k.state("claimed"),
+        k.state("failed"),
+        k.seq_token,
+        k.events,
+        k.settings,
+        *k.claim_queues(check_track(track), need_patch),
+    )
     args = (
         k.prefix,
         agent_id,

@@ -78,13 +78,9 @@ def pack(*args: Any) -> bytes:
 
 def _roundtrip(conn: Any, packed: bytes) -> Any:
     """Send one packed command on `conn`, read its reply. An error reply is raised after it was read
-    (the connection stays clean); any other failure closes the connection (redis-py's read_response
-    does, and so does this for a failed send), so no later call can read this call's reply."""
-    try:
-        conn.send_packed_command([packed], check_health=True)
-    except BaseException:
-        conn.disconnect()
-        raise
+    (the connection stays clean); any other failure in the send or the read closes the connection
+    (redis-py's send_packed_command and read_response both do), so no later call reads this reply."""
+    conn.send_packed_command([packed], check_health=True)
     return conn.read_response()
 
 
