@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -77,11 +77,17 @@ def pack(*args: Any) -> bytes:
 
 
 def _roundtrip(conn: Any, packed: bytes) -> Any:
-    """Send one packed command on `conn`, read its reply. An error reply is raised after it was read
-    (the connection stays clean); any other failure in the send or the read closes the connection
-    (redis-py's send_packed_command and read_response both do), so no later call reads this reply."""
-    conn.send_packed_command([packed], check_health=True)
-    return conn.read_response()
+    """Send one packed command on `conn`, read its reply, under the connection's retry policy (every
+    redis-py connection has one; `connect()` gives the board's its backoff). An error reply is raised
+    after it was read (the connection stays clean); any other failure in the send or the read closes
+    the connection (redis-py's send_packed_command and read_response both do), so no later call reads
+    this reply."""
+
+    def once() -> Any:
+        conn.send_packed_command([packed], check_health=True)
+        return conn.read_response()
+
+    return conn.retry.call_with_retry(once, lambda _err: conn.disconnect())
 
 
 class HotLine:
@@ -107,7 +113,7 @@ class HotLine:
             if conn is None or self._pid != os.getpid():
                 conn = self._conn = self._r.connection_pool.get_connection()
                 self._pid = os.getpid()
-            return self._with_retry(conn, lambda: _roundtrip(conn, packed))
+            return _roundtrip(conn, packed)
         finally:
             self._lock.release()
 
@@ -115,15 +121,9 @@ class HotLine:
         pool = self._r.connection_pool
         conn = pool.get_connection()
         try:
-            return self._with_retry(conn, lambda: _roundtrip(conn, packed))
+            return _roundtrip(conn, packed)
         finally:
             pool.release(conn)
-
-    def _with_retry(self, conn: Any, do: Callable[[], Any]) -> Any:
-        retry = conn.retry
-        if retry is None:
-            return do()
-        return retry.call_with_retry(do, lambda _err: conn.disconnect())
 
 
 def hot_line_for(r: Any) -> HotLine | None:
