@@ -272,6 +272,25 @@ def _calibrate(url: str, calls: int, rounds: int = CALIB_ROUNDS) -> dict[str, fl
     return out
 
 
+def _cycles(
+    r: redis.Redis, url: str, n: int, seconds: float, rate: float, posts: int, mode: str = "line"
+) -> tuple[list[dict[str, Any]], float]:
+    """One phase of `n` claim -> complete workers (`_board_worker`) on a fresh bench swarm holding
+    `posts` hypotheses, deleted afterwards: the workers' reports and the server us per script call
+    during the phase (warns when the queue ran dry, which caps the rate)."""
+    swarm = f"bboard-{uuid.uuid4().hex[:8]}"
+    _prefill(url, swarm, posts)
+    try:
+        ev0 = _cmd_us(r, "evalsha")
+        out = _run(_board_worker, n, url, seconds, rate, swarm, mode)
+        ev1 = _cmd_us(r, "evalsha")
+    finally:
+        _drop(url, swarm)
+    if any(w["dry"] for w in out):
+        print(f"warning: the queue ran dry at {n} clients ({mode}); raise --prefill", file=sys.stderr)
+    return out, _per_call(ev0, ev1)
+
+
 def measure(
     url: str,
     clients: list[int],
@@ -292,38 +311,18 @@ def measure(
         line_lat = [x for w in line for x in w["lat"]]
         line_pings = sum(w["n"] for w in line) / seconds
 
-        swarm = f"bboard-{uuid.uuid4().hex[:8]}"
-        _prefill(url, swarm, prefill + n)
-        ev0 = _cmd_us(r, "evalsha")
-        sat = _run(_board_worker, n, url, seconds, 0.0, swarm)
-        ev1 = _cmd_us(r, "evalsha")
-        if any(w["dry"] for w in sat):
-            print(f"warning: the queue ran dry at {n} clients; raise --prefill", file=sys.stderr)
+        sat, script_us = _cycles(r, url, n, seconds, 0.0, prefill + n)
         cycles = sum(w["n"] for w in sat) / seconds
         sat_lat = [x for w in sat for x in w["lat"]]
-        _drop(url, swarm)
-
-        swarm = f"bboard-{uuid.uuid4().hex[:8]}"
-        _prefill(url, swarm, prefill + n)
-        old = _run(_board_worker, n, url, seconds, 0.0, swarm, "redis-py")
+        old, _ = _cycles(r, url, n, seconds, 0.0, prefill + n, "redis-py")
         old_cycles = sum(w["n"] for w in old) / seconds
-        _drop(url, swarm)
-        if any(w["dry"] for w in old):
-            print(f"warning: the queue ran dry at {n} clients; raise --prefill", file=sys.stderr)
         raw_cycles = float("nan")
         if raw_phase:
-            swarm = f"bboard-{uuid.uuid4().hex[:8]}"
-            _prefill(url, swarm, prefill + n)
-            raw = _run(_board_worker, n, url, seconds, 0.0, swarm, "raw")
+            raw, _ = _cycles(r, url, n, seconds, 0.0, prefill + n, "raw")
             raw_cycles = sum(w["n"] for w in raw) / seconds
-            _drop(url, swarm)
-
-        swarm = f"bboard-{uuid.uuid4().hex[:8]}"
-        _prefill(url, swarm, int(paced_rate * seconds * 1.2) + 100 + n)
-        paced = _run(_board_worker, n, url, seconds, paced_rate / n, swarm)
+        paced, _ = _cycles(r, url, n, seconds, paced_rate / n, int(paced_rate * seconds * 1.2) + 100 + n)
         paced_lat = [x for w in paced for x in w["lat"]]
         lags = [x for w in paced for x in w["lags"]]
-        _drop(url, swarm)
         levels.append(
             {
                 "clients": n,
@@ -341,7 +340,7 @@ def measure(
                 "raw_cycles_per_s": raw_cycles,
                 "claim_p50_ms": _pct_ms(sat_lat, 0.5),
                 "claim_p99_ms": _pct_ms(sat_lat, 0.99),
-                "script_us": _per_call(ev0, ev1),
+                "script_us": script_us,
                 "paced_rate": paced_rate,
                 "paced_cycles_per_s": sum(w["n"] for w in paced) / seconds,
                 "paced_claims": len(paced_lat),
