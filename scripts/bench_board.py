@@ -48,12 +48,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import redis
 
 from swarm.board import Board, HypothesisIn
-from swarm.claims import claim_command
-from swarm.embedded import RedisProcess
-from swarm.hypotheses import hypothesis_id
+from swarm.board.claims import claim_command
+from swarm.board.embedded import RedisProcess
+from swarm.board.hypotheses import hypothesis_id
+from swarm.board.lua import Scripts, hot_line_for
+from swarm.board.lua import pack as pack_command
 from swarm.models import pack
-from swarm.scripts import Scripts, hot_line_for
-from swarm.scripts import pack as pack_command
 
 TRACK = "cpu:bench"
 START_DELAY_S = 0.2  # every worker is connected and waiting; this lets the last one see the start time

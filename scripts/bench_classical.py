@@ -31,7 +31,7 @@ import warnings
 
 import optuna
 
-from swarm.patches import apply_patch
+from swarm.code.diff import apply_patch
 from swarm.proposers.base import PastResult, ProposalContext
 from swarm.proposers.classical import ClassicalProposer, parse_constants, search_space
 

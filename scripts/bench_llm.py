@@ -28,12 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from swarm.defaults import PROPOSER_CONTEXT_TOKENS  # noqa: E402
-from swarm.edits import apply_blocks  # noqa: E402
-from swarm.prompts import ideation_prompt, implement_prompt  # noqa: E402
 from swarm.proposers.base import PastResult, ProposalContext  # noqa: E402
+from swarm.proposers.edits import apply_blocks  # noqa: E402
 from swarm.proposers.llm import LLMLimits, LLMProposer  # noqa: E402
+from swarm.proposers.prompts import ideation_prompt, implement_prompt  # noqa: E402
 from swarm.proposers.providers import OpenAIClient  # noqa: E402
-from swarm.tokens import count_tokens, encoding  # noqa: E402
+from swarm.proposers.tokens import count_tokens, encoding  # noqa: E402
 from tests.llm_server import Scripted, ScriptedServer  # noqa: E402
 
 _rng = random.Random(0)  # a varied 2,000-line file: near-identical lines would make fuzzy matches ambiguous

@@ -66,15 +66,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import redis
 
 from swarm import defaults
-from swarm.agent import Agent, AgentOptions
+from swarm.agent.jobs import Job
+from swarm.agent.loop import Agent, AgentOptions
 from swarm.board import Board
-from swarm.embedded import RedisProcess
+from swarm.board.embedded import RedisProcess
+from swarm.code.diff import EMPTY_PATCH, apply_patch, make_patch
 from swarm.errors import ProposerError
-from swarm.jobs import Job
-from swarm.patches import EMPTY_PATCH, apply_patch, make_patch
+from swarm.experiment.runner import RunOutcome
 from swarm.proposers.base import Idea, ProposalContext, Usage
 from swarm.proposers.select import Selector
-from swarm.runner import RunOutcome
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTH = REPO / "tests" / "arenas" / "synth"

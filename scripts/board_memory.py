@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import redis
 
 from swarm.board import Board, HypothesisIn, ResultIn
-from swarm.embedded import RedisProcess
+from swarm.board.embedded import RedisProcess
 
 TRACK = "gpu:NVIDIA-H100-80GB-HBM3"
 

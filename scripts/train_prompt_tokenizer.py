@@ -1,5 +1,5 @@
 """Train the small BPE vocabulary that `swarm.tokens` uses to count prompt tokens, and write it to
-swarm/data/prompt_bpe.tiktoken (one `base64(token_bytes) rank` line per token, tiktoken's format).
+swarm/proposers/data/prompt_bpe.tiktoken (one `base64(token_bytes) rank` line per token, tiktoken's format).
 
 The corpus is the Python standard library's own sources (code + docstrings), which every machine with
 Python has, so the file is reproducible offline. Run once by a developer; the output is committed and
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import rustbpe
 
-from swarm.tokens import DATA_FILE, PATTERN, VOCAB_SIZE
+from swarm.proposers.tokens import DATA_FILE, PATTERN, VOCAB_SIZE
 
 MAX_FILE_BYTES = 200_000  # skip the few huge generated tables; they skew merges toward hex digits
 

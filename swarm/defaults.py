@@ -89,7 +89,11 @@ IDEATE_TRIES = 3  # ideate+claim rounds when other agents took every new idea fi
 PRIORITY_BASELINE = 1000  # baseline seed runs go first: nothing on a track can be judged before them
 PRIORITY_CONFIRM = 900  # confirmations next: a candidate waiting on them holds up every later promotion
 PRIORITY_PORT = 100  # a win ported from another track is worth more than a fresh guess
-OUTBOX_FILE = "outbox.jsonl"  # results not yet published (Redis down): flushed first thing each loop
+OUTBOX_FILE = "outbox.jsonl"  # every result is written here before it is published; removed once the board has it
+CODE_CACHE_ENTRIES = 32  # leaders' and candidates' code kept by patch hash: the recent ones are asked again and again
+BOARD_BACKOFF_S = 0.5  # first wait after the board fails an iteration: a blip (failover, restart) is over in ~1 s
+BOARD_BACKOFF_MAX_S = 15.0  # the wait doubles up to this: an agent notices a returned Redis within 15 s, and a
+#                             down one costs a log line and a connect attempt per 15 s, not a spin
 CLASSICAL_WEIGHT = 3  # default share 3:1 classical:LLM per key set (~25% LLM: the 10-30% that helped in 2603.24647)
 ANTHROPIC_MODEL = "claude-sonnet-4-5"  # default model when only ANTHROPIC_API_KEY is set; --proposer overrides
 OPENAI_MODEL = "gpt-5-mini"  # default model when only OPENAI_API_KEY is set; --proposer overrides

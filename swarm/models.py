@@ -25,15 +25,53 @@ import msgpack
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from swarm import defaults
-from swarm.keys import check_track
+from swarm.errors import UserError
 
 
 class State(StrEnum):
+    """A hypothesis' state on the board (transitions above, enforced by the Lua scripts)."""
+
     OPEN = "open"
     CLAIMED = "claimed"
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+
+class Kind(StrEnum):
+    """What a hypothesis (and the job that runs it) is for."""
+
+    EXPLORE = "explore"  # an idea: screened against the leader, a candidate if it clears the noise
+    CONFIRM = "confirm"  # a candidate's code again with another seed
+    PORT = "port"  # a win on another track, to be validated here (its results are explorations)
+    BASELINE = "baseline"  # the pristine arena with one seed: the track's noise and first leader
+
+
+class Status(StrEnum):
+    """A result's outcome. keep: a run that counts (a candidate, or a baseline or confirmation run
+    with a metric); discard: an exploration that did not clear screening; the rest: no metric."""
+
+    KEEP = "keep"
+    DISCARD = "discard"
+    CRASH = "crash"
+    TIMEOUT = "timeout"
+    INVALID = "invalid"
+
+    @property
+    def failed(self) -> bool:
+        """No metric came out of the run."""
+        return self in (Status.CRASH, Status.TIMEOUT, Status.INVALID)
+
+
+class Direction(StrEnum):
+    """Which way the metric improves; `gain` is the one place that knows."""
+
+    MINIMIZE = "minimize"
+    MAXIMIZE = "maximize"
+
+    def gain(self, reference: float, value: float) -> float:
+        """How much better `value` is than `reference` (positive: better), in the metric's units."""
+        return reference - value if self is Direction.MINIMIZE else value - reference
 
 
 TRANSITIONS: dict[State, set[State]] = {
@@ -44,9 +82,16 @@ TRANSITIONS: dict[State, set[State]] = {
     State.CANCELLED: set(),
 }
 
+TRACK_RE = re.compile(r"^[A-Za-z0-9_.:\-+@/ ]{1,128}$")
 SOURCE_RE = re.compile(r"^(human|classical|llm:[A-Za-z0-9_.\-]+/[A-Za-z0-9_.:\-/@]+)$")
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 Scalar = int | float | str
+
+
+def check_track(track: str) -> str:
+    if not TRACK_RE.match(track):
+        raise UserError(f"bad track {track!r}: 1-128 of letters, digits and _ . : - + @ / space")
+    return track
 
 
 def pack(obj: Any) -> bytes:
@@ -81,7 +126,7 @@ class HypothesisIn(_Strict):
     tags: list[str] = Field(default_factory=list, max_length=defaults.TAGS_MAX)
     track: str | None = None
     meta: dict[str, Scalar] = Field(default_factory=dict)
-    kind: Literal["explore", "confirm", "port", "baseline"] = "explore"  # baseline: a seeded noise run
+    kind: Kind = Kind.EXPLORE
     parent: str | None = Field(default=None, max_length=128)
     seed: int | None = None
 
@@ -132,7 +177,7 @@ class Hypothesis(BaseModel):
     tags: list[str]
     track: str | None
     meta: dict[str, Scalar]
-    kind: str
+    kind: Kind
     parent: str | None
     seed: int | None
     state: State
@@ -155,9 +200,6 @@ class Claim(BaseModel):
     deadline_ms: int
 
 
-ResultStatus = Literal["keep", "discard", "crash", "timeout", "invalid"]
-
-
 class ResultIn(_Strict):
     """One experiment's outcome as the agent publishes it. `result_id` makes re-publishing a no-op."""
 
@@ -170,10 +212,10 @@ class ResultIn(_Strict):
     parent_generation: int = Field(default=0, ge=0)
     parent_patch_hash: str | None = Field(default=None, pattern=SHA_RE.pattern)
     patch_hash: str | None = Field(default=None, pattern=SHA_RE.pattern)
-    status: ResultStatus
+    status: Status
     metric: float | None = None
     metric_name: str = Field(default="", max_length=64)
-    direction: Literal["minimize", "maximize"] = "minimize"
+    direction: Direction = Direction.MINIMIZE
     seed: int | None = None
     training_s: float | None = Field(default=None, ge=0)
     steps: int | None = Field(default=None, ge=0)
@@ -187,7 +229,7 @@ class ResultIn(_Strict):
     brief_version: int = Field(default=0, ge=0)
     started_ms: int | None = None
     finished_ms: int | None = None
-    kind: Literal["explore", "confirm", "baseline"] = "explore"
+    kind: Literal[Kind.EXPLORE, Kind.CONFIRM, Kind.BASELINE] = Kind.EXPLORE  # a port runs as an exploration
     candidate_of: str | None = Field(default=None, max_length=128)
     meta: dict[str, Scalar] = Field(default_factory=dict)
 
@@ -247,7 +289,7 @@ class SwarmSettings(BaseModel):
     arena_name: str
     arena_hash: str
     metric_name: str
-    direction: Literal["minimize", "maximize"]
+    direction: Direction
     editable: list[str]
     brief_file: str | None = None
     min_delta: float = Field(ge=0)

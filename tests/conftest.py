@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from swarm.embedded import RedisProcess, free_port
+from swarm.board.embedded import RedisProcess, free_port
 
 
 class RedisServer(RedisProcess):

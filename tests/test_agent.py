@@ -27,16 +27,16 @@ import pytest
 from conftest import RedisServer, free_port
 
 from swarm import defaults
-from swarm.agent import Agent, AgentOptions
+from swarm.agent.jobs import Job
+from swarm.agent.loop import Agent, AgentOptions
 from swarm.board import Board
-from swarm.jobs import Job
-from swarm.manifest import load_manifest
+from swarm.code.diff import EMPTY_PATCH, make_patch, patch_hash
+from swarm.experiment.manifest import load_manifest
+from swarm.experiment.runner import run_experiment
 from swarm.models import HypothesisIn, ResultIn
-from swarm.patches import EMPTY_PATCH, make_patch, patch_hash
 from swarm.proposers.base import Usage
 from swarm.proposers.classical import ClassicalProposer
 from swarm.proposers.select import Selector
-from swarm.runner import run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTH = REPO / "tests" / "arenas" / "synth"
@@ -125,7 +125,7 @@ def test_three_agents_confirm_a_leader_move_and_end_on_it(redis_url: str, swarm_
         leader_files = board.arena_files()
         expected = leader_files["train.py"].decode()
         if at_exit.patch_hash != EMPTY_PATCH:
-            from swarm.patches import apply_patch
+            from swarm.code.diff import apply_patch
 
             expected = apply_patch({"train.py": expected}, board.get_patch(at_exit.patch_hash))["train.py"]
         assert ws_train == expected

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm.manifest import harness_mismatches, load_manifest
+from swarm.experiment.manifest import harness_mismatches, load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 ARENA = REPO / "arena"

@@ -15,8 +15,8 @@ import redis
 from conftest import RedisServer, free_port
 
 from swarm.board import EMPTY_PATCH, AgentInfo, Board, HypothesisIn, ResultIn
+from swarm.code.diff import make_patch
 from swarm.errors import ArenaError, BoardUnavailable, Conflict, NotFound, UserError
-from swarm.patches import make_patch
 
 REPO = Path(__file__).resolve().parents[1]
 TRACK = "cpu:2c"
@@ -247,7 +247,7 @@ def test_connect_password_and_unreachable() -> None:
         assert "wrong" not in str(exc.value) and "***" in str(exc.value)
     finally:
         server.stop()
-    from swarm.conn import connect
+    from swarm.board.connection import connect
 
     with pytest.raises(BoardUnavailable, match=r"redis://:\*\*\*@127\.0\.0\.1:"):
         connect(f"redis://:pw@127.0.0.1:{free_port()}/0", retries=1, backoff_s=0.01)

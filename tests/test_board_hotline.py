@@ -19,8 +19,8 @@ from redis.connection import PythonRespSerializer
 from redis.retry import Retry
 
 from swarm.board import Board, HypothesisIn
-from swarm.embedded import RedisProcess
-from swarm.scripts import pack
+from swarm.board.embedded import RedisProcess
+from swarm.board.lua import pack
 
 TRACK = "cpu:2c"
 
@@ -53,7 +53,7 @@ def test_line_and_redis_py_path_give_the_same_board(redis_url: str, swarm_name: 
     for i, hot in enumerate((True, False)):
         b = Board(redis.Redis.from_url(redis_url), f"{swarm_name}-{i}")
         if not hot:
-            from swarm.scripts import Scripts
+            from swarm.board.lua import Scripts
 
             b.scripts = Scripts(b.r, hot_line=False)
         assert (b.scripts.line is not None) is hot

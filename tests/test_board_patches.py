@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from swarm.code.diff import EMPTY_PATCH, apply_patch, check_patch_text, make_patch, patch_hash
 from swarm.errors import UserError
-from swarm.patches import EMPTY_PATCH, apply_patch, check_patch_text, make_patch, patch_hash
 
 BEFORE = {"train.py": "".join(f"line {i}\n" for i in range(30)), "x.py": "no newline", "gone.txt": "bye\n"}
 AFTER = {

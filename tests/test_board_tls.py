@@ -23,8 +23,8 @@ from test_board_core import TRACK, make_arena
 
 from swarm import defaults
 from swarm.board import EMPTY_PATCH, Board, HypothesisIn, ResultIn
-from swarm.conn import connect
-from swarm.embedded import RedisProcess, ServerTLS, free_port, redis_server_binary
+from swarm.board.connection import connect
+from swarm.board.embedded import RedisProcess, ServerTLS, free_port, redis_server_binary
 from swarm.errors import BoardUnavailable, SwarmError, UserError
 
 OPENSSL = shutil.which("openssl")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from swarm import defaults
+from swarm.code.diff import apply_patch
 from swarm.errors import ProposerError
-from swarm.patches import apply_patch
 from swarm.proposers.base import PastResult, ProposalContext, Proposer
 from swarm.proposers.classical import (
     ClassicalProposer,

@@ -12,7 +12,7 @@ from cli_run import one_line_error, swarm_cli
 from conftest import free_port
 from test_board_core import make_arena
 
-from swarm.patches import make_patch
+from swarm.code.diff import make_patch
 
 
 @pytest.fixture()

@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from swarm import defaults
 from swarm.board import Board
-from swarm.exporter import board_registry
-from swarm.metrics import AgentMetrics
+from swarm.observe.exporter import board_registry
+from swarm.observe.metrics import AgentMetrics
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"

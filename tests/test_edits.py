@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swarm.edits import apply_blocks, parse_blocks
+from swarm.proposers.edits import apply_blocks, parse_blocks
 
 TRAIN = """import torch
 

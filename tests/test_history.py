@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from swarm.agent.history import TrackHistory
 from swarm.board import Board
-from swarm.history import TrackHistory
 from swarm.models import HypothesisIn, ResultIn
 
 TRACK = "cpu:hist"

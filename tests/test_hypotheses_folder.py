@@ -63,7 +63,7 @@ def test_no_duplicate_titles_and_wins_rank_above_failures() -> None:
 
 
 def test_folder_parses_with_the_board_parser() -> None:
-    hypofile = pytest.importorskip("swarm.hypofile")
+    hypofile = pytest.importorskip("swarm.cli.hypofile")
     parsed = hypofile.parse_path(FOLDER)
     assert [p.name for p, _ in parsed] == [p.name for p in files()]  # README.md skipped
     for path, hyp in parsed:

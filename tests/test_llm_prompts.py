@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from swarm.prompts import ideation_prompt, implement_prompt, parse_ideas, repair_prompt, summarize_history
 from swarm.proposers.base import PastResult, ProposalContext
-from swarm.tokens import count_tokens, encoding, truncate_to_tokens
+from swarm.proposers.prompts import ideation_prompt, implement_prompt, parse_ideas, repair_prompt, summarize_history
+from swarm.proposers.tokens import count_tokens, encoding, truncate_to_tokens
 
 CODE = "\n".join(f"def f{i}(x):\n    return x * {i}  # layer {i}\n" for i in range(400))
 

@@ -18,8 +18,8 @@ from test_report import record_board
 
 from swarm.board import Board
 from swarm.errors import UserError
-from swarm.exporter import board_registry
-from swarm.metrics import AgentMetrics
+from swarm.observe.exporter import board_registry
+from swarm.observe.metrics import AgentMetrics
 
 REPO = Path(__file__).resolve().parents[1]
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

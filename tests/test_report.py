@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from swarm.board import Board
+from swarm.code.diff import EMPTY_PATCH, make_patch
 from swarm.errors import NotFound
 from swarm.models import AgentInfo, HypothesisIn, ResultIn
-from swarm.patches import EMPTY_PATCH, make_patch
-from swarm.report import collect, write_report
+from swarm.observe.report import collect, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = "LR = 0.04\nWARMUP = 10\nDEPTH = 4\n"

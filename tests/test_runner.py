@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from swarm.manifest import Manifest
-from swarm.runner import build_command, read_outcome
+from swarm.experiment.manifest import Manifest
+from swarm.experiment.runner import build_command, read_outcome
 
 
 def manifest(result: str, **run: object) -> Manifest:

@@ -18,10 +18,10 @@ from conftest import RedisServer, free_port
 from test_report import record_board
 
 from swarm.board import Board
+from swarm.board.keys import Keys
+from swarm.board.snapshot import export_swarm, import_swarm, read_snapshot, snapshot_swarm, temporary_board
 from swarm.errors import Conflict, UserError
-from swarm.keys import Keys
 from swarm.models import HypothesisIn
-from swarm.snapshot import export_swarm, import_swarm, read_snapshot, snapshot_swarm, temporary_board
 
 REPO = Path(__file__).resolve().parents[1]
 

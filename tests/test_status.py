@@ -26,10 +26,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from test_board_core import make_arena
 
-from swarm.accounting import NO_PROPOSER, board_proposer_stats, proposer_stats
 from swarm.board import Board
 from swarm.models import AgentInfo, Hypothesis, HypothesisIn, Leader, Result, ResultIn, State
-from swarm.watch import AgentRow, Snapshot, render, take_snapshot, watch
+from swarm.observe.accounting import NO_PROPOSER, board_proposer_stats, proposer_stats
+from swarm.observe.watch import AgentRow, Frame, render, take_frame, watch
 
 REPO = Path(__file__).resolve().parents[1]
 T = "cpu:2c"
@@ -259,7 +259,7 @@ def test_status_watch_refuses_bad_options(cli: Any) -> None:
 NOW = 1_700_000_000_000
 
 
-def _snapshot() -> Snapshot:
+def _snapshot() -> Frame:
     def hyp(hid: str, prio: int, title: str) -> Hypothesis:
         return Hypothesis(
             id=hid,
@@ -282,7 +282,7 @@ def _snapshot() -> Snapshot:
         [_result("r1", "classical"), _result("r2", "classical", "crash"), _result("r3", CLAUDE, cost=0.25)],
         [_leader("r1", 4)],
     )
-    return Snapshot(
+    return Frame(
         swarm="demo",
         server_ms=NOW,
         counts={"open": 7, "claimed": 2, "done": 30, "failed": 1, "cancelled": 0},
@@ -353,7 +353,7 @@ def test_snapshot_of_a_live_board(board: Board, tmp_path: Path) -> None:
     board.heartbeat("node2-gpu0", "idle", None)
     top, _ = board.post(HypothesisIn(text="Top priority idea", track=T, priority=50))
     seen: dict[tuple[str, str, str], int] = {}
-    snap = take_snapshot(board, seen)
+    snap = take_frame(board, seen)
     assert snap.counts["claimed"] == 1 and snap.counts["open"] == 2
     assert [h.id for h in snap.top_open] == [top, low]  # by priority, not by age
     rows = {a.agent_id: a for a in snap.agents}
@@ -367,7 +367,7 @@ def test_snapshot_of_a_live_board(board: Board, tmp_path: Path) -> None:
     assert snap.proposers == board_proposer_stats(board)[0]
     first = idle.since_ms
     time.sleep(0.01)
-    again = take_snapshot(board, seen)
+    again = take_frame(board, seen)
     assert {a.agent_id: a for a in again.agents}["node2-gpu0"].since_ms == first  # remembered between frames
     text = render(snap)
     assert "Try a cosine schedule" in text and "Top priority idea" in text
@@ -427,8 +427,8 @@ def test_exporter_and_report_use_the_same_figures(board: Board, tmp_path: Path) 
     from prometheus_client import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from swarm.exporter import board_registry
-    from swarm.report import collect, render_markdown
+    from swarm.observe.exporter import board_registry
+    from swarm.observe.report import collect, render_markdown
 
     build(board, tmp_path)
     got = {

@@ -19,7 +19,7 @@ import pytest
 from llm_server import Request, Scripted, ScriptedServer
 
 from swarm.board import Board
-from swarm.patches import make_patch
+from swarm.code.diff import make_patch
 
 REPO = Path(__file__).resolve().parents[1]
 ARENA = REPO / "arena"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm.workspace import Workspace
+from swarm.experiment.workspace import Workspace
 
 SYNTH = Path(__file__).parent / "arenas" / "synth"
 

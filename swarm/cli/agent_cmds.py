@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import typer
 
 from swarm import defaults
+from swarm.agent.launch import Launcher, LaunchPlan
 from swarm.cli.app import app, state
 from swarm.errors import UserError
-from swarm.launch import Launcher, LaunchPlan
 
 if TYPE_CHECKING:
     from swarm.proposers.base import Proposer
@@ -80,7 +80,7 @@ def agent(
     log_level: str = typer.Option("info", help="debug, info, warning."),
 ) -> None:
     """Join the swarm and run experiments until stopped (SIGTERM/Ctrl-C release the claims held)."""
-    from swarm.agent import Agent, AgentOptions  # heavy (torch, SDKs): see make_selector
+    from swarm.agent.loop import Agent, AgentOptions  # heavy (torch, SDKs): see make_selector
 
     setup_logging(log_level)
     st = state(ctx)
@@ -144,7 +144,7 @@ def demo(
     proposer: list[str] = typer.Option([], "--proposer", help=PROPOSER_HELP),
 ) -> None:
     """The embedded demo: local Redis, CPU agents, no API key needed; ends with the leaderboard and best diff."""
-    from swarm.demo import DemoPlan, run_demo
+    from swarm.agent.demo import DemoPlan, run_demo
 
     args: list[str] = []
     for spec in proposer:

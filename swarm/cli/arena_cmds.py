@@ -17,7 +17,7 @@ import typer
 
 from swarm.cli.app import app, emit_json
 from swarm.errors import ArenaError
-from swarm.manifest import load_manifest
+from swarm.experiment.manifest import load_manifest
 
 arena_app = typer.Typer(
     help="The experiment arena: prepare data, run train.py, measure noise, check.", no_args_is_help=True

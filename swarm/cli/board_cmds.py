@@ -13,14 +13,14 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from swarm import defaults
-from swarm.accounting import board_proposer_stats
+from swarm.board.keys import STATES
 from swarm.cli.app import app, emit_json, state
+from swarm.cli.hypofile import parse_path
+from swarm.code.diff import check_patch_text
 from swarm.errors import UserError
-from swarm.hypofile import parse_path
-from swarm.keys import STATES
 from swarm.models import HypothesisIn
-from swarm.patches import check_patch_text
-from swarm.watch import proposer_lines, watch
+from swarm.observe.accounting import board_proposer_stats
+from swarm.observe.watch import proposer_lines, watch
 
 brief_app = typer.Typer(help="Show or set the brief (program.md) LLM proposers read.", no_args_is_help=True)
 app.add_typer(brief_app, name="brief")

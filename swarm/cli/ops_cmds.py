@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 
 from swarm import defaults
+from swarm.board.snapshot import export_swarm, import_swarm, read_snapshot, temporary_board
 from swarm.cli.app import app, state
-from swarm.exporter import serve_forever
-from swarm.snapshot import export_swarm, import_swarm, read_snapshot, temporary_board
+from swarm.observe.exporter import serve_forever
 
 
 @app.command("exporter")
@@ -37,7 +37,7 @@ def report_cmd(
 ) -> None:
     """Write the progress chart and the markdown report of the swarm."""
     # matplotlib takes ~0.4 s to import: only `swarm report` pays it, not every other command's startup
-    from swarm.report import collect, write_report
+    from swarm.observe.report import collect, write_report
 
     if snapshot is not None:
         with temporary_board(snapshot) as board:

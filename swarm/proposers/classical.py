@@ -49,8 +49,8 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState, create_trial
 
 from swarm import defaults
+from swarm.code.diff import make_patch
 from swarm.errors import ProposerError
-from swarm.patches import make_patch
 from swarm.proposers.base import Idea, ProposalContext, Usage
 
 log = logging.getLogger(__name__)

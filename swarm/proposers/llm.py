@@ -27,10 +27,10 @@ from swarm.defaults import (
     PROPOSER_MAX_OUTPUT_TOKENS,
     PROPOSER_MAX_REPAIRS,
 )
-from swarm.edits import apply_blocks
 from swarm.errors import ProposerError
-from swarm.prompts import SYSTEM, edit_feedback, ideation_prompt, implement_prompt, parse_ideas, repair_prompt
 from swarm.proposers.base import Idea, ProposalContext, Usage
+from swarm.proposers.edits import apply_blocks
+from swarm.proposers.prompts import SYSTEM, edit_feedback, ideation_prompt, implement_prompt, parse_ideas, repair_prompt
 from swarm.proposers.providers import ChatClient, Message, Reply
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from swarm.defaults import (
     PROPOSER_TIMEOUT_S,
 )
 from swarm.errors import ProposerError
-from swarm.tokens import count_tokens
+from swarm.proposers.tokens import count_tokens
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,65 @@
+"""What a proposer sees: a bounded `ProposalContext` built from the board for one track.
+
+History is bounded here by count (newest results of the track, the best ones, the recent failures);
+LLM proposers bound it again by tokens when they render the prompt (swarm.prompts).
+"""
+
+from __future__ import annotations
+
+from swarm import defaults
+from swarm.agent.history import TrackHistory
+from swarm.board import Board
+from swarm.models import Leader, Result, SwarmSettings
+from swarm.proposers.base import PastResult, ProposalContext
+
+HISTORY_RESULTS = 500  # newest results of the track read per ideation; the prompt trims further by tokens
+
+
+def past(r: Result, leader_metric: float | None, leader_patch: str | None, title: str) -> PastResult:
+    delta = None
+    if r.metric is not None and leader_metric is not None:
+        delta = r.metric - leader_metric
+    return PastResult(
+        title=title,
+        status=r.status,
+        metric=r.metric,
+        delta=delta,
+        on_current_leader=r.parent_patch_hash == leader_patch,
+        proposer=r.proposer,
+        error=r.error[-300:],
+        meta=dict(r.meta),
+    )
+
+
+def build_context(
+    board: Board,
+    settings: SwarmSettings,
+    track: str,
+    profile: str,
+    leader: Leader | None,
+    files: dict[str, str],
+    limit: int = HISTORY_RESULTS,
+    history: TrackHistory | None = None,
+) -> ProposalContext:
+    """The proposal context for `track`, on the leader whose editable files are `files`; `history`
+    (an agent's incremental cache of the track's results) saves re-reading the board each time."""
+    version, brief = board.brief()
+    newest = history.newest(limit) if history is not None else board.results(limit=limit, track=track)
+    results = [r for r in newest if r.kind == "explore"]
+    hids = {r.hypothesis_id for r in results if r.hypothesis_id}
+    titles = history.titles(hids) if history else {h.id: h.title for h in board.get_many(sorted(hids))}
+    metric = leader.metric if leader else None
+    patch = leader.patch_hash if leader else None
+    items = [past(r, metric, patch, titles.get(r.hypothesis_id or "", "")) for r in results]
+    return ProposalContext(
+        track=track,
+        profile=profile,
+        metric_name=settings.metric_name,
+        direction=settings.direction,
+        files=files,
+        leader_metric=metric,
+        leader_generation=leader.generation if leader else 0,
+        brief=brief,
+        brief_version=version,
+        history=items[: defaults.PROPOSER_HISTORY_ITEMS * 10],
+    )

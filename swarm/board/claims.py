@@ -1,0 +1,152 @@
+"""Claims: leases with fencing tokens, all in Lua so no two agents ever hold the same hypothesis.
+
+- `claim(agent, track, need_patch)` first reaps expired leases (back to open with attempts+1, failed
+  at max_attempts), then leases the best eligible open hypothesis: highest priority, then oldest,
+  among the queues (any track | this track) x (has patch | text only, unless `need_patch`).
+  The deadline comes from the server clock; the token from a per-swarm counter (strictly increasing).
+- `renew`, `release`, `complete` succeed only with the current token (and, except `release`, before
+  the deadline: a lease that expired is lost even if nobody reaped it yet).
+
+The claim -> complete cycle is the board's hot path (`scripts/bench_board.py`): a claim's whole
+command depends only on (swarm, agent, track, need_patch, lease, avoid_own), so it is packed once and
+cached; complete's key list, all but the hypothesis key, is cached too.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from swarm import defaults
+from swarm.board.core import BoardCore
+from swarm.board.hypotheses import hypothesis_from_fields
+from swarm.board.keys import Keys
+from swarm.board.lua import pack
+from swarm.models import Claim, State, check_track
+
+_DEFAULT_LEASE_MS = int(defaults.LEASE_S * 1000)
+
+
+def _lease_ms(lease_s: float | None) -> int:
+    if lease_s is None:
+        return 0  # the script uses the swarm's lease_s
+    if lease_s <= 0:
+        raise ValueError("lease_s must be > 0")
+    return max(1, int(lease_s * 1000))
+
+
+@lru_cache(maxsize=1024)
+def _complete_keys(k: Keys, state: str) -> tuple[str, str, str, str]:
+    return (k.leases, k.state("claimed"), k.state(state), k.events)
+
+
+@lru_cache(maxsize=1024)  # a handful per agent (its tracks, leases, avoid_own); bounded anyway
+def claim_command(
+    sha: str, k: Keys, track: str, need_patch: bool, agent_id: str, lease_ms: int, avoid_own: bool
+) -> tuple[tuple[str, ...], tuple[str | int, ...], bytes]:
+    """A claim's keys, args and its whole EVALSHA packed: none depends on what is claimed."""
+    keys = (
+        k.leases,
+        k.state("open"),
+        k.state("claimed"),
+        k.state("failed"),
+        k.seq_token,
+        k.events,
+        k.settings,
+        *k.claim_queues(check_track(track), need_patch),
+    )
+    args = (
+        k.prefix,
+        agent_id,
+        lease_ms,
+        _DEFAULT_LEASE_MS,
+        defaults.MAX_ATTEMPTS,
+        defaults.REAP_BATCH,
+        defaults.EVENTS_MAXLEN,
+        "1" if avoid_own else "0",
+        defaults.AVOID_SCAN,
+    )
+    return keys, args, pack("EVALSHA", sha, len(keys), *keys, *args)
+
+
+class ClaimsMixin(BoardCore):
+    def claim(
+        self,
+        agent_id: str,
+        track: str,
+        need_patch: bool = False,
+        lease_s: float | None = None,
+        avoid_own: bool = False,
+    ) -> Claim | None:
+        """Lease the best eligible open hypothesis, or None when there is none. `avoid_own`: pass over
+        the confirmations of `agent_id`'s own candidates (set while another live agent can run them)."""
+        script = self.scripts.claim
+        keys, args, packed = claim_command(
+            script.sha, self.k, track, need_patch, agent_id, _lease_ms(lease_s), avoid_own
+        )
+        out = script(keys=keys, args=args) if self.scripts.line is None else script.run_packed(packed)
+        if len(out) == 1:
+            return None
+        _reaped, hid, token, deadline, data, attempts, created_ms = out
+        hid = hid.decode("utf-8")
+        token = int(token)
+        deadline_ms = int(deadline)
+        hyp = hypothesis_from_fields(
+            hid,
+            data,
+            state=State.CLAIMED,
+            attempts=int(attempts),
+            created_ms=int(created_ms),
+            claimed_by=agent_id,
+            token=token,
+            deadline_ms=deadline_ms,
+        )
+        return Claim(hypothesis=hyp, token=token, deadline_ms=deadline_ms)
+
+    def renew(self, hid: str, token: int, lease_s: float | None = None) -> bool:
+        """Extend the lease; False when the token is not current or the lease already expired."""
+        out = self.scripts.renew(
+            keys=[self.k.hyp(hid), self.k.leases, self.k.settings],
+            args=[hid, token, _lease_ms(lease_s), _DEFAULT_LEASE_MS],
+        )
+        return int(out) > 0
+
+    def release(self, hid: str, token: int) -> bool:
+        """Give the hypothesis back to open, attempts unchanged (a clean give-back on SIGTERM)."""
+        k = self.k
+        out = self.scripts.release(
+            keys=[k.hyp(hid), k.leases, k.state("open"), k.state("claimed"), k.events],
+            args=[hid, token, defaults.EVENTS_MAXLEN],
+        )
+        return bool(out)
+
+    def complete(self, hid: str, token: int, state: str = "done") -> bool:
+        """Finish the claim as done or failed; False when the token is not current or the lease expired."""
+        if state not in ("done", "failed"):
+            raise ValueError(f"complete state must be done or failed, not {state!r}")
+        out = self.scripts.complete(
+            keys=(self.k.hyp(hid), *_complete_keys(self.k, state)),
+            args=(hid, token, state, defaults.EVENTS_MAXLEN),
+        )
+        return bool(out)
+
+    def reap(self) -> int:
+        """Requeue or fail every hypothesis whose lease expired; returns how many."""
+        k = self.k
+        total = 0
+        while True:
+            n = int(
+                self.scripts.reap(
+                    keys=[
+                        k.leases,
+                        k.state("open"),
+                        k.state("claimed"),
+                        k.state("failed"),
+                        k.events,
+                        k.settings,
+                    ],
+                    args=[k.prefix, defaults.MAX_ATTEMPTS, defaults.REAP_BATCH, defaults.EVENTS_MAXLEN],
+                )
+            )
+            total += n
+            if n < defaults.REAP_BATCH:
+                return total

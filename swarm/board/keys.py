@@ -1,0 +1,112 @@
+"""Every Redis key of a swarm, built in one place.
+
+All keys live under `swarm:{NAME}:` -- the braces are a Redis Cluster hash tag, so one swarm stays in
+one slot (multi-key Lua scripts work on a cluster) and several swarms share one server. Scripts that
+reach a key by a name stored in data (a hypothesis' `queue`, `hyp:<id>` members popped from a queue)
+only ever build names under the same prefix, hence the same slot.
+
+| key                           | type   | holds                                                     | TTL |
+|-------------------------------|--------|-----------------------------------------------------------|-----|
+| settings                      | hash   | SwarmSettings as string fields (Lua reads lease/attempts/ | -   |
+|                               |        | direction/min_delta from it); written once by init        |     |
+| arena:files                   | hash   | relative path -> sha256 of the pinned arena file          | -   |
+| arena:blobs                   | hash   | sha256 -> file bytes (content-addressed)                  | -   |
+| brief                         | hash   | version (int), text                                       | -   |
+| seq:hyp / seq:token           | string | counters: hypothesis age order; fencing tokens            | -   |
+| hyp:<id>                      | hash   | data (msgpack HypothesisIn), state, attempts, created_ms, | -   |
+|                               |        | score, queue, claimed_by, token, deadline_ms              |     |
+| open:<any|t=TRACK>:<p|t>      | zset   | open hypothesis ids by (priority desc, age); p = has a   | -   |
+|                               |        | patch, t = text only                                      |     |
+| state:<state>                 | zset   | ids in that state, scored by creation order               | -   |
+| leases                        | zset   | claimed ids scored by lease deadline (server ms)          | -   |
+| patches                       | hash   | sha256 -> unified diff text                               | -   |
+| results                       | hash   | result id -> msgpack Result                               | -   |
+| results:meta                  | hash   | result id -> "stale|track|metric" (read by move_leader)  | -   |
+| results:stream                | stream | append-only: one entry {id, track} per stored result      | -   |
+| leader:t=<track>              | hash   | the current Leader as string fields                       | -   |
+| history:t=<track>             | stream | every accepted move of that track (append-only)           | -   |
+| leader:tracks                 | set    | tracks that have a leader                                 | -   |
+| leader:moves                  | stream | every move of every track (catch-up for offline agents)   | -   |
+| leader:channel                | pubsub | msgpack Leader published on each move                     | -   |
+| noise:t=<track>               | string | msgpack list of baseline seed-noise samples (SET NX)      | -   |
+| agents                        | hash   | agent id -> msgpack AgentInfo                             | -   |
+| agents:status                 | hash   | agent id -> msgpack {state, current, last_ms}             | -   |
+| agents:expiry                 | zset   | agent id scored by heartbeat expiry (server ms)           | -   |
+| events                        | stream | human-readable log, capped at EVENTS_MAXLEN (approx.)     | -   |
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from swarm.errors import UserError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+STATES = ("open", "claimed", "done", "failed", "cancelled")
+
+
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names of one swarm. `Keys("demo").hyp("h1")` -> `swarm:{demo}:hyp:h1`."""
+
+    swarm: str
+
+    def __post_init__(self) -> None:
+        if not NAME_RE.match(self.swarm):
+            raise UserError(f"bad swarm name {self.swarm!r}: 1-64 of letters, digits, _ . -")
+
+    @property
+    def prefix(self) -> str:
+        return f"swarm:{{{self.swarm}}}:"
+
+    def _k(self, rest: str) -> str:
+        return self.prefix + rest
+
+    settings = property(lambda self: self._k("settings"))
+    arena_files = property(lambda self: self._k("arena:files"))
+    arena_blobs = property(lambda self: self._k("arena:blobs"))
+    brief = property(lambda self: self._k("brief"))
+    seq_hyp = property(lambda self: self._k("seq:hyp"))
+    seq_token = property(lambda self: self._k("seq:token"))
+    leases = property(lambda self: self._k("leases"))
+    patches = property(lambda self: self._k("patches"))
+    results = property(lambda self: self._k("results"))
+    results_meta = property(lambda self: self._k("results:meta"))
+    results_stream = property(lambda self: self._k("results:stream"))
+    leader_moves = property(lambda self: self._k("leader:moves"))
+    leader_channel = property(lambda self: self._k("leader:channel"))
+    leader_tracks = property(lambda self: self._k("leader:tracks"))
+    agents = property(lambda self: self._k("agents"))
+    agents_status = property(lambda self: self._k("agents:status"))
+    agents_expiry = property(lambda self: self._k("agents:expiry"))
+    events = property(lambda self: self._k("events"))
+
+    def hyp(self, hid: str) -> str:
+        return self._k(f"hyp:{hid}")
+
+    def state(self, state: str) -> str:
+        return self._k(f"state:{state}")
+
+    def open_queue(self, track: str | None, has_patch: bool) -> str:
+        """The open queue of hypotheses for `track` (None = any track) with or without a patch."""
+        t = "any" if track is None else f"t={track}"
+        return self._k(f"open:{t}:{'p' if has_patch else 't'}")
+
+    def claim_queues(self, track: str, need_patch: bool) -> list[str]:
+        """The queues an agent on `track` may claim from; text-only ones only if it can implement text."""
+        qs = [self.open_queue(None, True), self.open_queue(track, True)]
+        if not need_patch:
+            qs += [self.open_queue(None, False), self.open_queue(track, False)]
+        return qs
+
+    def leader(self, track: str) -> str:
+        return self._k(f"leader:t={track}")
+
+    def leader_history(self, track: str) -> str:
+        return self._k(f"history:t={track}")
+
+    def noise(self, track: str) -> str:
+        return self._k(f"noise:t={track}")

@@ -1,0 +1,226 @@
+"""Running one experiment: the arena's command in a sandboxed child process, and its result.
+
+`run_experiment()` builds the command from the arena manifest, starts it in its own process group
+(start_new_session) with a scrubbed environment, sends its output to a per-experiment log file (never
+an unbounded pipe), calls `on_tick` about once a second (the agent renews its lease there), and kills
+the whole group at the hard deadline or when `cancel` is set (SIGTERM of the agent). The metric is read
+from the run's JSON result file (or the log, for a regex arena), never from anything else.
+
+Why each guard exists:
+- process group + killpg: a training script may fork data-loader workers; killing only the parent
+  leaves them burning the GPU. Never kill by name (`pkill -f train.py` kills other agents' runs).
+- scrubbed environment + a private HOME: code proposed by an LLM or another agent runs here; it must
+  not see API keys, Redis credentials or the user's dotfiles.
+- log file: a child that prints gigabytes must not fill a pipe buffer and deadlock us.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from swarm import defaults
+from swarm.experiment.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+# Variables passed through to the experiment. Everything else (API keys, Redis URLs and passwords,
+# cloud credentials, SSH agents) is dropped. Prefix matches cover locale and threading knobs.
+ENV_ALLOW = {"PATH", "LANG", "TZ", "TMPDIR", "USER", "LOGNAME", "TERM", "SYSTEMROOT", "ARENA_CACHE"}
+ENV_ALLOW_PREFIXES = (
+    "LC_",
+    "OMP_",
+    "MKL_",
+    "OPENBLAS_",
+    "CUDA_",
+    "NVIDIA_",
+    "PYTORCH_",
+    "NCCL_",
+    "TORCHINDUCTOR_",
+)
+# Even an allowed prefix never carries these (e.g. a user naming a variable CUDA_TOKEN).
+ENV_DENY_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "REDIS", "AUTH")
+
+STATUSES = ("ok", "crash", "timeout", "invalid")
+
+
+def scrubbed_env(home: Path, gpu: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment an experiment sees: allow-listed variables, a private HOME, its GPU only."""
+    env: dict[str, str] = {}
+    for key, value in os.environ.items():
+        allowed = key in ENV_ALLOW or key.startswith(ENV_ALLOW_PREFIXES)
+        if allowed and not any(word in key.upper() for word in ENV_DENY_WORDS):
+            env[key] = value
+    env["HOME"] = str(home)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.setdefault("ARENA_CACHE", str(Path(os.path.expanduser("~")) / ".cache" / "swarm-arena"))
+    if gpu is None or gpu == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU agent must not grab a GPU another agent owns
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class RunOutcome:
+    """What one run produced. `status` is the arena's: ok, crash, timeout or invalid."""
+
+    status: str
+    metric: float | None
+    wall_s: float
+    fields: dict[str, Any] = field(default_factory=dict)  # the whole JSON result (training_s, steps, ...)
+    error: str = ""
+    log_path: str = ""
+
+
+def build_command(manifest: Manifest, **values: Any) -> list[str]:
+    """The run command with its {placeholders} filled ({python} is this interpreter)."""
+    subst = {"python": sys.executable, **{k: str(v) for k, v in values.items()}}
+    try:
+        return [part.format(**subst) for part in manifest.run.command]
+    except KeyError as exc:
+        raise ValueError(f"arena run command uses unknown placeholder {exc}") from exc
+
+
+def tail(path: Path, max_chars: int = defaults.ERROR_MAX_CHARS) -> str:
+    """The last `max_chars` characters of a log file (empty if missing)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_chars * 2))
+            return f.read().decode("utf-8", "replace")[-max_chars:]
+    except OSError:
+        return ""
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the child's whole process group (it leads its own session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def run_experiment(
+    arena_dir: Path,
+    manifest: Manifest,
+    *,
+    profile: str,
+    budget_s: float,
+    timeout_s: float,
+    seed: int,
+    device: str,
+    gpu: str | None,
+    run_dir: Path,
+    on_tick: Callable[[float], None] | None = None,
+    cancel: threading.Event | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> RunOutcome:
+    """Run the arena once in `arena_dir`; logs and the JSON result go to `run_dir`."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    home = run_dir / "home"
+    home.mkdir(exist_ok=True)
+    out = run_dir / "result.json"
+    out.unlink(missing_ok=True)
+    log_path = run_dir / "run.log"
+    cmd = build_command(manifest, profile=profile, budget_s=_num(budget_s), seed=seed, out=out, device=device)
+    env = scrubbed_env(home, gpu, extra_env)
+    start = time.monotonic()
+    deadline = start + timeout_s
+    with log_path.open("wb") as logf:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=arena_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        killed = ""
+        while True:
+            try:
+                proc.wait(timeout=defaults.RUN_POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if on_tick is not None:
+                on_tick(now - start)
+            if cancel is not None and cancel.is_set():
+                killed = "cancelled"
+            elif now > deadline:
+                killed = "timeout"
+            if killed:
+                kill_group(proc)
+                break
+    wall = time.monotonic() - start
+    if killed == "timeout":
+        err = f"killed at the hard timeout ({timeout_s:.0f} s)\n{tail(log_path, 1500)}"
+        return RunOutcome("timeout", None, wall, {}, err, str(log_path))
+    if killed == "cancelled":
+        return RunOutcome("crash", None, wall, {}, "cancelled: the agent is stopping", str(log_path))
+    return read_outcome(manifest, proc.returncode, out, log_path, wall)
+
+
+def read_outcome(manifest: Manifest, returncode: int, out: Path, log_path: Path, wall: float) -> RunOutcome:
+    """Turn the finished run's exit code and result file (or log) into a RunOutcome."""
+    fields: dict[str, Any] = {}
+    if manifest.run.result == "json":
+        try:
+            loaded = json.loads(out.read_text(encoding="utf-8"))
+            fields = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            fields = {}
+        status = str(fields.get("status", "ok" if returncode == 0 else "crash"))
+        raw = fields.get(manifest.run.metric_key)
+    else:
+        status = "ok" if returncode == 0 else "crash"
+        m = re.search(manifest.run.metric_regex, tail(log_path, 20_000), re.MULTILINE)
+        raw = m.group(1) if m else None
+    if status not in STATUSES:
+        status = "crash"
+    metric = _finite(raw)
+    error = str(fields.get("error") or "")
+    if status == "ok" and metric is None:
+        status = "crash"
+        error = error or f"no finite {manifest.metric.name} in the result (exit code {returncode})"
+    if status != "ok" and not error:
+        error = f"exit code {returncode}\n{tail(log_path, 1500)}"
+    if returncode != 0 and status == "ok":
+        status, error = "crash", f"exit code {returncode}\n{tail(log_path, 1500)}"
+    return RunOutcome(
+        status,
+        metric if status == "ok" else None,
+        wall,
+        fields,
+        error[-defaults.ERROR_MAX_CHARS :],
+        str(log_path),
+    )
+
+
+def _finite(raw: Any) -> float | None:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)

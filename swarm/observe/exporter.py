@@ -1,0 +1,201 @@
+"""The board exporter: swarm-wide Prometheus metrics read from Redis on every scrape.
+
+`swarm exporter --port P` serves these; it is the one Prometheus target that sees the whole swarm,
+even when agents sit behind NAT and their own /metrics ports cannot be reached. Nothing is cached
+between scrapes: each scrape reads counts, agents, leaders and the newest results window from the
+board, so the numbers are as fresh as the scrape and a restarted exporter loses nothing.
+
+Series (all gauges; documented for users in docs/operations.md):
+
+    swarm_board_up                                      1 when the last read of the board succeeded
+    swarm_board_scrape_duration_seconds                 time this scrape spent reading the board
+    swarm_board_hypotheses{state}                       hypotheses per state (open = queue depth)
+    swarm_board_agents_live{track}                      agents with a current heartbeat
+    swarm_board_leader_metric{track}                    the leader's metric
+    swarm_board_leader_generation{track}                how many times the leader moved
+    swarm_board_experiments_per_hour{track}             results finished in the last hour
+    swarm_board_results_window                          results the window below covers
+    swarm_board_experiments{track,proposer,status}      results in the window by outcome
+    swarm_board_proposer_acceptance_ratio{proposer}     promoted / explore runs in the window (swarm.accounting)
+    swarm_board_proposer_promotions{proposer}           results in the window that became a leader
+    swarm_board_proposer_cost_usd{proposer}             LLM spend of results in the window
+    swarm_board_proposer_tokens{proposer,direction}     LLM tokens (input/output) in the window
+
+"The window" is the newest `defaults.EXPORTER_RESULTS_WINDOW` results: per-proposer figures are over
+recent work, bounded so a scrape stays cheap however long the swarm has run. "Last hour" counts results
+whose `finished_ms` is within an hour of the Redis server's clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from swarm import defaults
+from swarm.board.keys import STATES
+from swarm.errors import SwarmError, UserError
+from swarm.observe.accounting import NO_PROPOSER, proposer_stats
+
+__all__ = ["BoardCollector", "board_registry", "serve_forever"]
+
+log = logging.getLogger(__name__)
+
+
+class BoardCollector(Collector):
+    """A prometheus_client collector that reads the board on each `collect()`.
+
+    `board` is a `swarm.board.Board` (anything with counts/agents/leaders/leader_history/results).
+    Every family is always emitted, empty when the board cannot be read, so the set of names is
+    stable and `swarm_board_up` says whether the numbers are current.
+    """
+
+    def __init__(
+        self,
+        board: Any,
+        window: int = defaults.EXPORTER_RESULTS_WINDOW,
+        rate_window_s: float = defaults.EXPORTER_RATE_WINDOW_S,
+    ) -> None:
+        self.board = board
+        self.window = window
+        self.rate_window_s = rate_window_s
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        # Describing without reading the board: registering must not need Redis.
+        return list(self._families().values())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        fam = self._families()
+        t0 = time.monotonic()
+        try:
+            self._fill(fam)
+            up = 1.0
+        except (SwarmError, redis.exceptions.RedisError, OSError) as exc:
+            # The board is down or unreadable: say so in swarm_board_up, keep serving the families.
+            log.warning("exporter: cannot read the board: %s", exc)
+            fam = self._families()
+            up = 0.0
+        fam["up"].add_metric([], up)
+        fam["scrape"].add_metric([], time.monotonic() - t0)
+        yield from fam.values()
+
+    # --- internals --------------------------------------------------------------------------------
+    @staticmethod
+    def _families() -> dict[str, GaugeMetricFamily]:
+        g = GaugeMetricFamily
+        return {
+            "up": g("swarm_board_up", "1 when the last read of the board succeeded, else 0."),
+            "scrape": g("swarm_board_scrape_duration_seconds", "Time this scrape spent reading the board."),
+            "hyp": g("swarm_board_hypotheses", "Hypotheses per state (open = queue depth).", labels=["state"]),
+            "live": g("swarm_board_agents_live", "Agents with a current heartbeat.", labels=["track"]),
+            "lmetric": g("swarm_board_leader_metric", "The leader's metric per track.", labels=["track"]),
+            "lgen": g("swarm_board_leader_generation", "Leader moves per track.", labels=["track"]),
+            "perhour": g("swarm_board_experiments_per_hour", "Results finished in the last hour.", labels=["track"]),
+            "window": g("swarm_board_results_window", "Results the per-proposer window covers."),
+            "exps": g(
+                "swarm_board_experiments",
+                "Results in the window by outcome.",
+                labels=["track", "proposer", "status"],
+            ),
+            "accept": g(
+                "swarm_board_proposer_acceptance_ratio",
+                "Promoted / explore experiments per proposer in the window.",
+                labels=["proposer"],
+            ),
+            "promo": g(
+                "swarm_board_proposer_promotions",
+                "Results in the window that became a leader.",
+                labels=["proposer"],
+            ),
+            "cost": g(
+                "swarm_board_proposer_cost_usd",
+                "LLM spend of results in the window, US dollars.",
+                labels=["proposer"],
+            ),
+            "tokens": g(
+                "swarm_board_proposer_tokens",
+                "LLM tokens of results in the window.",
+                labels=["proposer", "direction"],
+            ),
+        }
+
+    def _fill(self, fam: dict[str, GaugeMetricFamily]) -> None:
+        counts = self.board.counts()
+        for state in sorted(set(STATES) | set(counts)):
+            fam["hyp"].add_metric([state], float(counts.get(state, 0)))
+
+        live = Tally(a.track for a in self.board.agents() if a.alive)
+        for track, n in sorted(live.items()):
+            fam["live"].add_metric([track], float(n))
+
+        leaders = self.board.leaders()
+        histories = {}
+        for track, leader in sorted(leaders.items()):
+            fam["lmetric"].add_metric([track], float(leader.metric))
+            fam["lgen"].add_metric([track], float(leader.generation))
+            histories[track] = self.board.leader_history(track)
+
+        results = self.board.results(limit=self.window)
+        fam["window"].add_metric([], float(len(results)))
+        since_ms = self.board.server_ms() - self.rate_window_s * 1000.0  # the server's clock, as leases use
+        per_hour: Tally[str] = Tally(r.track for r in results if (r.finished_ms or 0) >= since_ms)
+        for track in sorted(set(per_hour) | set(leaders)):
+            fam["perhour"].add_metric([track], float(per_hour.get(track, 0)))
+
+        by_outcome: Tally[tuple[str, str, str]] = Tally((r.track, r.proposer or NO_PROPOSER, r.status) for r in results)
+        for (track, p, status), n in sorted(by_outcome.items()):
+            fam["exps"].add_metric([track, p, status], float(n))
+        for p, st in proposer_stats(results, histories).items():
+            if st.acceptance_rate is not None:
+                fam["accept"].add_metric([p], st.acceptance_rate)
+            fam["promo"].add_metric([p], float(st.moves))  # baseline moves included, as the help says
+            fam["cost"].add_metric([p], st.cost_usd)
+            fam["tokens"].add_metric([p, "input"], float(st.input_tokens))
+            fam["tokens"].add_metric([p, "output"], float(st.output_tokens))
+
+
+def board_registry(board: Any) -> CollectorRegistry:
+    """A fresh registry holding only the board collector (what `swarm exporter` serves)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BoardCollector(board))
+    return registry
+
+
+def serve_forever(
+    board: Any, port: int, addr: str = defaults.METRICS_ADDR, on_ready: Callable[[int], None] | None = None
+) -> None:
+    """Serve the board's metrics on `addr:port` until SIGTERM or SIGINT (call from the main thread).
+
+    `on_ready(bound_port)` is called once the port is bound (port 0 picks a free one).
+    """
+    try:
+        server, thread = start_http_server(port, addr=addr, registry=board_registry(board))
+    except OSError as exc:
+        raise UserError(f"cannot serve the exporter on {addr}:{port}: {exc.strerror or exc}") from exc
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("exporter: signal %d, stopping", signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    log.info("exporter: serving port=%d", server.server_port)
+    if on_ready is not None:
+        on_ready(int(server.server_port))
+    try:
+        stop.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
