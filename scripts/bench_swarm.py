@@ -66,7 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import redis
 
 from swarm import defaults
-from swarm.agent.jobs import Job
+from swarm.agent.job import Job
 from swarm.agent.loop import Agent, AgentOptions
 from swarm.board import Board
 from swarm.board.embedded import RedisProcess
@@ -163,7 +163,7 @@ class SimProposer:
 
 class BenchAgent(Agent):
     """An Agent that notes when it has joined and times the steps of its loop between two runs
-    (measurement only: every step is the real one; swarm/agent.py has no hook for either)."""
+    (measurement only: every step is the real one, timed by wrapping the collaborator that does it)."""
 
     joined_at = 0.0
 
@@ -174,42 +174,31 @@ class BenchAgent(Agent):
 
     def join(self) -> None:
         super().join()
+        self._time(self.pipeline, "take", "wait_for_job")
+        self._time(self.source, "sync", "sync")
+        self._time(self.executor, "run", "execute")  # the runner's own time is subtracted in the report
+        self._time(self.publisher, "publish", "publish")
+        prepare = self.pipeline.prepare
+
+        def counted() -> Job | None:
+            job = prepare()
+            self.no_job += job is None and not self.stop.is_set()
+            return job
+
+        self.pipeline.prepare = counted  # type: ignore[method-assign]
         self.joined_at = time.time()
 
-    def _timed(self, step: str, t0: float) -> None:
-        self.step_s[step] += time.perf_counter() - t0
+    def _time(self, part: Any, method: str, step: str) -> None:
+        original = getattr(part, method)
 
-    def next_job(self) -> Job | None:
-        t0 = time.perf_counter()
-        job = super().next_job()
-        self._timed("wait_for_job", t0)
-        return job
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.step_s[step] += time.perf_counter() - t0
 
-    def safe_prepare(self, speculate: bool = False) -> Job | None:
-        job = super().safe_prepare(speculate)
-        self.no_job += job is None and not self.stop.is_set()
-        return job
-
-    def sync(self, job: Job) -> Job:
-        t0 = time.perf_counter()
-        try:
-            return super().sync(job)
-        finally:
-            self._timed("sync", t0)
-
-    def execute(self, job: Job) -> RunOutcome:
-        t0 = time.perf_counter()
-        try:
-            return super().execute(job)
-        finally:
-            self._timed("execute", t0)  # the runner's own time is subtracted in the report
-
-    def publish(self, job: Job, outcome: RunOutcome) -> None:
-        t0 = time.perf_counter()
-        try:
-            super().publish(job, outcome)
-        finally:
-            self._timed("publish", t0)
+        setattr(part, method, timed)
 
 
 # --- one group of agents (threads of this process) ------------------------------------------------------

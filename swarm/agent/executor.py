@@ -1,0 +1,109 @@
+"""Running a job: the editable files written into the workspace, the arena's command run in its own
+process group under the supervisor's clock (`swarm.experiment.runner`), and a crash of an LLM's
+edit handed back to that LLM with the traceback tail for up to `PROPOSER_MAX_REPAIRS` fixes.
+
+An invalid job is not run at all: its outcome is `invalid` with the reason, and no GPU time is spent.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from swarm import defaults
+from swarm.agent.job import Job
+from swarm.code.validate import validate_edit
+from swarm.errors import ProposerError
+from swarm.experiment.manifest import Manifest
+from swarm.experiment.runner import RunOutcome, run_experiment
+from swarm.experiment.workspace import Workspace
+from swarm.models import Leader
+from swarm.proposers.base import ProposalContext, Usage
+
+# (arena_dir, files, seed, budget_s, cancel) -> RunOutcome: a simulated experiment (the swarm benchmark)
+SimRunner = Callable[[Path, dict[str, str], int, float, threading.Event], RunOutcome]
+
+
+class Executor:
+    """`run(job)` -> the run's outcome; `busy_s` is the time spent running (the duty cycle's numerator)."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        manifest: Manifest,
+        *,
+        profile: str,
+        budget_s: float | None,
+        device: str,
+        gpu: str,
+        runs_dir: Path,
+        editable: list[str],
+        stop: threading.Event,
+        context: Callable[[Leader | None, dict[str, str]], ProposalContext],
+        account: Callable[[str, Usage], None],
+        sim: SimRunner | None = None,
+    ) -> None:
+        self.ws = ws
+        self.manifest = manifest
+        self.profile = profile
+        self.budget_s = budget_s
+        self.device = device
+        self.gpu = gpu
+        self.runs_dir = runs_dir
+        self.editable = editable
+        self.stop = stop
+        self.context = context  # what the implementer sees when it repairs its edit
+        self.account = account
+        self.sim = sim
+        self.busy_s = 0.0
+
+    def run(self, job: Job) -> RunOutcome:
+        """Validate, then run; an implementation that crashes may be repaired by its LLM."""
+        if job.invalid:
+            return RunOutcome("invalid", None, 0.0, {}, job.invalid)
+        outcome = self.run_files(job, job.files)
+        repairs = defaults.PROPOSER_MAX_REPAIRS if job.implementer is not None else 0
+        attempt = 0
+        while outcome.status == "crash" and attempt < repairs and not self.stop.is_set():
+            attempt += 1
+            assert job.implementer is not None
+            try:
+                fixed, usage = job.implementer.repair(
+                    job.hyp.text, self.context(job.parent, self.ws.files()), job.files, outcome.error
+                )
+            except ProposerError:
+                break
+            job.usage = job.usage.add(usage)
+            self.account(job.implementer.name, usage)
+            if fixed is None or validate_edit(fixed, self.editable):
+                break
+            job.files = fixed
+            outcome = self.run_files(job, fixed, f"-repair{attempt}")
+        return outcome
+
+    def run_files(self, job: Job, files: dict[str, str], suffix: str = "") -> RunOutcome:
+        """One run of `files` on the workspace's leader, with the job's seed, logged in its own run dir."""
+        profile = self.manifest.profile(self.profile)
+        budget = self.budget_s or profile.budget_s
+        self.ws.prepare_run(files)
+        t0 = time.monotonic()
+        try:
+            if self.sim is not None:
+                return self.sim(self.ws.dir, files, job.seed, budget, self.stop)
+            return run_experiment(
+                self.ws.dir,
+                self.manifest,
+                profile=self.profile,
+                budget_s=budget,
+                timeout_s=profile.timeout_s - profile.budget_s + budget,
+                seed=job.seed,
+                device=self.device,
+                gpu=self.gpu,
+                run_dir=self.runs_dir / f"{int(time.time())}-{job.hyp.id[:12]}-s{job.seed}{suffix}",
+                cancel=self.stop,
+            )
+        finally:
+            self.busy_s += time.monotonic() - t0
+            self.ws.record(f"{job.kind} {job.hyp.id}: {job.hyp.title}", files)

@@ -1,0 +1,39 @@
+"""A job: one claimed hypothesis, implemented on a leader's code and ready to run (or invalid, with why)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from swarm.models import Hypothesis, Kind, Leader
+from swarm.proposers.base import Proposer, Usage
+
+
+def proposer_source(name: str) -> str:
+    """The board's source label for a proposer spec: classical, or llm:<provider>/<model>."""
+    if name == "classical":
+        return "classical"
+    provider, _, model = name.partition(":")
+    return f"llm:{provider}/{model or provider}"
+
+
+@dataclass
+class Job:
+    """A claimed hypothesis, implemented and ready to run on the leader `parent` (None: baseline)."""
+
+    hyp: Hypothesis
+    token: int
+    parent: Leader | None
+    files: dict[str, str] = field(default_factory=dict)
+    invalid: str = ""
+    implementer: Proposer | None = None
+    usage: Usage = field(default_factory=Usage)
+    brief_version: int = 0  # the brief (program.md) version on the board when the job was prepared
+    stale_idea: bool = False  # a classical idea made on an older leader that no longer merges
+
+    @property
+    def kind(self) -> Kind:
+        return self.hyp.kind
+
+    @property
+    def seed(self) -> int:
+        return self.hyp.seed if self.hyp.seed is not None else 0

@@ -1,0 +1,165 @@
+"""The pipeline: the next job is claimed and implemented while the current one runs.
+
+    pipeline = Pipeline(source, promoter, stop=stop)
+    pipeline.start()                 # the preparer thread
+    job = pipeline.take()            # the prepared job (waits for one); the preparer starts the next
+    pipeline.leader_moved()          # from the watcher: the waiting job is rebased now, not at take()
+    leftover = pipeline.close()      # on the way out: the job still waiting (its claim is released)
+
+One job waits in the slot. The GPU never waits for the proposer: when a run ends, the next job is
+already implemented on the leader. When the running job is a candidate's deciding confirmation whose
+runs so far clear the threshold, the next job is built on the candidate's code
+(`Promoter.speculative_leader`), so the agent's own promotion does not leave the GPU idle either.
+
+With `enabled=False` (`--no-pipeline`) there is no thread: `take()` prepares the job inline.
+Errors: Redis unreachable in the preparer is reported and retried after `IDLE_POLL_S`; an
+`ArenaError` (the baseline does not run here) is fatal and stops the agent (`fatal`); any other
+`SwarmError` while preparing is logged and the preparer tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from swarm import defaults
+from swarm.agent.job import Job
+from swarm.agent.promoter import Promoter
+from swarm.agent.source import JobSource
+from swarm.board.connection import BOARD_DOWN
+from swarm.errors import ArenaError, SwarmError
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """A slot of one prepared job, filled by the preparer thread and kept on the leader."""
+
+    def __init__(
+        self,
+        source: JobSource,
+        promoter: Promoter,
+        *,
+        stop: threading.Event,
+        enabled: bool = True,
+        board_down: Callable[[BaseException], None] = lambda exc: None,
+    ) -> None:
+        self.source = source
+        self.promoter = promoter
+        self.stop = stop
+        self.enabled = enabled
+        self.board_down = board_down  # reports Redis trouble met by the preparer thread
+        self.running: Job | None = None  # the job the main loop runs now: the preparer may speculate on it
+        self.fatal: SwarmError | None = None  # what stopped the preparer for good
+        self.thread: threading.Thread | None = None
+        self._slot: Job | None = None
+        self._lock = threading.Lock()
+        self._full = threading.Event()
+        self._kick = threading.Event()  # wakes the preparer: the slot was emptied, or the leader moved
+        self._moved = threading.Event()
+
+    def start(self, name: str = "preparer") -> None:
+        if self.enabled:
+            self.thread = threading.Thread(target=self._prepare_ahead, name=name, daemon=True)
+            self.thread.start()
+            self._kick.set()
+
+    def take(self) -> Job | None:
+        """The next job to run: the prepared one (waits for it), or prepared now without a pipeline."""
+        if not self.enabled:
+            job = self.prepare()
+            if job is None:
+                self.stop.wait(defaults.IDLE_POLL_S)
+            self.running = job
+            return job
+        while not self.stop.is_set():
+            if not self._full.wait(timeout=0.5):
+                continue
+            job = self._empty()
+            self.running = job  # before the kick: the preparer may build on the promotion it will make
+            self._kick.set()  # the slot is free: the next job is prepared now, while this one runs
+            if job is not None:
+                return job
+        return None
+
+    def leader_moved(self) -> None:
+        self._moved.set()
+        self._kick.set()
+
+    def close(self) -> Job | None:
+        """Stop the preparer; returns the job left waiting (its claim is the caller's to release)."""
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+        return self._empty()
+
+    def put(self, job: Job) -> None:
+        """Put a prepared job in the slot (the preparer does; tests may)."""
+        with self._lock:
+            self._slot = job
+            self._full.set()
+
+    def waiting(self) -> Job | None:
+        with self._lock:
+            return self._slot
+
+    def prepare(self) -> Job | None:
+        """One job, built on the leader (or on the one the running confirmation will make)."""
+        running = self.running
+        on = self.promoter.speculative_leader(running.hyp) if self.enabled and running is not None else None
+        try:
+            return self.source.prepare(on)
+        except BOARD_DOWN:
+            raise
+        except ArenaError:
+            raise
+        except SwarmError as exc:
+            log.warning("could not prepare an experiment: %s", exc)
+            return None
+
+    def refresh(self) -> None:
+        """The leader moved: re-apply the waiting job onto it now (or retire it and prepare another)."""
+        job = self._empty()
+        if job is None:
+            return
+        try:
+            again = self.source.rebase(job, self.source.board.leader(self.source.track))
+        except BOARD_DOWN as exc:
+            self.board_down(exc)
+            again = job  # rebased at take() time instead (the main loop syncs every job it runs)
+        if again is not None:
+            self.put(again)
+
+    def _empty(self) -> Job | None:
+        with self._lock:
+            job, self._slot = self._slot, None
+            self._full.clear()
+        return job
+
+    def _prepare_ahead(self) -> None:
+        """The preparer thread: keeps the slot full, and on the leader."""
+        idle_until = 0.0  # after an empty claim, poll again only then (or on a leader move)
+        while not self.stop.is_set():
+            self._kick.wait(timeout=0.5)
+            self._kick.clear()
+            try:
+                if self._moved.is_set():
+                    self._moved.clear()
+                    idle_until = 0.0
+                    self.refresh()
+                if self._full.is_set() or time.monotonic() < idle_until:
+                    continue
+                job = self.prepare()
+            except BOARD_DOWN as exc:
+                self.board_down(exc)
+                job = None
+            except ArenaError as exc:  # the baseline cannot run here: the agent ends with this error
+                self.fatal = exc
+                self.stop.set()
+                return
+            if job is None:  # nothing to claim: wait for a leader move (new work) or poll again
+                idle_until = time.monotonic() + defaults.IDLE_POLL_S
+                continue
+            self.put(job)

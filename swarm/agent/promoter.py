@@ -1,0 +1,267 @@
+"""After a result is on the board: judge it, ask for its confirmations, promote it, port it.
+
+    promoter = Promoter(board, agent_id=..., track=..., settings=..., history=..., code=...)
+    status = promoter.judge(parent_patch_hash, metric)    # keep (a candidate) or discard
+    promoter.on_result(result)                            # baseline -> leader; candidate -> confirm;
+                                                          # last confirmation -> promote
+
+The rule itself is pure (`swarm.agent.noise`); this class reads what it needs from the board and
+moves the leader only through the board's compare-and-set, which re-checks everything on the server.
+A candidate whose parent is no longer the leader is never promoted as is: its edit is posted again
+on the new leader (a 3-way merge) and runs through screening again. A promotion is posted, with its
+edit, as a `port` hypothesis for every other live track: a win on one hardware class is validated
+on the others, never assumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections.abc import Callable
+
+from swarm import defaults
+from swarm.agent.code_cache import CodeCache
+from swarm.agent.history import TrackHistory
+from swarm.agent.noise import is_candidate, should_promote, sigma
+from swarm.board import Board
+from swarm.code.diff import EMPTY_PATCH, make_patch
+from swarm.errors import ArenaError
+from swarm.models import (
+    SOURCE_RE,
+    Hypothesis,
+    HypothesisIn,
+    Kind,
+    Leader,
+    Result,
+    ResultIn,
+    State,
+    Status,
+    SwarmSettings,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Promoter:
+    """Judging, confirming, promoting, rebasing and porting the candidates of one track."""
+
+    def __init__(
+        self,
+        board: Board,
+        *,
+        agent_id: str,
+        track: str,
+        settings: SwarmSettings,
+        history: TrackHistory,
+        code: CodeCache,
+        on_win: Callable[[str, float], None] = lambda proposer, gain: None,
+    ) -> None:
+        self.board = board
+        self.agent_id = agent_id
+        self.track = track
+        self.settings = settings
+        self.history = history
+        self.code = code
+        self.on_win = on_win  # (proposer label, gain) of each promotion this agent makes
+
+    def judge(self, parent_patch_hash: str | None, metric: float | None) -> Status:
+        """keep (a candidate worth confirming) or discard, for an exploration run on `parent_patch_hash`."""
+        leader = self.board.leader(self.track)
+        if metric is None or leader is None or leader.patch_hash != parent_patch_hash:
+            return Status.DISCARD
+        noise = sigma(self.board.noise(self.track))
+        ok = is_candidate(leader.metric, metric, self.settings.direction, noise, self.settings.min_delta)
+        return Status.KEEP if ok else Status.DISCARD
+
+    def on_result(self, result: ResultIn) -> None:
+        """Baseline runs set the track's noise and first leader; a candidate gets its confirmations; the
+        last confirmation decides the promotion."""
+        if result.kind == Kind.BASELINE:
+            self.finalize_baseline()
+        elif result.kind == Kind.EXPLORE and result.status == Status.KEEP:
+            self.confirm(result)
+        elif result.kind == Kind.CONFIRM and result.candidate_of:
+            self.promote(result.candidate_of)
+
+    # --- baseline ------------------------------------------------------------------------------------
+    def finalize_baseline(self) -> None:
+        """When all baseline seeds are in: record the track's noise and make the baseline its leader."""
+        if self.board.leader(self.track) is not None:
+            return
+        runs = [r for r in self.history.newest() if r.kind == Kind.BASELINE]
+        bad = [r for r in runs if r.status != Status.KEEP]
+        if bad and not any(h.state in (State.OPEN, State.CLAIMED) for h in self.baseline_jobs()):
+            raise ArenaError(f"the baseline does not run on track {self.track}: {bad[0].status}: {bad[0].error[-300:]}")
+        by_seed = {r.seed: r for r in runs if r.status == Status.KEEP and r.metric is not None and r.seed is not None}
+        if len(by_seed) < defaults.NOISE_SEEDS:
+            return
+        chosen = [by_seed[s] for s in sorted(k for k in by_seed if k is not None)][: defaults.NOISE_SEEDS]
+        values = [float(r.metric) for r in chosen if r.metric is not None]
+        first = chosen[0]
+        self.board.set_noise(self.track, values)
+        mean = statistics.fmean(values)
+        out = self.board.move_leader(
+            self.track,
+            0,
+            mean,
+            EMPTY_PATCH,
+            first.hypothesis_id,
+            first.agent_id,
+            first.result_id,
+            support=[r.result_id for r in chosen[1:]],
+        )
+        if out.accepted:
+            log.info("track %s baseline %.6f (seed noise sigma %.6f)", self.track, mean, sigma(values))
+
+    def baseline_jobs(self) -> list[Hypothesis]:
+        return [
+            h for h in self.board.list_hypotheses(limit=1000) if h.kind == Kind.BASELINE and h.track == self.track
+        ]
+
+    # --- confirm -------------------------------------------------------------------------------------
+    def confirm(self, result: ResultIn) -> None:
+        """A candidate's code is posted as CONFIRM_RUNS - 1 jobs with other seeds, first in the queue."""
+        hyp = self.board.get(result.hypothesis_id or "")
+        for seed in range(1, defaults.CONFIRM_RUNS):
+            self.board.post(
+                HypothesisIn(
+                    text=f"confirm {result.result_id[:8]} with seed {seed}: {hyp.title}"[:500],
+                    source=hyp.source,
+                    author=self.agent_id,
+                    priority=defaults.PRIORITY_CONFIRM,
+                    patch=self.board.get_patch(result.patch_hash or EMPTY_PATCH) or None,
+                    track=self.track,
+                    kind=Kind.CONFIRM,
+                    parent=result.result_id,
+                    seed=seed,
+                    tags=["confirm"],
+                )
+            )
+        self.board.event(
+            "candidate", f"{self.track}: candidate {result.metric} from {hyp.title}", result_id=result.result_id
+        )
+        if defaults.CONFIRM_RUNS <= 1:
+            self.promote(result.result_id)
+
+    def confirms_of(self, candidate_id: str) -> list[Result]:
+        """The candidate's confirmation results published so far (not stale), from the track's history."""
+        return [
+            r
+            for r in self.history.newest()
+            if r.kind == Kind.CONFIRM and r.candidate_of == candidate_id and not r.stale
+        ]
+
+    # --- promote -------------------------------------------------------------------------------------
+    def promote(self, candidate_id: str) -> None:
+        """Promote a candidate whose confirmations are all in, if its mean beats the leader beyond noise."""
+        cand = self.board.result(candidate_id)
+        if cand.track != self.track:
+            return  # each track's agents finalize its own candidates
+        confirms = self.confirms_of(candidate_id)
+        if len({r.seed for r in confirms}) < defaults.CONFIRM_RUNS - 1:
+            return
+        leader = self.board.leader(cand.track)
+        if leader is None or leader.result_id == candidate_id:
+            return  # already promoted by another agent
+        if leader.patch_hash != cand.parent_patch_hash:
+            self.rebase_candidate(cand.result_id, leader)
+            return
+        kept = [r for r in confirms if r.status == Status.KEEP and r.metric is not None]
+        values = [float(v) for v in [cand.metric, *(r.metric for r in kept)] if v is not None]
+        if len(values) < defaults.CONFIRM_RUNS:
+            self.board.event("rejected", f"{cand.track}: candidate {candidate_id[:8]} crashed in confirmation")
+            return
+        ok, mean, threshold = self.beats_leader(leader, values)
+        if not ok:
+            self.board.event(
+                "rejected",
+                f"{cand.track}: candidate {candidate_id[:8]} mean {mean:.6f} vs leader "
+                f"{leader.metric:.6f}: gain under the noise threshold {threshold:.6f}",
+            )
+            return
+        out = self.board.move_leader(
+            cand.track,
+            leader.generation,
+            mean,
+            cand.patch_hash or EMPTY_PATCH,
+            cand.hypothesis_id,
+            cand.agent_id,
+            candidate_id,
+            support=[r.result_id for r in kept],
+        )
+        if out.accepted:
+            self.on_win(cand.proposer, self.settings.direction.gain(leader.metric, mean))
+            self.port_to_other_tracks(candidate_id, cand.track)
+        elif out.reason == "stale_generation" and out.leader is not None and out.leader.result_id != candidate_id:
+            self.rebase_candidate(candidate_id, out.leader)
+
+    def beats_leader(self, leader: Leader, values: list[float]) -> tuple[bool, float, float]:
+        """(promote?, mean, threshold) of a candidate's runs against `leader` under the track's noise."""
+        noise = sigma(self.board.noise(leader.track))
+        n_leader = defaults.NOISE_SEEDS if leader.patch_hash == EMPTY_PATCH else defaults.CONFIRM_RUNS
+        return should_promote(leader.metric, values, self.settings.direction, noise, self.settings.min_delta, n_leader)
+
+    def speculative_leader(self, running: Hypothesis) -> Leader | None:
+        """The leader `running` will make if it is a candidate's last confirmation and the candidate's runs
+        so far clear the promotion threshold; None otherwise. The next job is built on that code, so an
+        agent that promotes its own candidate (always so when it is alone on its track) does not then
+        wait for its proposer: a wrong guess costs what a right one saves, once."""
+        if running.kind != Kind.CONFIRM or not running.parent:
+            return None
+        leader = self.board.leader(self.track)
+        cand = self.board.result(running.parent)
+        if leader is None or cand.parent_patch_hash != leader.patch_hash or cand.metric is None:
+            return None
+        confirms = self.confirms_of(cand.result_id)
+        if len({r.seed for r in confirms} | {running.seed}) < defaults.CONFIRM_RUNS - 1:
+            return None  # other confirmations are still to come: this run does not decide
+        kept = [float(r.metric) for r in confirms if r.status == Status.KEEP and r.metric is not None]
+        ok, mean, _ = self.beats_leader(leader, [float(cand.metric), *kept])
+        if not ok:
+            return None
+        return leader.model_copy(
+            update={
+                "generation": leader.generation + 1,
+                "metric": mean,
+                "patch_hash": cand.patch_hash or EMPTY_PATCH,
+                "hypothesis_id": cand.hypothesis_id,
+                "agent_id": cand.agent_id,
+                "result_id": cand.result_id,
+            }
+        )
+
+    # --- rebase and port -----------------------------------------------------------------------------
+    def rebase_candidate(self, candidate_id: str, leader: Leader) -> None:
+        """A candidate built on an old leader is never promoted as is: its edit is posted on the new one."""
+        self.post_edit(
+            candidate_id, f"rebase onto gen {leader.generation}", leader.track, Kind.EXPLORE, defaults.PRIORITY_PORT
+        )
+
+    def port_to_other_tracks(self, candidate_id: str, track: str) -> None:
+        """A win on one hardware class is posted, with its edit, for every other live track."""
+        tracks = {a.track for a in self.board.agents() if a.alive and a.track != track}
+        for other in sorted(tracks):
+            self.post_edit(candidate_id, f"port from {track}", other, Kind.PORT, defaults.PRIORITY_PORT)
+
+    def post_edit(self, candidate_id: str, text: str, track: str, kind: Kind, priority: int) -> None:
+        """Post a candidate's edit (the diff from its parent's code, `meta.base` = that parent) as a new
+        hypothesis, under the proposer that made it, so it is merged 3-way onto `track`'s leader."""
+        cand = self.board.result(candidate_id)
+        parent = cand.parent_patch_hash or EMPTY_PATCH
+        delta = make_patch(self.code.files_of(parent), self.code.files_of(cand.patch_hash or EMPTY_PATCH))
+        if not delta.strip():
+            return
+        title = self.board.get(cand.hypothesis_id).title if cand.hypothesis_id else candidate_id
+        self.board.post(
+            HypothesisIn(
+                text=f"{text}: {title}"[:500],
+                source=cand.proposer if SOURCE_RE.match(cand.proposer) else "human",
+                author=self.agent_id,
+                priority=priority,
+                patch=delta,
+                track=track,
+                kind=kind,
+                meta={"base": parent},
+                tags=["rebase" if kind == Kind.EXPLORE else str(kind)],
+            )
+        )

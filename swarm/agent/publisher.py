@@ -1,0 +1,136 @@
+"""Publishing a run: its result record, kept in the outbox, then delivered to the board.
+
+    entry = publisher.record(job, outcome)    # the result (status decided on delivery) + its patch
+    publisher.publish(entry)                  # outbox first, then deliver everything kept
+
+Delivery of one entry: the patch is stored (content-addressed), an exploration is judged against the
+leader as it is when the result lands, the result is published (idempotent by its id), the claim is
+completed (by its token), and the promoter takes it from there (confirm, promote). Every step is
+idempotent, so an entry delivered twice (a crash or a Redis error halfway) changes nothing the
+second time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from swarm import defaults
+from swarm.agent.job import Job, proposer_source
+from swarm.agent.leases import Leases
+from swarm.agent.outbox import Outbox
+from swarm.agent.promoter import Promoter
+from swarm.board import Board
+from swarm.code.diff import EMPTY_PATCH, patch_hash
+from swarm.experiment.runner import RunOutcome
+from swarm.experiment.workspace import Workspace
+from swarm.models import Kind, ResultIn, State, Status, SwarmSettings
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Turns a finished job into a result on the board (through the outbox) and hands it to the promoter."""
+
+    def __init__(
+        self,
+        board: Board,
+        *,
+        agent_id: str,
+        track: str,
+        settings: SwarmSettings,
+        ws: Workspace,
+        leases: Leases,
+        promoter: Promoter,
+        outbox: Outbox,
+    ) -> None:
+        self.board = board
+        self.agent_id = agent_id
+        self.track = track
+        self.settings = settings
+        self.ws = ws
+        self.leases = leases
+        self.promoter = promoter
+        self.outbox = outbox
+
+    def record(self, job: Job, outcome: RunOutcome) -> dict[str, Any]:
+        """The outbox entry of a finished job: its result (keep/discard is decided on delivery), the
+        patch text of the code that ran, and the claim to complete."""
+        f = outcome.fields
+        now_ms = int(time.time() * 1000)
+        patch_text = self.ws.patch_of(job.files) if job.files else ""
+        implementer = job.implementer.name if job.implementer is not None else None
+        source = proposer_source(implementer) if job.hyp.source == "human" and implementer else job.hyp.source
+        result = ResultIn(
+            result_id=uuid.uuid4().hex,
+            hypothesis_id=job.hyp.id,
+            token=job.token,
+            agent_id=self.agent_id,
+            proposer=source,
+            track=self.track,
+            parent_generation=job.parent.generation if job.parent else 0,
+            parent_patch_hash=job.parent.patch_hash if job.parent else None,
+            patch_hash=patch_hash(patch_text) if patch_text.strip() else EMPTY_PATCH,
+            status=Status.KEEP if outcome.status == "ok" else Status(outcome.status),
+            metric=outcome.metric,
+            metric_name=self.settings.metric_name,
+            direction=self.settings.direction,
+            seed=job.seed,
+            training_s=_num(f.get("training_s")),
+            steps=_int(f.get("steps")),
+            tokens=_int(f.get("tokens")),
+            peak_mem_mb=_num(f.get("peak_mem_mb")),
+            error=outcome.error[-defaults.ERROR_MAX_CHARS :],
+            llm_input_tokens=job.usage.input_tokens,
+            llm_output_tokens=job.usage.output_tokens,
+            llm_cost_usd=job.usage.cost_usd,
+            llm_latency_s=job.usage.latency_s,
+            brief_version=job.brief_version,
+            started_ms=now_ms - int(outcome.wall_s * 1000),
+            finished_ms=now_ms,
+            kind=job.kind if job.kind in (Kind.BASELINE, Kind.CONFIRM) else Kind.EXPLORE,
+            candidate_of=job.hyp.parent if job.kind == Kind.CONFIRM else None,
+        )
+        return {
+            "result": result.model_dump(mode="json"),
+            "hid": job.hyp.id,
+            "token": job.token,
+            "patch_text": patch_text,
+            "judge": job.kind == Kind.EXPLORE and outcome.status == "ok",  # a port goes straight to confirmation
+        }
+
+    def publish(self, entry: dict[str, Any]) -> None:
+        """Keep the entry on disk, then deliver everything kept (a board error leaves it kept and goes
+        to the caller: the agent's loop backs off and the next iteration delivers it)."""
+        self.outbox.keep(entry)
+        self.outbox.flush(self.deliver)
+
+    def deliver(self, entry: dict[str, Any]) -> None:
+        """Publish one result and complete its claim; both are idempotent, so a retry is harmless."""
+        result = ResultIn.model_validate(entry["result"])
+        if entry.get("patch_text"):
+            result.patch_hash = self.board.put_patch(entry["patch_text"])
+        if entry.get("judge"):  # decided now, against the leader as it is when the result lands
+            result.status = self.promoter.judge(result.parent_patch_hash, result.metric)
+        published = self.board.publish(result)
+        self.board.complete(entry["hid"], entry["token"], State.DONE)
+        self.leases.drop(entry["hid"])
+        if published.stale:
+            log.warning("result %s was published with a lost lease: stored as stale", result.result_id)
+            return
+        self.promoter.on_result(result)
+
+
+def _num(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if x >= 0 and x == x and x != float("inf") else None
+
+
+def _int(v: Any) -> int | None:
+    x = _num(v)
+    return int(x) if x is not None else None

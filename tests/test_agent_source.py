@@ -1,0 +1,117 @@
+"""The JobSource and the Executor alone, on a real board: baseline seeds first, ideas on the pristine
+arena while the baseline runs, claims held as leases, and an LLM's crashed edit repaired within the
+experiment (the official OpenAI SDK against a scripted server on loopback)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from agent_parts import SYNTH, TRACK, establish_baseline, make_parts, publish
+
+from swarm.agent.executor import Executor
+from swarm.board import Board
+from swarm.code.diff import EMPTY_PATCH
+from swarm.models import HypothesisIn, Kind, State
+from swarm.proposers.classical import ClassicalProposer
+
+
+def test_a_new_track_runs_its_baseline_seeds_first(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
+    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
+    parts.board.post(HypothesisIn(text="a human idea, posted early", track=TRACK, priority=10))
+    jobs = [parts.source.prepare() for _ in range(3)]
+    assert [j.kind if j else None for j in jobs] == [Kind.BASELINE] * 3
+    assert sorted(j.seed for j in jobs if j) == [0, 1, 2]
+    assert all(j.files == parts.baseline_files() and j.parent is None for j in jobs if j)
+    assert set(parts.leases.held()) == {j.hyp.id for j in jobs if j}
+    # the human idea waits: nothing can be judged before the baseline leader exists
+    assert [h.text for h in parts.board.list_hypotheses(state=State.OPEN, limit=10)] == ["a human idea, posted early"]
+
+
+def test_idle_agents_ideate_on_the_pristine_arena_while_the_baseline_runs(
+    redis_url: str, swarm_name: str, tmp_path: Path
+) -> None:
+    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
+    board, source = parts.board, parts.source
+    other = Board.connect(redis_url, swarm_name)
+    assert source.prepare() is not None  # the first agent posts the baseline seeds and claims one
+    while other.claim("busy", TRACK) is not None:  # the other seeds are taken by other agents
+        pass
+    assert source.prepare() is None  # nothing to run before the baseline lands ...
+    ideas = [h for h in board.list_hypotheses(state="open", limit=50) if h.kind == "explore"]
+    assert ideas and all(h.meta["base"] == EMPTY_PATCH and h.patch_hash for h in ideas)  # ... but work is ready
+    assert source.prepare() is None
+    assert len([h for h in board.list_hypotheses(state="open", limit=50) if h.kind == "explore"]) == len(ideas)
+
+
+def test_an_empty_queue_is_filled_by_the_proposer_and_the_idea_claimed(
+    redis_url: str, swarm_name: str, tmp_path: Path
+) -> None:
+    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
+    leader = establish_baseline(parts)
+    job = parts.source.prepare()
+    assert job is not None and job.kind == Kind.EXPLORE and job.hyp.source == "classical"
+    assert job.parent == leader and job.files != parts.baseline_files() and not job.invalid
+    assert job.hyp.meta["base"] == leader.patch_hash
+    assert job.hyp.id in parts.leases.held()
+
+
+def test_llm_edit_that_crashes_is_repaired_within_the_experiment(
+    redis_url: str, swarm_name: str, tmp_path: Path
+) -> None:
+    """An LLM-implemented hypothesis whose edit crashes the run gets the traceback back and a second edit."""
+    from llm_server import Request, Scripted, ScriptedServer
+
+    from swarm.proposers.spec import build_proposers, load_config, resolve_specs
+
+    x_line = next(x for x in (SYNTH / "train.py").read_text().splitlines() if x.startswith("X = "))
+
+    def model(req: Request) -> Scripted:
+        prompt = req.last_user_text()
+        if "synthetic crash" in prompt:  # the repair prompt carries the traceback tail
+            text = 'train.py\n<<<<<<< SEARCH\nFAIL = "crash"\n=======\nFAIL = ""\n>>>>>>> REPLACE\n'
+        else:
+            text = f'train.py\n<<<<<<< SEARCH\n{x_line}\n=======\n{x_line}\nFAIL = "crash"\n>>>>>>> REPLACE\n'
+        return Scripted(text=text, input_tokens=500, output_tokens=40)
+
+    with ScriptedServer(responder=model) as srv:
+        config = load_config(None)
+        specs = resolve_specs([f"openai-compatible:fixer@{srv.url}/v1"], config)
+        props = build_proposers(specs, config, lambda: ClassicalProposer(seed=0))
+        parts = make_parts(redis_url, swarm_name, tmp_path / "a", proposers=props)
+        for s in range(3):
+            publish(parts, parts.baseline_files(), 1.5 + 0.001 * s, kind=Kind.BASELINE, seed=s)
+        parts.promoter.finalize_baseline()
+        parts.board.post(HypothesisIn(text="Add a failure switch next to X", priority=50, track=TRACK))
+        job = parts.source.prepare()
+        assert job is not None and not job.invalid and 'FAIL = "crash"' in job.files["train.py"]
+        job = parts.source.sync(job)
+        assert job is not None
+        seat = parts.seat
+        executor = Executor(seat.ws, seat.manifest, profile=seat.profile, budget_s=0.05, device="cpu", gpu="cpu",
+                            runs_dir=tmp_path / "runs", editable=seat.settings.editable, stop=threading.Event(),
+                            context=parts.source.context, account=parts.source.account)
+        outcome = executor.run(job)
+        assert outcome.status == "ok", outcome.error
+        assert 'FAIL = ""' in job.files["train.py"]
+        assert job.usage.calls >= 2 and job.usage.input_tokens >= 1000
+        prompts = [r.last_user_text() for r in srv.requests]
+        assert any("synthetic crash" in p for p in prompts)
+        assert executor.busy_s > 0
+        assert len(list((tmp_path / "runs").iterdir())) == 2  # the crash and the repaired run
+
+
+def test_an_invalid_job_is_not_run(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
+    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
+    leader = establish_baseline(parts)
+    parts.board.post(HypothesisIn(text="break the file", track=TRACK, priority=5,
+                                  patch="--- a/train.py\n+++ b/train.py\n@@ -1,1 +1,1 @@\n-nothing like this\n+x\n"))
+    job = parts.source.prepare()
+    assert job is not None and job.parent == leader and job.invalid.startswith("could not implement")
+    seat = parts.seat
+    executor = Executor(seat.ws, seat.manifest, profile=seat.profile, budget_s=0.05, device="cpu", gpu="cpu",
+                        runs_dir=tmp_path / "runs", editable=seat.settings.editable, stop=threading.Event(),
+                        context=parts.source.context, account=parts.source.account)
+    outcome = executor.run(job)
+    assert outcome.status == "invalid" and outcome.error == job.invalid
+    assert not (tmp_path / "runs").exists() and executor.busy_s == 0
