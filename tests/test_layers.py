@@ -32,7 +32,7 @@ def imports(source: str, module: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             base = node.module
             if node.level:  # relative: resolve against the importing module's package
-                base = ".".join(module.split(".")[: -node.level] + [node.module])
+                base = ".".join([*module.split(".")[: -node.level], node.module])
             if base.split(".")[0] == "swarm":
                 out.update(f"{base}.{a.name}" if base == "swarm" else base for a in node.names)
     return out
