@@ -1,18 +1,28 @@
-"""Claims: exactly-once under a multi-process race, ordering, lease expiry/requeue/failed, fencing."""
+"""Claims: exactly-once under a multi-process race and across threads sharing one Board, ordering,
+lease expiry/requeue/failed, fencing, and the transport under faults (a server restart that empties the
+script cache, a claim that times out under CLIENT PAUSE). Each fault test uses a private redis-server,
+so the session's shared one is never disturbed."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from swarm.board import Board, HypothesisIn, ResultIn, State
+from swarm.board.embedded import RedisProcess
 
 REPO = Path(__file__).resolve().parents[1]
 TRACK = "cpu:2c"
@@ -35,6 +45,16 @@ print(json.dumps(got))
 @pytest.fixture()
 def board(redis_url: str, swarm_name: str) -> Board:
     return Board(redis.Redis.from_url(redis_url), swarm_name)
+
+
+@pytest.fixture()
+def private_redis() -> Iterator[RedisProcess]:
+    """A redis-server of this test's own, with an append-only file so a restart keeps the board."""
+    server = RedisProcess(tempfile.mkdtemp(prefix="swarm-claims-"), persist=True)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
 
 
 def test_claim_race_exactly_once_across_processes(board: Board, redis_url: str, swarm_name: str) -> None:
@@ -245,3 +265,67 @@ def test_an_author_leaves_its_candidates_confirmations_to_others_while_it_can(bo
     assert board.claim("alice", TRACK, avoid_own=True) is None
     mine = board.claim("alice", TRACK, avoid_own=False)
     assert mine is not None and mine.hypothesis.id == more
+
+
+def test_threads_sharing_one_board_each_claim_exactly_once(board: Board) -> None:
+    # The agent's threads (main loop, lease keeper, preparer) share one Board and its connection pool:
+    # every thread must get the replies to its own calls.
+    n = 300
+    for i in range(n):
+        board.post(HypothesisIn(text=f"idea {i}"))
+    got: list[list[tuple[str, int]]] = [[] for _ in range(6)]
+    errors: list[BaseException] = []
+
+    def work(slot: int) -> None:
+        try:
+            while (c := board.claim(f"t{slot}", TRACK)) is not None:
+                assert c.hypothesis.claimed_by == f"t{slot}"
+                assert board.complete(c.hypothesis.id, c.token)
+                got[slot].append((c.hypothesis.id, c.token))
+        except BaseException as exc:  # reported below: an assertion in a thread would be lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    ids = [h for g in got for h, _ in g]
+    tokens = [t for g in got for _, t in g]
+    assert len(ids) == n and len(set(ids)) == n and len(set(tokens)) == n
+    assert board.counts()["done"] == n
+
+
+def test_claims_go_on_across_a_server_restart_that_empties_the_script_cache(private_redis: RedisProcess) -> None:
+    board = Board.connect(private_redis.url, "restart")
+    for n in range(2):
+        board.post(HypothesisIn(text=f"idea {n}"))
+    c = board.claim("a", TRACK)
+    assert c is not None
+    private_redis.stop()
+    private_redis.start()  # same port, data from the AOF, script cache empty, the pool's sockets dead
+    assert board.r.script_exists(board.scripts.complete.sha) == [False]
+    assert board.complete(c.hypothesis.id, c.token)  # reconnects (the client's retry), reloads the script
+    c2 = board.claim("a", TRACK)
+    assert c2 is not None and c2.hypothesis.id != c.hypothesis.id and c2.token > c.token
+    assert board.complete(c2.hypothesis.id, c2.token)
+
+
+def test_a_claim_that_times_out_leaves_no_late_reply_for_the_next_call(private_redis: RedisProcess) -> None:
+    # A reply that arrives after its caller gave up must never be read as the next call's reply.
+    r = redis.Redis.from_url(private_redis.url, socket_timeout=0.3, retry=Retry(NoBackoff(), 0))
+    board = Board(r, "late")
+    for n in range(3):
+        board.post(HypothesisIn(text=f"idea {n}"))
+    admin = redis.Redis.from_url(private_redis.url)
+    admin.execute_command("CLIENT", "PAUSE", "800", "WRITE")  # scripts wait; PING does not
+    t0 = time.monotonic()
+    with pytest.raises(redis.exceptions.TimeoutError):
+        board.claim("a", TRACK)
+    time.sleep(max(0.0, 0.9 - (time.monotonic() - t0)))  # the paused claim may run now; its reply is late
+    assert board.r.ping() is True  # a PONG, not the late claim reply (7 items)
+    c = board.claim("a", TRACK)
+    assert c is not None and c.hypothesis.state == "claimed"
+    assert board.complete(c.hypothesis.id, c.token)
+    admin.close()

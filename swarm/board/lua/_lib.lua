@@ -1,4 +1,4 @@
--- _lib.lua: helpers prepended to every board script by swarm/scripts.py (not a script itself).
+-- _lib.lua: helpers prepended to every board script by swarm/board/lua/__init__.py (not a script itself).
 -- Numbers go back to Redis through int() because Lua's default number->string conversion keeps
 -- only 14 significant digits (it would round millisecond times and claim scores).
 
