@@ -4,15 +4,9 @@ For each concurrency level (default 1, 16, 64 client processes, one connection e
 the same Redis:
   ping       closed loop: every client sends PING as fast as it can through redis-py's client
              (`r.ping()`) -> PING/s and PING p50/p99 (what a Python program gets from this Redis)
-  ping_line  the same through the board's own transport (`swarm.scripts.HotLine`: one packed write,
-             one read, no per-command redis-py path) -> the stricter floor: a round trip's system
-             calls and the server, nothing else
   saturated  closed loop: every client runs claim -> complete as fast as it can (two Lua scripts per
-             cycle) -> cycles/s, ratio = cycles/s / PING/s, ratio_line = cycles/s / ping_line/s,
+             cycle, sent through redis-py like the PINGs) -> cycles/s, ratio = cycles/s / PING/s,
              claim p50/p99, server us per script call
-  via_redis_py  the same cycles with the board's scripts sent through redis-py's path instead of the
-             hot line (Scripts(hot_line=False), what the board did before it had one) -> cycles/s and
-             its ratio against PING: the transport's own gain, side by side
   paced      open loop: the same clients together offer --paced-rate cycles/s (each on a fixed
              schedule, spread evenly) -> claim p50/p99 under a load the host can carry; max_lag_ms
              says how late the worst cycle started against its schedule (large: the host could not
@@ -48,11 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import redis
 
 from swarm.board import Board, HypothesisIn
-from swarm.board.claims import claim_command
 from swarm.board.embedded import RedisProcess
 from swarm.board.hypotheses import hypothesis_id
-from swarm.board.lua import Scripts, hot_line_for
-from swarm.board.lua import pack as pack_command
 from swarm.models import pack
 
 TRACK = "cpu:bench"
@@ -80,52 +71,30 @@ def _linger(end: float) -> None:
         time.sleep(wait)
 
 
-def _ping_worker(
-    url: str, wid: int, nw: int, sync: tuple, seconds: float, rate: float, q: Any, how: str = "redis-py"
-) -> None:
-    """PING in a closed loop, through redis-py's client (`how` = "redis-py") or the board's line."""
+def _ping_worker(url: str, wid: int, nw: int, sync: tuple, seconds: float, rate: float, q: Any) -> None:
+    """PING in a closed loop through redis-py's client."""
     r = redis.Redis.from_url(url)
-    if how == "redis-py":
-        ping = r.ping
-    else:
-        line = hot_line_for(r)
-        assert line is not None
-        packed = pack_command("PING")
-
-        def ping() -> Any:
-            return line.call(packed)
-
-    ping()
+    r.ping()
     start = _sync(*sync)
     lat: list[float] = []
     end = start + seconds
     while time.time() < end:
         t0 = time.perf_counter()
-        ping()
+        r.ping()
         lat.append(time.perf_counter() - t0)
     _linger(end)
     q.put({"n": len(lat), "lat": lat})
 
 
-def _board_worker(
-    url: str, wid: int, nw: int, sync: tuple, seconds: float, rate: float, q: Any, swarm: str, mode: str = "line"
-) -> None:
+def _board_worker(url: str, wid: int, nw: int, sync: tuple, seconds: float, rate: float, q: Any, swarm: str) -> None:
     """Claim -> complete in a closed loop (rate 0) or on a fixed schedule of `rate` cycles/s.
 
     Worker `wid` of `nw` starts its schedule `wid / nw` of an interval late, so the offered load is even.
-    `mode`: "line" (the board as agents use it), "redis-py" (scripts through redis-py's path), "raw"
-    (diagnostic: the claim script's reply is not decoded into a Hypothesis; only id and token are read).
     """
     b = Board(redis.Redis.from_url(url), swarm)
-    if mode == "redis-py":
-        b.scripts = Scripts(b.r, hot_line=False)
     agent = f"bench-{wid}"
-    raw = claim_command(b.scripts.claim.sha, b.k, TRACK, False, agent, 0, False)[2]
 
     def claim() -> tuple[str, int] | None:
-        if mode == "raw":
-            out = b.scripts.claim.run_packed(raw)
-            return None if len(out) == 1 else (out[1].decode(), int(out[2]))
         c = b.claim(agent, TRACK)
         return None if c is None else (c.hypothesis.id, c.token)
 
@@ -273,7 +242,7 @@ def _calibrate(url: str, calls: int, rounds: int = CALIB_ROUNDS) -> dict[str, fl
 
 
 def _cycles(
-    r: redis.Redis, url: str, n: int, seconds: float, rate: float, posts: int, mode: str = "line"
+    r: redis.Redis, url: str, n: int, seconds: float, rate: float, posts: int
 ) -> tuple[list[dict[str, Any]], float]:
     """One phase of `n` claim -> complete workers (`_board_worker`) on a fresh bench swarm holding
     `posts` hypotheses, deleted afterwards: the workers' reports and the server us per script call
@@ -282,23 +251,17 @@ def _cycles(
     _prefill(url, swarm, posts)
     try:
         ev0 = _cmd_us(r, "evalsha")
-        out = _run(_board_worker, n, url, seconds, rate, swarm, mode)
+        out = _run(_board_worker, n, url, seconds, rate, swarm)
         ev1 = _cmd_us(r, "evalsha")
     finally:
         _drop(url, swarm)
     if any(w["dry"] for w in out):
-        print(f"warning: the queue ran dry at {n} clients ({mode}); raise --prefill", file=sys.stderr)
+        print(f"warning: the queue ran dry at {n} clients; raise --prefill", file=sys.stderr)
     return out, _per_call(ev0, ev1)
 
 
 def measure(
-    url: str,
-    clients: list[int],
-    seconds: float,
-    prefill: int,
-    paced_rate: float,
-    calib_calls: int,
-    raw_phase: bool = False,
+    url: str, clients: list[int], seconds: float, prefill: int, paced_rate: float, calib_calls: int
 ) -> dict[str, Any]:
     """Every level's figures and the calibration, as one JSON-ready dict."""
     r = redis.Redis.from_url(url)
@@ -307,19 +270,9 @@ def measure(
         ping = _run(_ping_worker, n, url, seconds, 0.0)
         ping_lat = [x for w in ping for x in w["lat"]]
         pings = sum(w["n"] for w in ping) / seconds
-        line = _run(_ping_worker, n, url, seconds, 0.0, "line")
-        line_lat = [x for w in line for x in w["lat"]]
-        line_pings = sum(w["n"] for w in line) / seconds
-
         sat, script_us = _cycles(r, url, n, seconds, 0.0, prefill + n)
         cycles = sum(w["n"] for w in sat) / seconds
         sat_lat = [x for w in sat for x in w["lat"]]
-        old, _ = _cycles(r, url, n, seconds, 0.0, prefill + n, "redis-py")
-        old_cycles = sum(w["n"] for w in old) / seconds
-        raw_cycles = float("nan")
-        if raw_phase:
-            raw, _ = _cycles(r, url, n, seconds, 0.0, prefill + n, "raw")
-            raw_cycles = sum(w["n"] for w in raw) / seconds
         paced, _ = _cycles(r, url, n, seconds, paced_rate / n, int(paced_rate * seconds * 1.2) + 100 + n)
         paced_lat = [x for w in paced for x in w["lat"]]
         lags = [x for w in paced for x in w["lags"]]
@@ -329,15 +282,8 @@ def measure(
                 "ping_per_s": pings,
                 "ping_p50_ms": _pct_ms(ping_lat, 0.5),
                 "ping_p99_ms": _pct_ms(ping_lat, 0.99),
-                "ping_line_per_s": line_pings,
-                "ping_line_p50_ms": _pct_ms(line_lat, 0.5),
-                "ping_line_p99_ms": _pct_ms(line_lat, 0.99),
                 "cycles_per_s": cycles,
                 "ratio": cycles / pings if pings else float("nan"),
-                "ratio_line": cycles / line_pings if line_pings else float("nan"),
-                "via_redis_py_cycles_per_s": old_cycles,
-                "via_redis_py_ratio": old_cycles / pings if pings else float("nan"),
-                "raw_cycles_per_s": raw_cycles,
                 "claim_p50_ms": _pct_ms(sat_lat, 0.5),
                 "claim_p99_ms": _pct_ms(sat_lat, 0.99),
                 "script_us": script_us,
@@ -369,28 +315,14 @@ def _no_nan(obj: Any) -> Any:
 def report(res: dict[str, Any]) -> str:
     lines = ["saturated (closed loop: every client as fast as it can)"]
     lines.append(
-        "clients  ping_per_s  ping_p50_ms  ping_p99_ms  line_per_s  line_p99_ms  cycles_per_s  ratio  ratio_line"
-        "  claim_p50_ms  claim_p99_ms  script_us"
+        "clients  ping_per_s  ping_p50_ms  ping_p99_ms  cycles_per_s  ratio  claim_p50_ms  claim_p99_ms  script_us"
     )
     for lv in res["levels"]:
         lines.append(
             f"{lv['clients']:7d}  {lv['ping_per_s']:10.0f}  {lv['ping_p50_ms']:11.2f}  {lv['ping_p99_ms']:11.2f}"
-            f"  {lv['ping_line_per_s']:10.0f}  {lv['ping_line_p99_ms']:11.2f}"
-            f"  {lv['cycles_per_s']:12.0f}  {lv['ratio']:5.2f}  {lv['ratio_line']:10.2f}"
+            f"  {lv['cycles_per_s']:12.0f}  {lv['ratio']:5.2f}"
             f"  {lv['claim_p50_ms']:12.2f}  {lv['claim_p99_ms']:12.2f}  {lv['script_us']:9.1f}"
         )
-    lines.append("via redis-py's path (the same cycles without the hot line)")
-    lines.append("clients  cycles_per_s  ratio  hot_line_gain")
-    for lv in res["levels"]:
-        old = lv["via_redis_py_cycles_per_s"]
-        gain = lv["cycles_per_s"] / old if old else float("nan")
-        lines.append(f"{lv['clients']:7d}  {old:12.0f}  {lv['via_redis_py_ratio']:5.2f}  {gain:13.2f}")
-    if any(lv["raw_cycles_per_s"] == lv["raw_cycles_per_s"] for lv in res["levels"]):
-        lines.append("diagnostic: the same cycles without decoding the claimed hypothesis (--raw-phase)")
-        lines.append("clients  cycles_per_s  decode_share")
-        for lv in res["levels"]:
-            rawc = lv["raw_cycles_per_s"]
-            lines.append(f"{lv['clients']:7d}  {rawc:12.0f}  {1 - lv['cycles_per_s'] / rawc:12.2f}")
     rate = res["levels"][0]["paced_rate"] if res["levels"] else 0
     lines.append(f"paced (open loop: {rate:g} cycles/s offered in total, spread over the clients)")
     lines.append("clients  cycles_per_s  claims  claim_p50_ms  claim_p99_ms  late_frac  max_lag_ms")
@@ -425,12 +357,6 @@ def main() -> None:
         "at 64 clients on a 2-core host, and hundreds of times what 64 real agents ask)",
     )
     ap.add_argument("--calib-calls", type=int, default=2000, help="claims (and completes) timed alone on the server")
-    ap.add_argument(
-        "--raw-phase",
-        action="store_true",
-        help="diagnostic: also run the saturated cycles without decoding the claimed hypothesis "
-        "(decode_share: the fraction of the cycle rate the decode costs; agents always decode)",
-    )
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = ap.parse_args()
     if args.paced_rate <= 0:
@@ -444,9 +370,7 @@ def main() -> None:
         server.start()
         url = server.url
     try:
-        res = measure(
-            url, args.clients, args.seconds, args.prefill, args.paced_rate, args.calib_calls, args.raw_phase
-        )
+        res = measure(url, args.clients, args.seconds, args.prefill, args.paced_rate, args.calib_calls)
         print(report(res), flush=True)
         if args.json:
             args.json.write_text(json.dumps(_no_nan(res), indent=2) + "\n", encoding="utf-8")

@@ -33,7 +33,6 @@ def test_bench_board_smoke(redis_url: str, tmp_path: Path) -> None:
             "40",
             "--calib-calls",
             "50",
-            "--raw-phase",
             "--json",
             str(out),
         ],
@@ -43,15 +42,12 @@ def test_bench_board_smoke(redis_url: str, tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    for part in ("claim_us:", "paced (open loop", "hot_line_gain", "decode_share"):
+    for part in ("claim_us:", "paced (open loop", "cycles_per_s  ratio"):
         assert part in proc.stdout, part
     res = json.loads(out.read_text())
     assert [lv["clients"] for lv in res["levels"]] == [1, 2]
     for lv in res["levels"]:
         assert lv["ping_per_s"] > 0 and lv["cycles_per_s"] > 0 and 0 < lv["ratio"] < 1
-        assert lv["ping_line_per_s"] > 0 and 0 < lv["ratio_line"] < 1
-        assert lv["via_redis_py_cycles_per_s"] > 0 and 0 < lv["via_redis_py_ratio"] < 1
-        assert lv["raw_cycles_per_s"] > 0
         assert 0 < lv["claim_p50_ms"] <= lv["claim_p99_ms"]
         assert lv["paced_cycles_per_s"] > 0 and lv["paced_claim_p50_ms"] <= lv["paced_claim_p99_ms"]
         assert lv["script_us"] > 0
