@@ -1,10 +1,13 @@
-"""The swarm and its arena: settings, the pinned arena files, the brief.
+"""The pinned arena and the swarm's settings, written together by `init`.
 
 `init(arena_dir)` pins every file of the arena (content-addressed blobs, size-capped) together with
 its hash, the metric and the editable list, in one Lua step that refuses to overwrite an existing
 swarm: re-init with the same arena is a no-op, with a different one a `Conflict` naming the files.
 A machine that joins later needs only the Redis URL: `export_arena(dir)` writes the pinned files,
-`arena_diff(dir)` says which local files differ from the pin.
+`arena_diff(dir)` says which local files differ from the pin. The settings (metric, direction,
+editable files, min_delta, lease_s, max_attempts) are written once, with the pin, and never change;
+the Lua scripts read lease_s, max_attempts, direction and min_delta from them. `init` also sets the
+brief from the manifest's brief file (`swarm.board.brief`).
 """
 
 from __future__ import annotations
@@ -13,15 +16,14 @@ import hashlib
 from pathlib import Path
 
 from swarm import defaults
-from swarm.board.core import BoardCore, pairs, s
+from swarm.board.brief import BriefMixin
+from swarm.board.core import pairs, s
 from swarm.errors import ArenaError, Conflict, NotFound, UserError
 from swarm.experiment.manifest import harness_mismatches, load_manifest
 from swarm.models import SwarmSettings
 
 # Never pinned: interpreter/tool caches and VCS data are not part of what decides the metric.
-SKIP_DIRS = frozenset(
-    {"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".cache", ".venv"}
-)
+SKIP_DIRS = frozenset({"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".cache", ".venv"})
 SKIP_SUFFIXES = (".pyc", ".pyo", ".swp", "~")
 SKIP_NAMES = frozenset({".DS_Store"})
 
@@ -42,8 +44,7 @@ def scan_arena(arena_dir: str | Path) -> dict[str, bytes]:
         data = path.read_bytes()
         if len(data) > defaults.ARENA_FILE_MAX_BYTES:
             raise ArenaError(
-                f"arena file {rel.as_posix()} is {len(data)} bytes, "
-                f"over the {defaults.ARENA_FILE_MAX_BYTES}-byte cap"
+                f"arena file {rel.as_posix()} is {len(data)} bytes, over the {defaults.ARENA_FILE_MAX_BYTES}-byte cap"
             )
         total += len(data)
         if total > defaults.ARENA_TOTAL_MAX_BYTES:
@@ -68,7 +69,7 @@ def diff_hashes(a: dict[str, str], b: dict[str, str]) -> list[str]:
     return sorted(p for p in set(a) | set(b) if a.get(p) != b.get(p))
 
 
-class SwarmDefMixin(BoardCore):
+class ArenaPinMixin(BriefMixin):
     def init(
         self,
         arena_dir: str | Path,
@@ -188,21 +189,6 @@ class SwarmDefMixin(BoardCore):
     def export_arena(self, dest_dir: str | Path) -> list[str]:
         """Write the pinned arena into `dest_dir`; returns the relative paths written."""
         return write_files(dest_dir, self.arena_files())
-
-    def set_brief(self, text: str) -> int:
-        """Replace the brief (program.md) the LLM proposers read; returns its version."""
-        if not text.strip():
-            raise UserError("brief is empty")
-        if len(text.encode("utf-8")) > defaults.BRIEF_MAX_BYTES:
-            raise UserError(f"brief is over the {defaults.BRIEF_MAX_BYTES}-byte cap")
-        return int(
-            self.scripts.set_brief(keys=[self.k.brief, self.k.events], args=[text, defaults.EVENTS_MAXLEN])
-        )
-
-    def brief(self) -> tuple[int, str]:
-        """(version, text); (0, "") when no brief was set."""
-        v, text = self.r.hmget(self.k.brief, ["version", "text"])
-        return (int(v) if v else 0, s(text) or "")
 
 
 def write_files(dest_dir: str | Path, files: dict[str, bytes]) -> list[str]:

@@ -1,8 +1,21 @@
 """What every part of the board shares: the Redis client, the swarm's keys and scripts, the server clock.
 
-`swarm.board.Board` is assembled from one mixin per concept (swarmdef, hypotheses, claims, results,
-patches, leaders, registry, events); each mixin derives from `BoardCore` so it can reach `r`, `k`
-and `scripts` without knowing about the others.
+`swarm.board.Board` (facade.py, where the whole contract is stated) is assembled from one mixin per
+concept, each in its own module and each deriving from `BoardCore` to reach `r`, `k` and `scripts`:
+
+    arena_pin   the pinned arena and the swarm's settings (init, settings, arena files)
+    brief       the program.md every LLM proposer reads, versioned
+    hypotheses  post (deduplicated by identity), get, list, cancel, counts
+    claims      leases with fencing tokens: claim (reaping first), renew, release, complete, reap
+    results     the append-only results, idempotent by id, flagged stale when their lease was lost
+    patches     content-addressed diffs
+    leaders     one leader per track, moved by compare-and-set; its history, moves and noise samples
+    registry    agents and their heartbeats
+    events      the capped human-readable log
+
+Below them: keys.py (every key name), lua/ (the scripts and their loader), connection.py (connect,
+retry policy, TLS). Beside them: embedded.py (a redis-server of our own) and snapshot.py (export and
+import a whole swarm).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The board: the one object every agent and the CLI coordinate through.
+"""The board: a swarm's shared state on one Redis, and the one object every agent and the CLI use.
 
     from swarm.board import Board
     board = Board.connect("redis://:pw@host:6379/0", "demo")   # BoardUnavailable if unreachable
@@ -9,11 +9,94 @@
     board.move_leader("cpu:2c", expected_generation=0, metric=0.97, ...)   # Lua compare-and-set
     board.complete(hid, claim.token)
 
-`Board` is assembled from one mixin per concept; each module's docstring states its part of the
-contract: `swarmdef` (settings, pinned arena, brief), `hypotheses` (post/dedup/list/cancel),
-`claims` (leases, fencing tokens, reaping), `results` (idempotent, stale-flagged), `patches`
-(content-addressed diffs), `leaders` (per-track compare-and-set, history, moves, noise),
-`registry` (agents, heartbeats), `events` (the human log). Key layout: `swarm.keys`.
+The contract, by concept (each module's docstring has the detail; key layout in `swarm.board.keys`).
+
+Everywhere
+- Atomic: every read-then-write is one Lua script (`swarm.board.lua`), so no other client sees it
+  half done: init's pin, set_brief, post, claim, renew, release, complete, reap (per batch of
+  REAP_BATCH), cancel, publish, move_leader, heartbeat. Reads that span several keys (lists, counts,
+  status, agents) are not one instant; `swarm.board.snapshot` exports one.
+- Server clock: lease deadlines, heartbeat expiry and `alive`, created_ms, published_ms, a leader's
+  time_ms, event ids and `server_ms()` come from Redis' TIME, never from a client's clock.
+- Errors: bad input raises `UserError` (and pydantic's ValidationError when building HypothesisIn or
+  ResultIn); a missing swarm, hypothesis, result, patch or arena `NotFound`; init on a swarm pinned to
+  another arena `Conflict`; a malformed arena or a harness that differs from its pins `ArenaError`.
+  `Board.connect` raises `BoardUnavailable` (URL with its password masked) or `UserError` (bad URL).
+  After connecting, Redis trouble surfaces as redis-py's ConnectionError / TimeoutError once the
+  client's retries (exponential backoff, `swarm.board.connection`) are spent; `BOARD_DOWN` there is
+  the tuple to catch. ValueError marks a caller's bug (lease_s <= 0, a complete state other than
+  done or failed, 0 or over 1,000 noise samples). A refused lease step (a stale token, an expired
+  lease) or a lost compare-and-set is not an exception: it is the False or reason returned.
+- Retries: the client re-sends a command after a connection error or a timeout, so a script whose
+  reply was lost may run twice. post, publish, put_patch, init, set_brief, register and heartbeat
+  are idempotent. The others report the second run: a repeated claim leaves an extra lease that
+  expires and is reaped (attempts+1); renew, release and complete return False, move_leader
+  stale_generation, set_noise False, cancel raises UserError, each for a step that was done; event()
+  (and register's join line) may be logged twice.
+- Trimming: no key has a TTL. Hypotheses, results, patches, arena blobs, the agents registry and each
+  track's leader history are never trimmed. Only the events stream (EVENTS_MAXLEN) and the moves
+  stream of all tracks (LEADER_MOVES_MAXLEN) are capped, approximately.
+- Threads may share one Board: each call takes a connection from the client's pool. Processes each
+  connect their own.
+
+Swarm and arena (`arena_pin`, `brief`):
+- `init(arena_dir, min_delta, lease_s, max_attempts) -> SwarmSettings`: pins every arena file (size
+  capped, content-addressed blobs) with the settings, in one script that never overwrites: the same
+  arena again returns the existing settings, another arena raises Conflict naming the files. Settings
+  never change afterwards. `settings()` (None before init), `require_settings()` (NotFound),
+  `arena_files()`, `arena_diff(dir)` ([] when equal), `export_arena(dir)`.
+- `set_brief(text) -> version` (the same text keeps its version), `brief() -> (version, text)`.
+  `best_files(track)` / `export_best(dir, track)`: the pinned arena with the leader's patch applied.
+
+Hypotheses (`hypotheses`):
+- `post(HypothesisIn) -> (id, created)`: the id is derived from the identity (normalized text,
+  patch hash, track, kind, parent, seed), so a duplicate returns the existing id and False.
+  `get(id)` (NotFound), `get_many(ids)` (missing skipped), `list_hypotheses(state, limit)` newest
+  first, `counts()`, `cancel(id)` (open or claimed only, else UserError; a claim's token is revoked).
+  States: open -> claimed -> done | failed | cancelled; claimed -> open by release or reaping.
+
+Claims (`claims`): fencing:
+- `claim(agent_id, track, need_patch, lease_s, avoid_own) -> Claim | None` reaps expired leases first
+  (open with attempts+1, failed at max_attempts), then leases the highest-priority, oldest eligible
+  hypothesis. Exactly one claimer gets each lease; its token comes from one counter per swarm and
+  strictly increases. `renew` and `complete(id, token, "done"|"failed")` need the current token and
+  an unexpired lease (an expired lease is lost even before it is reaped); `release` needs the
+  current token. Each returns False when refused. `reap()` returns how many it requeued or failed.
+
+Results (`results`):
+- `publish(ResultIn) -> PublishOutcome(stored, stale)`: stored once per result_id (again: stored
+  False, the first outcome kept). Stale when the token is not the hypothesis' current one or its lease
+  expired; a stale result is kept, never deleted, and can never move a leader. Baselines (no
+  hypothesis) are never stale. `result(id)` (NotFound), `results(limit, track)` newest first,
+  `results_since(ms)`.
+
+Patches (`patches`):
+- `put_patch(text) -> sha256` (idempotent; UserError when not a text unified diff or over the cap),
+  `get_patch(sha)` (NotFound; "" for EMPTY_PATCH).
+
+Leaders (`leaders`): compare-and-set:
+- `move_leader(track, expected_generation, metric, patch_hash, hypothesis_id, agent_id, result_id,
+  support) -> MoveOutcome(accepted, reason, leader)`: accepted only when the generation is current
+  (0: no leader yet), the named result exists on this track with `metric` as its metric and is not
+  stale (with `support`, the confirmation runs: every one of them too, all run on `patch_hash`, and
+  `metric` is their mean), and, unless it is the first leader, `metric` beats the leader's by more
+  than 0 and at least min_delta in the swarm's direction.
+  Reasons: ok, stale_generation, unknown_result, stale_result, not_better. Each move is appended to
+  the track's history and the moves stream and PUBLISHed on `leader_channel()` (at most once, to
+  whoever listens: `leader_moves(after_id)` is the catch-up). `leader(track)` (None before the first),
+  `leaders()`, `leader_history(track)` oldest first, `parse_leader_message(data)`.
+- `set_noise(track, values)`: first writer wins (False after). `noise(track)` ([] when none).
+
+Agents (`registry`):
+- `register(AgentInfo)`, `heartbeat(agent_id, state, current, ttl_s) -> expiry_ms`, `deregister`,
+  `agents()`: `alive` while the last heartbeat's expiry is ahead of the server clock; a dead agent
+  stays listed until it deregisters.
+
+Events (`events`):
+- `event(kind, text, **fields) -> id`, `events(limit)` oldest first, `follow(after_id)` (blocks).
+  Scripts write their own events in the same atomic step as the change.
+
+`status()`: counts, live and dead agents, leaders, results in the last hour (server clock).
 """
 
 from __future__ import annotations
@@ -23,7 +106,8 @@ from typing import Any
 
 import redis
 
-from swarm.board.arena_pin import SwarmDefMixin, write_files
+from swarm.board.arena_pin import ArenaPinMixin, write_files
+from swarm.board.brief import BriefMixin
 from swarm.board.claims import ClaimsMixin
 from swarm.board.connection import connect
 from swarm.board.events import EventsMixin
@@ -73,7 +157,8 @@ HOUR_MS = 3_600_000
 
 
 class Board(
-    SwarmDefMixin,
+    ArenaPinMixin,
+    BriefMixin,
     HypothesesMixin,
     ClaimsMixin,
     ResultsMixin,
