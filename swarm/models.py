@@ -5,7 +5,11 @@ Inputs (`HypothesisIn`, `ResultIn`, `AgentInfo`) are what callers hand the board
 On the wire they are msgpack (`pack`/`unpack`), except where a Lua script must read the fields
 (hypothesis state, leaders, settings), which are plain hash fields.
 
-Hypothesis states and their allowed transitions (enforced by the Lua scripts):
+The vocabularies are string enums: `State`, `Kind`, `Status` and `Direction` (whose `gain` is the one
+place that knows which way a metric improves). A member is its value everywhere it leaves Python:
+msgpack, Redis arguments, JSON and f-strings all see "keep", never "Status.KEEP".
+
+Hypothesis states (`State`) and their allowed transitions, enforced by the Lua scripts:
 
     open     -> claimed (claim) | cancelled (cancel)
     claimed  -> done | failed (complete, current token only)
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -74,13 +78,16 @@ class Direction(StrEnum):
         return reference - value if self is Direction.MINIMIZE else value - reference
 
 
-TRANSITIONS: dict[State, set[State]] = {
-    State.OPEN: {State.CLAIMED, State.CANCELLED},
-    State.CLAIMED: {State.DONE, State.FAILED, State.OPEN, State.CANCELLED},
-    State.DONE: set(),
-    State.FAILED: set(),
-    State.CANCELLED: set(),
-}
+E = TypeVar("E", bound=StrEnum)
+
+
+def parse_enum(kind: type[E], text: str, what: str) -> E:
+    """`text` as a member of `kind` (a member passes through); UserError naming the choices otherwise."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise UserError(f"unknown {what} {text!r} (one of {', '.join(kind)})") from None
+
 
 TRACK_RE = re.compile(r"^[A-Za-z0-9_.:\-+@/ ]{1,128}$")
 SOURCE_RE = re.compile(r"^(human|classical|llm:[A-Za-z0-9_.\-]+/[A-Za-z0-9_.:\-/@]+)$")
@@ -296,11 +303,6 @@ class SwarmSettings(BaseModel):
     lease_s: float = Field(gt=0)
     max_attempts: int = Field(ge=1)
     created_ms: int
-
-    def better(self, a: float, b: float) -> bool:
-        """True when `a` beats `b` by more than zero and at least min_delta."""
-        gain = b - a if self.direction == "minimize" else a - b
-        return gain > 0 and gain >= self.min_delta
 
 
 class AgentInfo(_Strict):

@@ -133,6 +133,55 @@ def test_cli_leader_best_results_agents(run, redis_url: str, swarm_name: str, tm
     assert "leader cpu:2c" in run("status").stdout
 
 
+def test_enums_are_stored_and_printed_as_plain_values(run, redis_url: str, swarm_name: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A Result and a Hypothesis go through the board as the same msgpack bytes plain strings make (so
+    boards and `swarm export` snapshots written before the enums read back the same), come back as the
+    enums, and every CLI output shows the plain value ("crash"), never "Status.CRASH"."""
+    from swarm.board import Board, HypothesisIn, ResultIn
+    from swarm.board.keys import Keys
+    from swarm.models import Direction, Kind, State, Status, pack
+
+    run("init", "--arena", str(make_arena(tmp_path / "arena")))
+    b, k = Board.connect(redis_url, swarm_name), Keys(swarm_name)
+    h = HypothesisIn(text="confirm r0 seed 2", kind=Kind.CONFIRM, parent="r0", seed=2, track="cpu:2c")
+    hid, _ = b.post(h)
+    c = b.claim("a1", "cpu:2c")
+    assert c is not None and c.hypothesis.id == hid
+    res = ResultIn(
+        result_id="r1", hypothesis_id=hid, token=c.token, agent_id="a1", track="cpu:2c", status=Status.CRASH,
+        direction=Direction.MAXIMIZE, kind=Kind.CONFIRM, candidate_of="r0", seed=2, error="boom",
+    )  # fmt: skip
+    b.publish(res)
+    assert b.complete(hid, c.token, State.FAILED)
+
+    # stored: the bytes of the plain-string form (model_dump(mode="json") turns every enum into its value)
+    plain_h = {**h.model_dump(mode="json", exclude={"patch"}), "patch_hash": None}
+    assert b.r.hget(k.hyp(hid), "data") == pack(plain_h)
+    assert b.r.hget(k.hyp(hid), "state") == b"failed" and b.r.zscore(k.state("failed"), hid) is not None
+    with pytest.raises(ValueError, match="unknown state"):
+        k.state("fialed")  # a typo never names a new key
+    assert b.r.hget(k.results, "r1") == pack(res.model_dump(mode="json"))
+    # read back: equal, and the enums again
+    got, hyp = b.result("r1"), b.get(hid)
+    assert got.model_dump(exclude={"stale", "published_ms"}) == res.model_dump()
+    assert (got.status, got.kind, got.direction) == (Status.CRASH, Kind.CONFIRM, Direction.MAXIMIZE)
+    assert type(got.status) is Status and type(hyp.state) is State and type(hyp.kind) is Kind
+    assert (hyp.state, hyp.kind) == (State.FAILED, Kind.CONFIRM)
+
+    outs = {cmd: run(*cmd.split()).stdout for cmd in ("results --json", "hypotheses --json", "status --json")}
+    outs |= {cmd: run(*cmd.split()).stdout for cmd in ("results", "hypotheses", "status")}
+    for cmd, out in outs.items():
+        assert not any(f"{e.__name__}." in out for e in (State, Kind, Status, Direction)), (cmd, out)
+    (r,) = json.loads(outs["results --json"])
+    assert (r["status"], r["kind"], r["direction"]) == ("crash", "confirm", "maximize")
+    (hj,) = json.loads(outs["hypotheses --json"])
+    assert (hj["state"], hj["kind"]) == ("failed", "confirm")
+    counts = json.loads(outs["status --json"])["counts"]
+    assert counts == {"open": 0, "claimed": 0, "done": 0, "failed": 1, "cancelled": 0}
+    assert "crash" in outs["results"] and "failed" in outs["hypotheses"]
+    assert "hypotheses: open=0 claimed=0 done=0 failed=1 cancelled=0" in outs["status"]
+
+
 def test_cli_bad_inputs_write_nothing(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert "empty" in one_line_error(run("post", "", ok=False))
     assert "8000 characters" in one_line_error(run("post", "x" * 9000, ok=False))

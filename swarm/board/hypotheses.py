@@ -13,10 +13,9 @@ import re
 
 from swarm import defaults
 from swarm.board.core import BoardCore, pairs, s
-from swarm.board.keys import STATES
 from swarm.code.diff import check_patch_text, patch_hash
 from swarm.errors import NotFound, UserError
-from swarm.models import Hypothesis, HypothesisIn, State, pack, unpack
+from swarm.models import Hypothesis, HypothesisIn, Kind, State, pack, parse_enum, unpack
 
 _WS = re.compile(r"\s+")
 
@@ -93,14 +92,14 @@ class HypothesesMixin(BoardCore):
         queue = self.k.open_queue(h.track, phash is not None)
         title = normalize_text(h.text)[:80]
         created = self.scripts.post(
-            keys=[self.k.hyp(hid), queue, self.k.state("open"), self.k.seq_hyp, self.k.events],
+            keys=[self.k.hyp(hid), queue, self.k.state(State.OPEN), self.k.seq_hyp, self.k.events],
             args=[
                 hid,
                 pack(data),
                 h.priority,
                 f"{h.source} posted {hid}: {title}",
                 defaults.EVENTS_MAXLEN,
-                h.author if h.kind == "confirm" else "",  # a candidate is confirmed by another agent
+                h.author if h.kind == Kind.CONFIRM else "",  # a candidate is confirmed by another agent
             ],
         )
         return hid, bool(created)
@@ -119,12 +118,10 @@ class HypothesesMixin(BoardCore):
         return [hypothesis_from_hash(h, pairs(raw)) for h, raw in zip(ids, pipe.execute(), strict=True) if raw]
 
     def list_hypotheses(self, state: str | None = None, limit: int = 100) -> list[Hypothesis]:
-        """Newest first; all states when `state` is None."""
-        if state is not None and state not in STATES:
-            raise UserError(f"unknown state {state!r} (one of {', '.join(STATES)})")
+        """Newest first; all states when `state` is None (a `State` or its value; UserError otherwise)."""
+        states = list(State) if state is None else [parse_enum(State, state, "state")]
         if limit <= 0:
             return []
-        states = [state] if state else list(STATES)
         pipe = self.r.pipeline(transaction=False)
         for st in states:
             pipe.zrevrange(self.k.state(st), 0, limit - 1, withscores=True)
@@ -142,9 +139,9 @@ class HypothesesMixin(BoardCore):
                 keys=[
                     k.hyp(hid),
                     k.leases,
-                    k.state("open"),
-                    k.state("claimed"),
-                    k.state("cancelled"),
+                    k.state(State.OPEN),
+                    k.state(State.CLAIMED),
+                    k.state(State.CANCELLED),
                     k.events,
                 ],
                 args=[hid, defaults.EVENTS_MAXLEN],
@@ -156,7 +153,8 @@ class HypothesesMixin(BoardCore):
             raise UserError(f"hypothesis {hid} is already {out}; only open or claimed ones can be cancelled")
 
     def counts(self) -> dict[str, int]:
+        """Hypotheses per state, every state present, keyed by the plain value ("open", ...)."""
         pipe = self.r.pipeline(transaction=False)
-        for st in STATES:
+        for st in State:
             pipe.zcard(self.k.state(st))
-        return dict(zip(STATES, (int(n) for n in pipe.execute()), strict=True))
+        return {st.value: int(n) for st, n in zip(State, pipe.execute(), strict=True)}

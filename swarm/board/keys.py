@@ -17,7 +17,7 @@ only ever build names under the same prefix, hence the same slot.
 |                               |        | score, queue, claimed_by, token, deadline_ms              |     |
 | open:<any|t=TRACK>:<p|t>      | zset   | open hypothesis ids by (priority desc, age); p = has a   | -   |
 |                               |        | patch, t = text only                                      |     |
-| state:<state>                 | zset   | ids in that state, scored by creation order               | -   |
+| state:<state>                 | zset   | ids in that state (`models.State`), by creation order     | -   |
 | leases                        | zset   | claimed ids scored by lease deadline (server ms)          | -   |
 | patches                       | hash   | sha256 -> unified diff text                               | -   |
 | results                       | hash   | result id -> msgpack Result                               | -   |
@@ -41,11 +41,11 @@ import re
 from dataclasses import dataclass
 
 from swarm.errors import UserError
+from swarm.models import State
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-STATES = ("open", "claimed", "done", "failed", "cancelled")
-
-
+# "state:<value>" per State; a member and its plain value find the same entry (a StrEnum hashes as its value)
+_STATE_KEYS = {st.value: f"state:{st.value}" for st in State}
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,10 @@ class Keys:
         return self._k(f"hyp:{hid}")
 
     def state(self, state: str) -> str:
-        return self._k(f"state:{state}")
+        """The ids in `state`: a `State` or its value (a typo raises ValueError here, not a new key)."""
+        if state not in _STATE_KEYS:
+            raise ValueError(f"unknown state {state!r}")
+        return self._k(_STATE_KEYS[state])
 
     def open_queue(self, track: str | None, has_patch: bool) -> str:
         """The open queue of hypotheses for `track` (None = any track) with or without a patch."""

@@ -16,7 +16,7 @@ import msgpack
 
 from swarm import defaults
 from swarm.board.core import BoardCore, pairs, s
-from swarm.models import Leader, MoveOutcome, check_track, pack, unpack
+from swarm.models import Direction, Leader, MoveOutcome, check_track, pack, unpack
 
 
 def leader_from_fields(raw: dict[str, Any]) -> Leader:
@@ -81,7 +81,7 @@ class LeadersMixin(BoardCore):
                 defaults.LEADER_MOVES_MAXLEN,
                 defaults.EVENTS_MAXLEN,
                 k.leader_channel,
-                "minimize",
+                Direction.MINIMIZE.value,  # these two only when the settings hash lacks them (no init)
                 repr(float(defaults.MIN_DELTA)),
                 *(support or []),
             ],

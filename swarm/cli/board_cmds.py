@@ -13,12 +13,11 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from swarm import defaults
-from swarm.board.keys import STATES
 from swarm.cli.app import app, emit_json, state
 from swarm.cli.hypofile import parse_path
 from swarm.code.diff import check_patch_text
 from swarm.errors import UserError
-from swarm.models import HypothesisIn
+from swarm.models import HypothesisIn, State, parse_enum
 from swarm.observe.accounting import board_proposer_stats
 from swarm.observe.watch import proposer_lines, watch
 
@@ -102,14 +101,13 @@ def post(
 @app.command()
 def hypotheses(
     ctx: typer.Context,
-    state_: str | None = typer.Option(None, "--state", help=f"One of {', '.join(STATES)}."),
+    state_: str | None = typer.Option(None, "--state", help=f"One of {', '.join(State)}."),
     limit: int = typer.Option(100, "--limit"),
     json_: bool = typer.Option(False, "--json"),
 ) -> None:
     """List hypotheses, newest first."""
-    if state_ is not None and state_ not in STATES:
-        raise UserError(f"unknown state {state_!r} (one of {', '.join(STATES)})")
-    hs = state(ctx).board().list_hypotheses(state=state_, limit=limit)
+    want = None if state_ is None else parse_enum(State, state_, "state")  # before connecting
+    hs = state(ctx).board().list_hypotheses(state=want, limit=limit)
     if json_:
         emit_json(_dump(list(hs)))
         return
