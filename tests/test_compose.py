@@ -58,7 +58,6 @@ def agent_metric_names() -> set[str]:
     m.claim_wait(0.1)
     m.llm_call("claude", 1, 1, 0.01, 1.0)
     m.redis_error()
-    m.redis_retry()
     return sample_names(generate_latest(m.registry).decode())
 
 

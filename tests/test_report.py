@@ -19,8 +19,8 @@ import pytest
 from swarm.board import Board
 from swarm.code.diff import EMPTY_PATCH, make_patch
 from swarm.errors import NotFound
-from swarm.models import AgentInfo, HypothesisIn, ResultIn
-from swarm.observe.report import collect, write_report
+from swarm.models import AgentInfo, Direction, HypothesisIn, Leader, ResultIn, State, Status, SwarmSettings
+from swarm.observe.report import ReportData, collect, render_markdown, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = "LR = 0.04\nWARMUP = 10\nDEPTH = 4\n"
@@ -110,7 +110,7 @@ def record_board(board: Board, tmp_path: Path) -> Recording:
             )
         )
         if hid is not None and token is not None:
-            board.complete(hid, token, "done" if status in ("keep", "discard") else "failed")
+            board.complete(hid, token, State.FAILED if Status(status).failed else State.DONE)
         rec.results.append(rid)
         rec.statuses[status] = rec.statuses.get(status, 0) + 1
         if status == "keep" and metric is not None:
@@ -229,6 +229,23 @@ def test_report_from_recorded_board(redis_url: str, swarm_name: str, tmp_path: P
     assert "| yes | 5 |" in agent
     assert "| crash | gpu:H100 | 1 |" in md and "| timeout | cpu:2c | 1 |" in md
     assert "RuntimeError: CUDA out of memory" in md
+
+
+@pytest.mark.parametrize(
+    ("direction", "improvement"), [(Direction.MINIMIZE, "-0.5 (-50%)"), (Direction.MAXIMIZE, "0.5 (50%)")]
+)
+def test_the_leaders_improvement_follows_the_direction(direction: Direction, improvement: str) -> None:
+    settings = SwarmSettings(
+        name="s", arena_name="a", arena_hash="0" * 64, metric_name="score", direction=direction, editable=[],
+        min_delta=0, lease_s=1, max_attempts=1, created_ms=0,
+    )  # fmt: skip
+    moves = [
+        Leader(track="t", generation=g, metric=m, patch_hash="0" * 64, agent_id="a", result_id=f"r{g}", time_ms=g)
+        for g, m in ((1, 1.0), (2, 1.5))
+    ]
+    md = render_markdown(ReportData("s", settings, [], {"t": moves}, {}, []))
+    assert f"| t | 2 | 1.5 | 1 | {improvement} |" in md
+    assert f"metric `score` ({direction.value})" in md
 
 
 def test_report_of_an_empty_swarm(redis_url: str, swarm_name: str, tmp_path: Path) -> None:

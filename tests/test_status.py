@@ -27,7 +27,7 @@ from redis.retry import Retry
 from test_board_core import make_arena
 
 from swarm.board import Board
-from swarm.models import AgentInfo, Hypothesis, HypothesisIn, Leader, Result, ResultIn, State
+from swarm.models import AgentInfo, Hypothesis, HypothesisIn, Leader, Result, ResultIn, State, Status
 from swarm.observe.accounting import NO_PROPOSER, board_proposer_stats, proposer_stats
 from swarm.observe.watch import AgentRow, Frame, render, take_frame, watch
 
@@ -84,7 +84,7 @@ def publish(
     )
     assert out.stored and not out.stale
     if hid is not None and token is not None:
-        board.complete(hid, token, "done" if status in ("keep", "discard") else "failed")
+        board.complete(hid, token, State.FAILED if Status(status).failed else State.DONE)
     return rid
 
 

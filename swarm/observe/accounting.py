@@ -9,13 +9,13 @@ worth is its acceptance rate, and what it costs is its spend per promotion. One 
 them from board records only, so `swarm status`, the live view, the report and the exporter agree:
 
 - A result belongs to `Result.proposer` ("none" when empty: runs the agent made on its own).
-- experiments: its exploration results (`kind == "explore"`; ports and rebased candidates run as
+- experiments: its exploration results (`Kind.EXPLORE`; ports and rebased candidates run as
   explore). Baseline seed runs and confirmations re-measure code that is already decided: they are
   not new proposals and count in `results` only.
 - kept: experiments that passed screening (status keep: a candidate worth confirming).
 - promoted: experiments a leader move names as its `result_id` (the move's candidate; the move's
   supporting confirmation runs are not counted again).
-- failed: experiments that ended crash, timeout or invalid.
+- failed: experiments that ended crash, timeout or invalid (`Status.failed`).
 - moves: results of any kind a leader move names (a track's baseline move included).
 - acceptance_rate = promoted / experiments; crash_rate = failed / experiments (None with no experiment).
 - input_tokens, output_tokens, cost_usd: summed over every result of the proposer, whatever its kind
@@ -32,24 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarm import defaults
-from swarm.models import Leader, Result
+from swarm.models import Kind, Leader, Result, Status
 
-__all__ = ["FAILED_STATUSES", "NO_PROPOSER", "ProposerStats", "board_proposer_stats", "proposer_stats"]
+__all__ = ["NO_PROPOSER", "ProposerStats", "board_proposer_stats", "proposer_stats"]
 
-FAILED_STATUSES = frozenset({"crash", "timeout", "invalid"})
 NO_PROPOSER = "none"  # the label of results published without a proposer (baseline runs)
-_COUNTS = (
-    "results",
-    "experiments",
-    "kept",
-    "promoted",
-    "failed",
-    "moves",
-    "input_tokens",
-    "output_tokens",
-    "llm_calls",
-)
-_SUMS = ("cost_usd", "llm_latency_s")
 
 
 @dataclass
@@ -133,11 +120,11 @@ def proposer_stats(
         named = r.result_id in moved
         a.results += 1
         a.moves += named
-        if r.kind == "explore":
+        if r.kind == Kind.EXPLORE:
             a.experiments += 1
-            a.kept += r.status == "keep"
+            a.kept += r.status == Status.KEEP
             a.promoted += named
-            a.failed += r.status in FAILED_STATUSES
+            a.failed += r.status.failed
         a.input_tokens += r.llm_input_tokens
         a.output_tokens += r.llm_output_tokens
         a.cost_usd += r.llm_cost_usd

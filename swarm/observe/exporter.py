@@ -16,7 +16,7 @@ Series (all gauges; documented for users in docs/operations.md):
     swarm_board_experiments_per_hour{track}             results finished in the last hour
     swarm_board_results_window                          results the window below covers
     swarm_board_experiments{track,proposer,status}      results in the window by outcome
-    swarm_board_proposer_acceptance_ratio{proposer}     promoted / explore runs in the window (swarm.accounting)
+    swarm_board_proposer_acceptance_ratio{proposer}     promoted / explore runs in the window (observe.accounting)
     swarm_board_proposer_promotions{proposer}           results in the window that became a leader
     swarm_board_proposer_cost_usd{proposer}             LLM spend of results in the window
     swarm_board_proposer_tokens{proposer,direction}     LLM tokens (input/output) in the window
@@ -42,8 +42,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from swarm import defaults
-from swarm.board.keys import STATES
 from swarm.errors import SwarmError, UserError
+from swarm.models import State
 from swarm.observe.accounting import NO_PROPOSER, proposer_stats
 
 __all__ = ["BoardCollector", "board_registry", "serve_forever"]
@@ -130,7 +130,7 @@ class BoardCollector(Collector):
 
     def _fill(self, fam: dict[str, GaugeMetricFamily]) -> None:
         counts = self.board.counts()
-        for state in sorted(set(STATES) | set(counts)):
+        for state in sorted({st.value for st in State} | set(counts)):
             fam["hyp"].add_metric([state], float(counts.get(state, 0)))
 
         live = Tally(a.track for a in self.board.agents() if a.alive)
@@ -151,7 +151,7 @@ class BoardCollector(Collector):
         for track in sorted(set(per_hour) | set(leaders)):
             fam["perhour"].add_metric([track], float(per_hour.get(track, 0)))
 
-        by_outcome: Tally[tuple[str, str, str]] = Tally((r.track, r.proposer or NO_PROPOSER, r.status) for r in results)
+        by_outcome = Tally((r.track, r.proposer or NO_PROPOSER, r.status.value) for r in results)
         for (track, p, status), n in sorted(by_outcome.items()):
             fam["exps"].add_metric([track, p, status], float(n))
         for p, st in proposer_stats(results, histories).items():

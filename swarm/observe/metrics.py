@@ -22,7 +22,6 @@ Series (all prefixed `swarm_`; documented for users in docs/operations.md):
     swarm_llm_cost_usd_total{proposer}                    counter    LLM spend in US dollars
     swarm_llm_latency_seconds{proposer}                   histogram  latency of one LLM call
     swarm_redis_errors_total                              counter    board operations that failed
-    swarm_redis_retries_total                             counter    board operations retried
 
 Labels stay few and bounded (status, proposer, track); never a hypothesis or result id.
 """
@@ -37,13 +36,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from swarm import defaults
 from swarm.errors import UserError
+from swarm.models import Status, parse_enum
 
-__all__ = ["EXPERIMENT_STATUSES", "AgentMetrics"]
+__all__ = ["AgentMetrics"]
 
 log = logging.getLogger(__name__)
-
-# The experiment outcomes the board records; an unknown status is a bug in the caller, not a new series.
-EXPERIMENT_STATUSES = ("keep", "discard", "crash", "timeout", "invalid")
 
 
 class AgentMetrics:
@@ -82,7 +79,7 @@ class AgentMetrics:
         )
         self._last = Gauge(
             "swarm_last_metric",
-            "Metric of the last finished experiment (lower is better).",
+            "Metric of the last finished experiment.",
             ["track"],
             registry=r,
         )
@@ -115,7 +112,6 @@ class AgentMetrics:
             registry=r,
         )
         self._redis_errors = Counter("swarm_redis_errors", "Board operations that failed.", registry=r)
-        self._redis_retries = Counter("swarm_redis_retries", "Board operations retried after an error.", registry=r)
         # Series without labels exist from the start; labelled ones for this agent's track too, so a
         # dashboard shows 0 rather than "no data" before the first experiment.
         self._duty.labels(track=track).set(0)
@@ -150,10 +146,10 @@ class AgentMetrics:
 
     # --- what the agent reports ----------------------------------------------------------------------
     def experiment_finished(self, status: str, proposer: str, duration_s: float) -> None:
-        """One experiment ended with `status` (keep|discard|crash|timeout|invalid) after `duration_s`."""
-        if status not in EXPERIMENT_STATUSES:
-            raise UserError(f"unknown experiment status {status!r}; expected one of {EXPERIMENT_STATUSES}")
-        self._experiments.labels(status=status, proposer=proposer, track=self.track).inc()
+        """One experiment ended with `status` (a `Status` or its value) after `duration_s`. An unknown
+        status is a bug in the caller, not a new series: UserError."""
+        label = parse_enum(Status, status, "experiment status").value
+        self._experiments.labels(status=label, proposer=proposer, track=self.track).inc()
         self._duration.labels(track=self.track).observe(max(0.0, duration_s))
 
     def set_duty_cycle(self, fraction: float) -> None:
@@ -185,6 +181,3 @@ class AgentMetrics:
         """A board operation failed (after which the agent backs off)."""
         self._redis_errors.inc()
 
-    def redis_retry(self) -> None:
-        """A board operation is being retried."""
-        self._redis_retries.inc()

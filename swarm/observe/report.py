@@ -29,14 +29,13 @@ import matplotlib.pyplot as plt  # after the backend choice
 from swarm import defaults
 from swarm.code.diff import EMPTY_PATCH, apply_patch, make_patch
 from swarm.errors import NotFound, SwarmError, UserError
-from swarm.models import AgentRecord, Leader, Result, SwarmSettings
+from swarm.models import AgentRecord, Direction, Leader, Result, Status, SwarmSettings
 from swarm.observe.accounting import proposer_stats
 
 __all__ = ["ReportData", "collect", "render_chart", "render_markdown", "write_report"]
 
 log = logging.getLogger(__name__)
 
-FAILED = ("crash", "timeout", "invalid")
 COLOURS = {"keep": "#2ca02c", "discard": "#9a9a9a", "fail": "#d62728", "best": "#1f77b4"}
 
 
@@ -162,14 +161,14 @@ def render_chart(data: ReportData, path: str | Path) -> None:
     for ax, track in zip(axes[:, 0], tracks, strict=True):
         rs = [r for r in data.results if r.track == track]
         for status, colour, size, z in (
-            ("discard", COLOURS["discard"], 14, 2),
-            ("keep", COLOURS["keep"], 26, 3),
+            (Status.DISCARD, COLOURS["discard"], 14, 2),
+            (Status.KEEP, COLOURS["keep"], 26, 3),
         ):
             pts = [(hours(_when_ms(r)), r.metric) for r in rs if r.status == status and r.metric is not None]
             if pts:
                 xs, ys = zip(*pts, strict=True)
                 ax.scatter(xs, ys, s=size, c=colour, label=f"{status} ({len(pts)})", zorder=z, alpha=0.85)
-        fails = [hours(_when_ms(r)) for r in rs if r.status in FAILED]
+        fails = [hours(_when_ms(r)) for r in rs if r.status.failed]
         if fails:  # no metric: ticks along the bottom edge
             ax.scatter(
                 fails,
@@ -264,7 +263,7 @@ def render_markdown(data: ReportData, chart_name: str = "progress.png") -> str:
     ]
     for track, moves in sorted(data.history.items()):
         cur, base = moves[-1], moves[0]
-        gain = base.metric - cur.metric if (s is None or s.direction == "minimize") else cur.metric - base.metric
+        gain = (s.direction if s else Direction.MINIMIZE).gain(base.metric, cur.metric)
         out.append(
             f"| {_cell(track)} | {cur.generation} | {_num(cur.metric)} | {_num(base.metric)} | "
             f"{_num(gain)} ({_pct(gain, abs(base.metric))}) | {_cell(_label(data, cur))} |"
@@ -315,7 +314,7 @@ def render_markdown(data: ReportData, chart_name: str = "progress.png") -> str:
                 )
             out += ["", "</details>", ""]
 
-    # proposers (swarm.accounting: the same figures as `swarm status`)
+    # proposers (observe.accounting: the same figures as `swarm status`)
     out += [
         "## Proposers",
         "",
@@ -360,7 +359,7 @@ def render_markdown(data: ReportData, chart_name: str = "progress.png") -> str:
 
     # failures
     out += ["## Failures by kind", ""]
-    fails = [r for r in data.results if r.status in FAILED]
+    fails = [r for r in data.results if r.status.failed]
     if not fails:
         out += ["No crashes, timeouts or invalid results.", ""]
     else:

@@ -6,7 +6,7 @@
 
 A frame shows the hypotheses by state, each track's leader (generation, metric, hypothesis), every
 agent (alive or dead, track, state, what it is running and for how long), the top of the queue,
-the newest results and one line per proposer (from `swarm.accounting`, over the newest
+the newest results and one line per proposer (from `swarm.observe.accounting`, over the newest
 `WATCH_RESULTS_WINDOW` results so a redraw stays cheap on a long-running swarm).
 
 How long an agent has run its hypothesis comes from the claim event of that hypothesis by that
@@ -28,9 +28,8 @@ from typing import Any, TextIO
 
 from swarm import defaults
 from swarm.board.connection import BOARD_DOWN
-from swarm.board.keys import STATES
 from swarm.errors import NotFound
-from swarm.models import Hypothesis, Leader, Result
+from swarm.models import Hypothesis, Leader, Result, State
 from swarm.observe.accounting import ProposerStats, proposer_stats
 
 __all__ = ["AgentRow", "Frame", "proposer_lines", "render", "take_frame", "watch"]
@@ -128,7 +127,7 @@ def take_frame(
     for key in [k for k in seen if k not in live]:
         del seen[key]  # bounded by the agents on the board
 
-    opened = board.list_hypotheses(state="open", limit=defaults.WATCH_OPEN_SCAN)
+    opened = board.list_hypotheses(state=State.OPEN, limit=defaults.WATCH_OPEN_SCAN)
     top = sorted(opened, key=lambda h: (-h.priority, h.created_ms))[: defaults.WATCH_TOP_OPEN]
     leaders = board.leaders()
     histories = {t: board.leader_history(t) for t in leaders}
@@ -224,7 +223,7 @@ def render(frame: Frame, width: int | None = None) -> str:
     out = [
         f"swarm {frame.swarm}  {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(now / 1000))} UTC"
         f"  (every {frame.interval_s:g}s, Ctrl-C to quit)",
-        "hypotheses: " + " ".join(f"{s}={frame.counts.get(s, 0)}" for s in STATES),
+        "hypotheses: " + " ".join(f"{s}={frame.counts.get(s, 0)}" for s in State),
         "",
     ]
     # leaders
@@ -315,16 +314,16 @@ def watch(
             try:
                 frame = take_frame(board, first_seen, interval_s)
                 last = render(frame, width=size.columns if tty else None)
-                frame = last
+                screen = last
             except BOARD_DOWN as exc:
                 # Keep the last frame up and say why it is not moving; retry at the next tick.
                 msg = f"! board unreachable at {time.strftime('%H:%M:%S')}: {exc} (retrying)"
-                frame = f"{last}\n{msg}" if last else f"swarm {board.swarm}\n{msg}"
+                screen = f"{last}\n{msg}" if last else f"swarm {board.swarm}\n{msg}"
             if tty:
-                lines = frame.splitlines()[: max(size.lines - 1, 1)]
+                lines = screen.splitlines()[: max(size.lines - 1, 1)]
                 stream.write(CLEAR + "\n".join(lines) + "\n")
             else:
-                stream.write(("\n" if frames else "") + frame + "\n")
+                stream.write(("\n" if frames else "") + screen + "\n")
             stream.flush()
             frames += 1
             if iterations and frames >= iterations:
