@@ -14,6 +14,7 @@ import pytest
 from swarm import defaults
 from swarm.code.diff import apply_patch
 from swarm.errors import ProposerError
+from swarm.models import Direction, Status
 from swarm.proposers.base import PastResult, ProposalContext, Proposer
 from swarm.proposers.classical import (
     ClassicalProposer,
@@ -63,7 +64,7 @@ def ctx_for(files: dict[str, str], **kw: object) -> ProposalContext:
         track="cpu:2c",
         profile="cpu",
         metric_name="val_bpb",
-        direction="minimize",
+        direction=Direction.MINIMIZE,
         files=files,
         leader_metric=1.0,
         leader_generation=3,
@@ -300,7 +301,7 @@ SMALL = "DEPTH = 4  # [3, 6] int\n"
 
 
 def past(
-    meta: dict[str, float | int | str], metric: float | None, status: str = "discard", current: bool = True
+    meta: dict[str, float | int | str], metric: float | None, status: Status = Status.DISCARD, current: bool = True
 ) -> PastResult:
     return PastResult(
         title="t",
@@ -317,7 +318,7 @@ def test_never_repeats_a_point_tried_on_the_current_leader() -> None:
     files = {"train.py": SMALL}  # points: 3, 5, 6 (4 is the leader)
     history = [
         past({"changed": "DEPTH", "profile": "cpu", "DEPTH": 3}, 1.1),
-        past({"changed": "DEPTH", "profile": "cpu", "DEPTH": 5}, None, status="crash"),
+        past({"changed": "DEPTH", "profile": "cpu", "DEPTH": 5}, None, status=Status.CRASH),
     ]
     ideas, _ = ClassicalProposer(seed=1).ideate(ctx_for(files, history=history), 3)
     assert [i.title for i in ideas] == ["classical: DEPTH 4 -> 6"]
@@ -335,10 +336,29 @@ def test_results_of_other_profiles_and_non_classical_are_ignored() -> None:
     files = {"train.py": SMALL}
     history = [
         past({"changed": "DEPTH", "profile": "gpu", "DEPTH": 3}, 1.1),
-        PastResult(title="llm idea", status="keep", metric=0.5, delta=-0.5, on_current_leader=True),
+        PastResult(title="llm idea", status=Status.KEEP, metric=0.5, delta=-0.5, on_current_leader=True),
     ]
     ideas, _ = ClassicalProposer(seed=1).ideate(ctx_for(files, history=history), 3)
     assert len(ideas) == 3  # DEPTH 3 was tried on another profile: still open here
+
+
+@pytest.mark.parametrize(
+    ("direction", "best"), [(Direction.MINIMIZE, "0.9 had DEPTH=3"), (Direction.MAXIMIZE, "1.2 had DEPTH=5")]
+)
+def test_the_best_observation_follows_the_direction(direction: Direction, best: str) -> None:
+    history = [
+        past({"changed": "DEPTH", "profile": "cpu", "DEPTH": 3}, 0.9),
+        past({"changed": "DEPTH", "profile": "cpu", "DEPTH": 5}, 1.2),
+    ]
+    ideas, _ = ClassicalProposer(seed=1).ideate(ctx_for({"train.py": SMALL}, history=history, direction=direction), 1)
+    assert f"best observed val_bpb {best}" in ideas[0].rationale
+
+
+def test_a_context_from_plain_text_gets_the_enums() -> None:
+    ctx = ctx_for({"train.py": SMALL}, direction="maximize", history=[past({}, 1.0, status="keep")])  # type: ignore[arg-type]
+    assert ctx.direction is Direction.MAXIMIZE and ctx.history[0].status is Status.KEEP
+    with pytest.raises(ValueError):
+        ctx_for({"train.py": SMALL}, direction="up")
 
 
 LR_FILE = "MATRIX_LR = 0.04                       # Muon learning rate\nBETA = 0.8  # [0.5, 0.99] linear\n"
@@ -349,11 +369,11 @@ def _objective(lr: float, beta: float) -> float:
     return 1.0 + 0.01 * math.log(lr / LR_OPT) ** 2 + 0.001 * (beta - 0.8) ** 2
 
 
-def _lr_distances(history: list[PastResult], seed: int, direction: str = "minimize") -> list[float]:
+def _lr_distances(history: list[PastResult], seed: int, direction: Direction = Direction.MINIMIZE) -> list[float]:
     """|log(LR / optimum)| of the LR values a fresh proposer suggests over several calls."""
     p = ClassicalProposer(seed=seed)
     out: list[float] = []
-    sign = 1.0 if direction == "minimize" else -1.0
+    sign = 1.0 if direction is Direction.MINIMIZE else -1.0  # maximize the negated objective
     for _ in range(6):
         ideas, _ = p.ideate(
             ctx_for(
@@ -372,9 +392,9 @@ def _lr_distances(history: list[PastResult], seed: int, direction: str = "minimi
     return out
 
 
-def _observations(direction: str) -> list[PastResult]:
+def _observations(direction: Direction) -> list[PastResult]:
     """30 results spread over the LR range (the way random search would leave them)."""
-    sign = 1.0 if direction == "minimize" else -1.0
+    sign = 1.0 if direction is Direction.MINIMIZE else -1.0
     hist = []
     for i in range(30):
         lr = 0.01 * 16 ** (i / 29)  # log-uniform over the search space 0.01..0.16
@@ -393,8 +413,8 @@ def _observations(direction: str) -> list[PastResult]:
     return hist
 
 
-@pytest.mark.parametrize("direction", ["minimize", "maximize"])
-def test_history_concentrates_proposals_near_the_optimum(direction: str) -> None:
+@pytest.mark.parametrize("direction", list(Direction))
+def test_history_concentrates_proposals_near_the_optimum(direction: Direction) -> None:
     prior = _lr_distances([], seed=5, direction=direction)
     informed = _lr_distances(_observations(direction), seed=5, direction=direction)
     assert len(prior) >= 8 and len(informed) >= 8
@@ -406,7 +426,7 @@ def test_history_concentrates_proposals_near_the_optimum(direction: str) -> None
 
 
 def test_no_warnings_or_optuna_log_lines(capfd: pytest.CaptureFixture[str]) -> None:
-    ClassicalProposer(seed=2).ideate(ctx_for({"train.py": LR_FILE}, history=_observations("minimize")), 3)
+    ClassicalProposer(seed=2).ideate(ctx_for({"train.py": LR_FILE}, history=_observations(Direction.MINIMIZE)), 3)
     out, err = capfd.readouterr()
     assert out == "" and err == ""
 

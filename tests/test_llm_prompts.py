@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from swarm.models import Direction, Status
 from swarm.proposers.base import PastResult, ProposalContext
-from swarm.proposers.prompts import ideation_prompt, implement_prompt, parse_ideas, repair_prompt, summarize_history
+from swarm.proposers.prompts import (
+    history_sections,
+    ideation_prompt,
+    implement_prompt,
+    parse_ideas,
+    repair_prompt,
+    summarize_history,
+)
 from swarm.proposers.tokens import count_tokens, encoding, truncate_to_tokens
 
 CODE = "\n".join(f"def f{i}(x):\n    return x * {i}  # layer {i}\n" for i in range(400))
@@ -14,8 +22,8 @@ CODE = "\n".join(f"def f{i}(x):\n    return x * {i}  # layer {i}\n" for i in ran
 def history(n: int) -> list[PastResult]:
     out = []
     for i in range(n):
-        status = ("keep", "discard", "crash", "timeout")[i % 4]
-        metric = None if status in ("crash", "timeout") else 1.0 + (i % 97) / 1000
+        status = (Status.KEEP, Status.DISCARD, Status.CRASH, Status.TIMEOUT)[i % 4]
+        metric = None if status.failed else 1.0 + (i % 97) / 1000
         out.append(
             PastResult(
                 title=f"Experiment {i}: change the learning-rate schedule variant {i}",
@@ -25,7 +33,7 @@ def history(n: int) -> list[PastResult]:
                 on_current_leader=i % 5 == 0,
                 proposer="classical" if i % 2 else "openai:gpt",
                 error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
-                if status == "crash"
+                if status is Status.CRASH
                 else "",
                 meta={"lr": round(0.01 + i / 1e5, 5), "depth": 4} if i % 2 else {},
             )
@@ -33,9 +41,9 @@ def history(n: int) -> list[PastResult]:
     return out
 
 
-def ctx(n: int, files: dict[str, str] | None = None) -> ProposalContext:
+def ctx(n: int, files: dict[str, str] | None = None, direction: Direction = Direction.MINIMIZE) -> ProposalContext:
     return ProposalContext(
-        "cpu:2c", "cpu", "val_bpb", "minimize", files or {"train.py": CODE}, 1.02, 7,
+        "cpu:2c", "cpu", "val_bpb", direction, files or {"train.py": CODE}, 1.02, 7,
         brief="Lower val_bpb. " * 300, brief_version=3, history=history(n),
     )  # fmt: skip
 
@@ -73,6 +81,19 @@ def test_history_summary_has_every_section_and_best_first() -> None:
     assert "(1 delta=-0.05" in best_lines[0]  # metric 1.0 is the minimum
     assert "CUDA out of memory" in text
     assert summarize_history(c, 0) == ""
+
+
+def test_the_history_ranks_by_the_direction() -> None:
+    """Best first is the lowest metric when minimizing and the highest when maximizing; the goal says so."""
+    for direction, first, goal in ((Direction.MINIMIZE, 1.0, "lower"), (Direction.MAXIMIZE, 1.096, "higher")):
+        c = ctx(200, direction=direction)
+        sections = dict(history_sections(c, items=5))
+        heading = f"Best results so far (val_bpb, {direction.value})"  # the plain value, not Direction.MAXIMIZE
+        assert sections[heading][0].startswith("- [keep]") or sections[heading][0].startswith("- [discard]")
+        assert f"({first:g} delta=" in sections[heading][0], sections[heading][0]
+        classical = sections["Classical optimizer's best settings"][0]
+        assert classical.endswith(f"({first:g})"), classical
+        assert f"Goal: {goal} val_bpb." in ideation_prompt(c, 3, 4000)
 
 
 def test_prompt_size_grows_then_plateaus() -> None:

@@ -9,6 +9,7 @@ import pytest
 from llm_server import Scripted, ScriptedServer  # tests/ is on sys.path (rootdir conftest, no __init__)
 
 from swarm.errors import ProposerError
+from swarm.models import Direction, Status
 from swarm.proposers.base import PastResult, ProposalContext
 from swarm.proposers.llm import LLMCallFailed, LLMLimits, LLMProposer
 from swarm.proposers.providers import AnthropicClient, CircuitBreaker, OpenAIClient, Prices
@@ -40,7 +41,7 @@ def ctx(history: list[PastResult] | None = None) -> ProposalContext:
         track="cpu:2c",
         profile="cpu",
         metric_name="val_bpb",
-        direction="minimize",
+        direction=Direction.MINIMIZE,
         files={"train.py": TRAIN},
         leader_metric=1.5,
         leader_generation=3,
@@ -87,9 +88,9 @@ KINDS = ["anthropic", "openai-compatible"]
 @pytest.mark.parametrize("kind", KINDS)
 def test_ideation_reply_and_accounting(server: ScriptedServer, kind: str) -> None:
     history = [
-        PastResult("Lower LR to 0.01", "discard", 1.52, 0.02, True, "openai:x"),
-        PastResult("Bigger batch", "crash", None, None, False, "classical", error="CUDA out of memory"),
-        PastResult("TPE trial 7", "keep", 1.45, -0.05, False, "classical", meta={"lr": 0.031, "depth": 4}),
+        PastResult("Lower LR to 0.01", Status.DISCARD, 1.52, 0.02, True, "openai:x"),
+        PastResult("Bigger batch", Status.CRASH, None, None, False, "classical", error="CUDA out of memory"),
+        PastResult("TPE trial 7", Status.KEEP, 1.45, -0.05, False, "classical", meta={"lr": 0.031, "depth": 4}),
     ]
     server.push(
         Scripted(text="Here you go:\n```json\n" + IDEAS + "\n```", input_tokens=1200, output_tokens=300)

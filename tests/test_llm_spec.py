@@ -8,6 +8,7 @@ import pytest
 from llm_server import Scripted, ScriptedServer
 
 from swarm.errors import UserError
+from swarm.models import Direction
 from swarm.proposers.base import Idea, ProposalContext, Usage
 from swarm.proposers.llm import LLMProposer
 from swarm.proposers.providers import AnthropicClient, OpenAIClient
@@ -177,7 +178,7 @@ def test_spec_to_server_end_to_end() -> None:
         sel = Selector(built, [s.weight for s in specs], seed=0)
         chosen = sel.choose(need_implement=True)
         srv.push(Scripted(text="train.py\n<<<<<<< SEARCH\nA = 1\n=======\nA = 2\n>>>>>>> REPLACE\n"))
-        ctx = ProposalContext("cpu:2c", "cpu", "val_bpb", "minimize", {"train.py": "A = 1\n"}, None, 0)
+        ctx = ProposalContext("cpu:2c", "cpu", "val_bpb", Direction.MINIMIZE, {"train.py": "A = 1\n"}, None, 0)
         files, usage = chosen.implement("Set A to 2", ctx)
         assert isinstance(chosen, LLMProposer)
         chosen.close()

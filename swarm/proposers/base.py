@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from swarm.models import Direction, Status
+
 
 @dataclass
 class Usage:
@@ -47,13 +49,16 @@ class PastResult:
     """One line of board history as proposers see it (bounded, newest/best first as the agent chooses)."""
 
     title: str  # first line of the hypothesis text
-    status: str  # keep, discard, crash, timeout, invalid
+    status: Status
     metric: float | None
     delta: float | None  # metric minus the parent leader's metric (negative is better when minimizing)
     on_current_leader: bool  # built on the leader generation the proposer is editing now
     proposer: str = ""
     error: str = ""  # error summary for crash/invalid
     meta: dict[str, float | int | str] = field(default_factory=dict)  # e.g. the classical params tried
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)  # a plain "keep" from a script becomes the member; a typo raises
 
 
 @dataclass
@@ -63,13 +68,16 @@ class ProposalContext:
     track: str  # e.g. "cpu:2c" or "gpu:NVIDIA-H100-80GB-HBM3"
     profile: str  # arena profile of this track ("cpu", "gpu"): selects per-profile constants
     metric_name: str
-    direction: str  # "minimize" or "maximize"
+    direction: Direction
     files: dict[str, str]  # the leader's editable files: relative path -> text
     leader_metric: float | None  # None before the track has a leader
     leader_generation: int
     brief: str = ""  # program.md, as currently set on the board
     brief_version: int = 0
     history: list[PastResult] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.direction = Direction(self.direction)  # as for PastResult.status
 
 
 @dataclass

@@ -51,6 +51,7 @@ from optuna.trial import TrialState, create_trial
 from swarm import defaults
 from swarm.code.diff import make_patch
 from swarm.errors import ProposerError
+from swarm.models import Direction, Status
 from swarm.proposers.base import Idea, ProposalContext, Usage
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,8 @@ HINT_RE = re.compile(
 FIXED_HINT_RE = re.compile(r"\[\s*fixed\s*\]")
 META_CHANGED = "changed"  # comma-separated keys this idea changed; marks a result as classical
 META_PROFILE = "profile"  # the profile whose per-profile entries the values belong to
-FAILED_STATUSES = ("crash", "timeout")  # told as the worst value seen
-SCORED_STATUSES = ("keep", "discard")  # told with their metric
+FAILED_STATUSES = (Status.CRASH, Status.TIMEOUT)  # told as the worst value seen
+SCORED_STATUSES = (Status.KEEP, Status.DISCARD)  # told with their metric
 
 
 @dataclass(frozen=True)
@@ -437,9 +438,7 @@ class ClassicalProposer:
             sampler = optuna.samplers.TPESampler(seed=call_seed, n_startup_trials=self.n_startup_trials)
         else:
             sampler = optuna.samplers.RandomSampler(seed=call_seed)
-        if ctx.direction not in ("minimize", "maximize"):
-            raise ProposerError(f"classical: unknown metric direction {ctx.direction!r}")
-        direction = StudyDirection.MAXIMIZE if ctx.direction == "maximize" else StudyDirection.MINIMIZE
+        direction = StudyDirection.MAXIMIZE if ctx.direction is Direction.MAXIMIZE else StudyDirection.MINIMIZE
         study = optuna.create_study(direction=direction, sampler=sampler)
         n_obs, n_failed, tried, best = self._replay(study, ctx, spaces, leader)
         rng = random.Random(call_seed)
@@ -492,12 +491,11 @@ class ClassicalProposer:
         n_failed = sum(1 for _, v in obs if v is None)
         if not values:
             return 0, n_failed, tried, None
-        sign = 1.0 if ctx.direction == "minimize" else -1.0
-        worst = max(values, key=lambda v: sign * v)
+        worst = min(values, key=lambda v: ctx.direction.gain(0.0, v))
         for point, value in obs:
             self._add(study, spaces, point, worst if value is None else value, TrialState.COMPLETE)
         scored = [(v, p) for p, v in obs if v is not None]
-        best = min(scored, key=lambda vp: sign * vp[0])
+        best = max(scored, key=lambda vp: ctx.direction.gain(0.0, vp[0]))
         return len(obs), n_failed, tried, best
 
     @staticmethod

@@ -4,8 +4,8 @@
   is parsed as JSON ideas (or `Title:` lines). A malformed reply is retried once with the parse error;
   a second failure raises `LLMCallFailed`.
 - `implement(hypothesis, ctx)`: the model replies with SEARCH/REPLACE blocks, applied with forgiving
-  matching (swarm.edits). Blocks that fail are sent back with the exact reasons and the files as they
-  now stand, up to `max_edit_attempts` replies in all; blocks that applied are kept.
+  matching (swarm.proposers.edits). Blocks that fail are sent back with the exact reasons and the files
+  as they now stand, up to `max_edit_attempts` replies in all; blocks that applied are kept.
 - `repair(hypothesis, ctx, files, error_tail)`: the files as they ran plus the traceback tail; the
   model's blocks fix the files. At most `max_repairs` repairs per hypothesis and leader generation;
   after that it returns None (give up) without calling the model.

@@ -7,10 +7,10 @@ Three prompts, one per proposer call:
 - implementation: the brief, the hypothesis, the editable files; asks for SEARCH/REPLACE blocks;
 - repair: the hypothesis, the files as they ran, the traceback tail; asks for SEARCH/REPLACE blocks.
 
-Every prompt fits `budget_tokens` (counted with swarm.tokens). Fixed parts are capped first (code at
-`CODE_SHARE` of the budget, brief at `BRIEF_SHARE`, error tails at `ERROR_SHARE`); the history summary
-gets what is left and is filled line by line in priority order, so a board of 10,000 results costs the
-same prompt size as one of 100. The history sections are: the best results, what was already tried on
+Every prompt fits `budget_tokens` (counted with swarm.proposers.tokens). Fixed parts are capped first
+(code at `CODE_SHARE` of the budget, brief at `BRIEF_SHARE`, error tails at `ERROR_SHARE`); the history
+summary gets what is left and is filled line by line in priority order, so a board of 10,000 results
+costs the same prompt size as one of 100. The history sections are: the best results, what was already tried on
 the current leader, recent failures with their error summaries, and the classical optimizer's best
 settings (from `PastResult.meta`) when it runs in the swarm.
 
@@ -26,6 +26,7 @@ import re
 from pydantic import BaseModel, Field, ValidationError
 
 from swarm.defaults import PROPOSER_HISTORY_ITEMS
+from swarm.models import Direction
 from swarm.proposers.base import Idea, PastResult, ProposalContext
 from swarm.proposers.tokens import count_tokens, truncate_to_tokens
 
@@ -34,7 +35,6 @@ BRIEF_SHARE = 0.15  # program.md is usually short; a long one must not crowd out
 ERROR_SHARE = 0.15  # the tail of a traceback carries the cause; more is rarely useful
 TITLE_CHARS = 160  # one line of history: enough to recognise the idea
 ERROR_CHARS = 240  # the error summary of a failed run: the exception line and a little context
-FAILED_STATUSES = ("crash", "timeout", "invalid")
 
 SYSTEM = (
     "You are a research engineer in a swarm of agents improving a training script by small, "
@@ -91,11 +91,14 @@ def _result_line(r: PastResult) -> str:
 def history_sections(ctx: ProposalContext, items: int = PROPOSER_HISTORY_ITEMS) -> list[tuple[str, list[str]]]:
     """The history as (heading, lines) in priority order, each list capped at `items` lines."""
     hist = ctx.history
-    sign = 1.0 if ctx.direction == "minimize" else -1.0
-    scored = [r for r in hist if r.metric is not None and r.status not in FAILED_STATUSES]
-    best = sorted(scored, key=lambda r: sign * float(r.metric))[:items]  # type: ignore[arg-type]
+
+    def gain(r: PastResult) -> float:  # ranks the best first, whichever way the metric improves
+        return ctx.direction.gain(0.0, float(r.metric))  # type: ignore[arg-type]
+
+    scored = [r for r in hist if r.metric is not None and not r.status.failed]
+    best = sorted(scored, key=gain, reverse=True)[:items]
     tried = [r for r in hist if r.on_current_leader][:items]
-    failed = [r for r in hist if r.status in FAILED_STATUSES][:items]
+    failed = [r for r in hist if r.status.failed][:items]
     sections: list[tuple[str, list[str]]] = [
         (f"Best results so far ({ctx.metric_name}, {ctx.direction})", [_result_line(r) for r in best]),
         ("Already tried on the current leader (do not repeat these)", [_result_line(r) for r in tried]),
@@ -106,7 +109,7 @@ def history_sections(ctx: ProposalContext, items: int = PROPOSER_HISTORY_ITEMS) 
     ]
     classical = [r for r in scored if r.proposer == "classical" and r.meta]
     if classical:
-        top = min(classical, key=lambda r: sign * float(r.metric))  # type: ignore[arg-type]
+        top = max(classical, key=gain)
         settings = ", ".join(f"{k}={v}" for k, v in sorted(top.meta.items()))
         sections.append(("Classical optimizer's best settings", [f"- {_one_line(settings, 800)} ({_fmt(top.metric)})"]))
     return [(h, lines) for h, lines in sections if lines]
@@ -161,7 +164,7 @@ def _header(ctx: ProposalContext) -> str:
         if ctx.leader_metric is not None
         else "There is no leader yet: the files below are the baseline"
     )
-    goal = "lower" if ctx.direction == "minimize" else "higher"
+    goal = "lower" if ctx.direction is Direction.MINIMIZE else "higher"
     return f"Track: {ctx.track}. Goal: {goal} {ctx.metric_name}. {leader}."
 
 

@@ -15,7 +15,7 @@ on with its other proposers instead of burning its time on an outage. After the 
 goes through; a success closes the breaker, a failure pauses it again.
 
 Every call returns a `Reply`: text, input/output tokens (as the server reports them; estimated with
-swarm.tokens when a local server omits usage), latency and cost from the configured prices.
+swarm.proposers.tokens when a local server omits usage), latency and cost from the configured prices.
 Errors are raised as `ProviderError` (a ProposerError); messages never include the API key.
 """
 
@@ -66,7 +66,6 @@ class Reply:
     output_tokens: int
     latency_s: float
     cost_usd: float
-    estimated_usage: bool = False  # the server sent no usage; tokens were counted locally
 
 
 class CircuitBreaker:
@@ -146,12 +145,11 @@ class _BaseClient:
             raise
         latency = time.perf_counter() - t0
         self.breaker.success()
-        estimated = tin is None or tout is None
         if tin is None:
             tin = count_tokens(system) + sum(count_tokens(m["content"]) for m in messages)
         if tout is None:
             tout = count_tokens(text)
-        return Reply(text, tin, tout, latency, self.prices.cost(tin, tout), estimated)
+        return Reply(text, tin, tout, latency, self.prices.cost(tin, tout))
 
 
 def _short(text: str, limit: int = 300) -> str:
