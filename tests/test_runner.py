@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from swarm.experiment.manifest import Manifest
-from swarm.experiment.runner import build_command, read_outcome
+from swarm.experiment.runner import RunOutcome, RunStatus, build_command, read_outcome
+from swarm.models import Direction
 
 
 def manifest(result: str, **run: object) -> Manifest:
@@ -24,7 +27,13 @@ def test_regex_mode_reads_the_metric_from_the_log(tmp_path: Path) -> None:
     log.write_text("warming up\nthroughput: 12.5\nthroughput: 13.75\nbye\n")
     out = read_outcome(m, 0, tmp_path / "missing.json", log, 1.0)
     assert out.status == "ok" and out.metric == 12.5  # the first match
-    assert m.better(13.0, 12.5)  # maximize
+
+
+def test_the_manifest_direction_is_the_one_gain() -> None:
+    d = manifest("json").metric.direction
+    assert d is Direction.MAXIMIZE
+    assert d.gain(12.5, 13.0) == 0.5 and d.gain(13.0, 12.5) == -0.5  # maximize: higher is better
+    assert Direction.MINIMIZE.gain(1.5, 1.25) == 0.25 and Direction.MINIMIZE.gain(1.25, 1.5) == -0.25
 
 
 def test_regex_mode_without_a_match_or_with_a_failure_is_a_crash(tmp_path: Path) -> None:
@@ -47,12 +56,19 @@ def test_json_mode_status_and_non_finite_metrics(tmp_path: Path) -> None:
     assert out.status == "ok" and out.metric == 2.0 and out.fields["steps"] == 7
     res.write_text(json.dumps({"status": "invalid", "score": None, "error": "peeked at the future"}))
     out = read_outcome(m, 0, res, log, 1.0)
-    assert out.status == "invalid" and out.error == "peeked at the future"
+    assert out.status is RunStatus.INVALID and out.error == "peeked at the future"
     res.write_text('{"score": NaN}')
     out = read_outcome(m, 0, res, log, 1.0)
     assert out.status == "crash" and out.metric is None
     res.write_text(json.dumps({"status": "weird", "score": 1.0}))
-    assert read_outcome(m, 0, res, log, 1.0).status == "crash"
+    assert read_outcome(m, 0, res, log, 1.0).status is RunStatus.CRASH  # a made-up status is a crash
+
+
+def test_run_outcome_status_is_the_enum_and_compares_as_text() -> None:
+    out = RunOutcome("ok", 1.0, 0.1)  # as a simulated runner builds it
+    assert out.status is RunStatus.OK and out.status == "ok" and f"{out.status}" == "ok"
+    with pytest.raises(ValueError):
+        RunOutcome("okay", 1.0, 0.1)
 
 
 def test_command_placeholders(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from swarm.errors import ArenaError
+from swarm.models import Direction
 
 MANIFEST = "arena.toml"
 MAX_PATH_CHARS = 200  # relative paths only; long ones are a sign of a malformed manifest
@@ -72,7 +73,7 @@ class ArenaSection(BaseModel):
 
 class MetricSection(BaseModel):
     name: str = Field(min_length=1, max_length=64)
-    direction: Literal["minimize", "maximize"]
+    direction: Direction  # which way is better: Direction.gain
 
 
 class RunSection(BaseModel):
@@ -94,10 +95,6 @@ class Manifest(BaseModel):
     run: RunSection
     profiles: dict[str, Profile] = Field(min_length=1)
     pins: dict[str, str] = Field(default_factory=dict)
-
-    def better(self, a: float, b: float) -> bool:
-        """True when metric value `a` is strictly better than `b` in this arena's direction."""
-        return a < b if self.metric.direction == "minimize" else a > b
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,15 @@ ENV_ALLOW_PREFIXES = (
 # Even an allowed prefix never carries these (e.g. a user naming a variable CUDA_TOKEN).
 ENV_DENY_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "REDIS", "AUTH")
 
-STATUSES = ("ok", "crash", "timeout", "invalid")
+
+class RunStatus(StrEnum):
+    """How a run ended, as the arena reports it. Not a result's `Status`: the agent turns ok into keep
+    or discard (by judging the metric) and publishes the others as they are."""
+
+    OK = "ok"  # a finite metric came out
+    CRASH = "crash"  # no metric: a non-zero exit, no result, or the agent stopping
+    TIMEOUT = "timeout"  # killed at the hard deadline
+    INVALID = "invalid"  # the harness refused the run (e.g. a pinned file changed)
 
 
 def scrubbed_env(home: Path, gpu: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -78,14 +87,17 @@ def scrubbed_env(home: Path, gpu: str | None, extra: dict[str, str] | None = Non
 
 @dataclass
 class RunOutcome:
-    """What one run produced. `status` is the arena's: ok, crash, timeout or invalid."""
+    """What one run produced. `status` is the arena's (compares equal to its plain value: "ok")."""
 
-    status: str
+    status: RunStatus
     metric: float | None
     wall_s: float
     fields: dict[str, Any] = field(default_factory=dict)  # the whole JSON result (training_s, steps, ...)
     error: str = ""
     log_path: str = ""
+
+    def __post_init__(self) -> None:
+        self.status = RunStatus(self.status)  # a simulated runner may hand "ok"; a typo raises here
 
 
 def build_command(manifest: Manifest, **values: Any) -> list[str]:
@@ -152,7 +164,7 @@ def run_experiment(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        killed = ""
+        killed = ""  # why we killed the group: "cancelled" or "timeout"
         while True:
             try:
                 proc.wait(timeout=defaults.RUN_POLL_S)
@@ -172,41 +184,44 @@ def run_experiment(
     wall = time.monotonic() - start
     if killed == "timeout":
         err = f"killed at the hard timeout ({timeout_s:.0f} s)\n{tail(log_path, 1500)}"
-        return RunOutcome("timeout", None, wall, {}, err, str(log_path))
+        return RunOutcome(RunStatus.TIMEOUT, None, wall, {}, err, str(log_path))
     if killed == "cancelled":
-        return RunOutcome("crash", None, wall, {}, "cancelled: the agent is stopping", str(log_path))
+        return RunOutcome(RunStatus.CRASH, None, wall, {}, "cancelled: the agent is stopping", str(log_path))
     return read_outcome(manifest, proc.returncode, out, log_path, wall)
 
 
 def read_outcome(manifest: Manifest, returncode: int, out: Path, log_path: Path, wall: float) -> RunOutcome:
     """Turn the finished run's exit code and result file (or log) into a RunOutcome."""
     fields: dict[str, Any] = {}
+    exited = RunStatus.OK if returncode == 0 else RunStatus.CRASH
     if manifest.run.result == "json":
         try:
             loaded = json.loads(out.read_text(encoding="utf-8"))
             fields = loaded if isinstance(loaded, dict) else {}
         except (OSError, ValueError):
             fields = {}
-        status = str(fields.get("status", "ok" if returncode == 0 else "crash"))
+        reported = str(fields.get("status", exited))
         raw = fields.get(manifest.run.metric_key)
     else:
-        status = "ok" if returncode == 0 else "crash"
+        reported = exited
         m = re.search(manifest.run.metric_regex, tail(log_path, 20_000), re.MULTILINE)
         raw = m.group(1) if m else None
-    if status not in STATUSES:
-        status = "crash"
+    try:
+        status = RunStatus(reported)
+    except ValueError:  # a status the arena made up: the agent must not publish an unknown outcome
+        status = RunStatus.CRASH
     metric = _finite(raw)
     error = str(fields.get("error") or "")
-    if status == "ok" and metric is None:
-        status = "crash"
+    if status is RunStatus.OK and metric is None:
+        status = RunStatus.CRASH
         error = error or f"no finite {manifest.metric.name} in the result (exit code {returncode})"
-    if status != "ok" and not error:
+    if status is not RunStatus.OK and not error:
         error = f"exit code {returncode}\n{tail(log_path, 1500)}"
-    if returncode != 0 and status == "ok":
-        status, error = "crash", f"exit code {returncode}\n{tail(log_path, 1500)}"
+    if returncode != 0 and status is RunStatus.OK:
+        status, error = RunStatus.CRASH, f"exit code {returncode}\n{tail(log_path, 1500)}"
     return RunOutcome(
         status,
-        metric if status == "ok" else None,
+        metric if status is RunStatus.OK else None,
         wall,
         fields,
         error[-defaults.ERROR_MAX_CHARS :],
