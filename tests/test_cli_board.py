@@ -161,6 +161,7 @@ def test_enums_are_stored_and_printed_as_plain_values(run, redis_url: str, swarm
     with pytest.raises(ValueError, match="unknown state"):
         k.state("fialed")  # a typo never names a new key
     assert b.r.hget(k.results, "r1") == pack(res.model_dump(mode="json"))
+    assert b.r.hget(k.settings, "direction") == b"minimize"  # the manifest's Direction, as Lua reads it
     # read back: equal, and the enums again
     got, hyp = b.result("r1"), b.get(hid)
     assert got.model_dump(exclude={"stale", "published_ms"}) == res.model_dump()
