@@ -17,7 +17,7 @@ from swarm.agent.job import Job
 from swarm.code.validate import validate_edit
 from swarm.errors import ProposerError
 from swarm.experiment.manifest import Manifest
-from swarm.experiment.runner import RunOutcome, run_experiment
+from swarm.experiment.runner import RunOutcome, RunStatus, run_experiment
 from swarm.experiment.workspace import Workspace
 from swarm.models import Leader
 from swarm.proposers.base import ProposalContext, Usage
@@ -62,11 +62,11 @@ class Executor:
     def run(self, job: Job) -> RunOutcome:
         """Validate, then run; an implementation that crashes may be repaired by its LLM."""
         if job.invalid:
-            return RunOutcome("invalid", None, 0.0, {}, job.invalid)
+            return RunOutcome(RunStatus.INVALID, None, 0.0, {}, job.invalid)
         outcome = self.run_files(job, job.files)
         repairs = defaults.PROPOSER_MAX_REPAIRS if job.implementer is not None else 0
         attempt = 0
-        while outcome.status == "crash" and attempt < repairs and not self.stop.is_set():
+        while outcome.status == RunStatus.CRASH and attempt < repairs and not self.stop.is_set():
             attempt += 1
             assert job.implementer is not None
             try:

@@ -94,6 +94,7 @@ class Agent:
     def run(self) -> int:
         self.join()
         self.start_threads()
+        ended = False
         try:
             while not self.stop.is_set() and not self.done():
                 try:
@@ -103,9 +104,9 @@ class Agent:
                     self.board_down(exc)
                     self.stop.wait(self.next_backoff())
             self.drain_outbox()
-            self.final_sync()
+            ended = True
         finally:
-            self.shutdown()
+            self.shutdown(final_sync=ended)
         if self.pipeline.fatal is not None:
             raise self.pipeline.fatal
         return self.ran
@@ -268,29 +269,30 @@ class Agent:
 
     def final_sync(self) -> None:
         """End on the leader: the workspace holds the track's best code when the agent stops."""
-        try:
-            leader = self.source.sync_workspace()
-            if leader is None:
-                return
-            now_ms = self.board.server_ms()
-        except BOARD_DOWN as exc:
-            self.board_down(exc)
+        leader = self.source.sync_workspace()
+        if leader is None:
             return
-        state = {"generation": leader.generation, "patch_hash": leader.patch_hash, "server_ms": now_ms}
+        state = {"generation": leader.generation, "patch_hash": leader.patch_hash, "server_ms": self.board.server_ms()}
         (self.opts.workdir / "final-leader.json").write_text(json.dumps(state), encoding="utf-8")
         log.info("ends on leader gen %d of %s (%s %.6f)", leader.generation, self.track,
                  self.settings.metric_name, leader.metric)  # fmt: skip
 
-    def shutdown(self) -> None:
-        """Stop the threads, give back every claim held (the running and the prepared job), deregister."""
+    def shutdown(self, final_sync: bool = False) -> None:
+        """Stop the threads, end on the leader, give back every claim held (the running and the prepared
+        job), deregister. With Redis away the claims expire with their leases, and the registry shows
+        the agent dead after HEARTBEAT_TTL_S."""
         self.stop.set()
-        if hasattr(self, "pipeline"):  # join() finished
+        joined = hasattr(self, "pipeline")
+        if joined:
             self.pipeline.close()
-            self.leases.release_all()
             self.metrics.close()
         for t in self.threads:
             t.join(timeout=5)
         try:
+            if joined and final_sync:
+                self.final_sync()
+            if joined:
+                self.leases.release_all()
             self.board.deregister(self.agent_id)
         except BOARD_DOWN as exc:
-            log.warning("could not deregister (Redis unreachable: %s); the registry marks it dead later", exc)
+            log.warning("Redis unreachable while stopping (%s): claims held expire with their leases", exc)

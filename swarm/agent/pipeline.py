@@ -13,8 +13,8 @@ runs so far clear the threshold, the next job is built on the candidate's code
 
 With `enabled=False` (`--no-pipeline`) there is no thread: `take()` prepares the job inline.
 Errors: Redis unreachable in the preparer is reported and retried after `IDLE_POLL_S`; an
-`ArenaError` (the baseline does not run here) is fatal and stops the agent (`fatal`); any other
-`SwarmError` while preparing is logged and the preparer tries again.
+`ArenaError` (the baseline does not run here) is fatal and stops the agent (`fatal`); a hypothesis
+that cannot be prepared (`NotFound`, `UserError`) is logged and the preparer tries again.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from swarm.agent.job import Job
 from swarm.agent.promoter import Promoter
 from swarm.agent.source import JobSource
 from swarm.board.connection import BOARD_DOWN
-from swarm.errors import ArenaError, SwarmError
+from swarm.errors import ArenaError, NotFound, SwarmError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -111,26 +111,20 @@ class Pipeline:
         on = self.promoter.speculative_leader(running.hyp) if self.enabled and running is not None else None
         try:
             return self.source.prepare(on)
-        except BOARD_DOWN:
-            raise
-        except ArenaError:
-            raise
-        except SwarmError as exc:
+        except (NotFound, UserError) as exc:  # a hypothesis or patch the board no longer has, or malformed
             log.warning("could not prepare an experiment: %s", exc)
             return None
 
     def refresh(self) -> None:
         """The leader moved: re-apply the waiting job onto it now (or retire it and prepare another)."""
-        job = self._empty()
+        job = again = self._empty()
         if job is None:
             return
         try:
             again = self.source.rebase(job, self.source.board.leader(self.source.track))
-        except BOARD_DOWN as exc:
-            self.board_down(exc)
-            again = job  # rebased at take() time instead (the main loop syncs every job it runs)
-        if again is not None:
-            self.put(again)
+        finally:  # on a board error the job waits as it was: the main loop syncs every job it runs
+            if again is not None:
+                self.put(again)
 
     def _empty(self) -> Job | None:
         with self._lock:
@@ -157,6 +151,11 @@ class Pipeline:
                 job = None
             except ArenaError as exc:  # the baseline cannot run here: the agent ends with this error
                 self.fatal = exc
+                self.stop.set()
+                return
+            except Exception as exc:  # a bug: end the agent with it rather than leave its GPU waiting forever
+                log.exception("the preparer failed")
+                self.fatal = SwarmError(f"the preparer failed: {type(exc).__name__}: {exc}")
                 self.stop.set()
                 return
             if job is None:  # nothing to claim: wait for a leader move (new work) or poll again

@@ -24,7 +24,7 @@ from swarm.agent.outbox import Outbox
 from swarm.agent.promoter import Promoter
 from swarm.board import Board
 from swarm.code.diff import EMPTY_PATCH, patch_hash
-from swarm.experiment.runner import RunOutcome
+from swarm.experiment.runner import RunOutcome, RunStatus
 from swarm.experiment.workspace import Workspace
 from swarm.models import Kind, ResultIn, State, Status, SwarmSettings
 
@@ -73,7 +73,7 @@ class Publisher:
             parent_generation=job.parent.generation if job.parent else 0,
             parent_patch_hash=job.parent.patch_hash if job.parent else None,
             patch_hash=patch_hash(patch_text) if patch_text.strip() else EMPTY_PATCH,
-            status=Status.KEEP if outcome.status == "ok" else Status(outcome.status),
+            status=Status.KEEP if outcome.status == RunStatus.OK else Status(outcome.status),
             metric=outcome.metric,
             metric_name=self.settings.metric_name,
             direction=self.settings.direction,
@@ -98,7 +98,8 @@ class Publisher:
             "hid": job.hyp.id,
             "token": job.token,
             "patch_text": patch_text,
-            "judge": job.kind == Kind.EXPLORE and outcome.status == "ok",  # a port goes straight to confirmation
+            # judged on delivery: explorations only (a port goes straight to confirmation)
+            "judge": job.kind == Kind.EXPLORE and outcome.status == RunStatus.OK,
         }
 
     def publish(self, entry: dict[str, Any]) -> None:
