@@ -19,7 +19,7 @@ from swarm.board.embedded import RedisProcess, free_port
 
 
 class RedisServer(RedisProcess):
-    """swarm.embedded.RedisProcess with the positional (port, workdir) order the tests use."""
+    """swarm.board.embedded.RedisProcess with the positional (port, workdir) order the tests use."""
 
     def __init__(self, port: int, workdir: str, password: str | None = None, persist: bool = False) -> None:
         super().__init__(workdir, port=port, password=password, persist=persist)

@@ -1,8 +1,8 @@
 """The board over TLS (`rediss://`): a throwaway CA, TLS-only redis-servers, and each way to get it wrong.
 
 The module makes a CA, a server certificate for 127.0.0.1 and a client certificate with the `openssl`
-command line, then starts TLS-only servers (`--port 0`) through swarm.embedded.RedisProcess. Every
-check goes through the project's own paths: swarm.conn.connect, Board, and the `swarm` CLI as a real
+command line, then starts TLS-only servers (`--port 0`) through swarm.board.embedded.RedisProcess. Every
+check goes through the project's own paths: swarm.board.connection.connect, Board, and the `swarm` CLI as a real
 subprocess. The module is skipped when openssl is missing or redis-server was built without TLS.
 """
 
