@@ -33,7 +33,8 @@ import optuna
 
 from swarm.code.diff import apply_patch
 from swarm.proposers.base import PastResult, ProposalContext
-from swarm.proposers.classical import ClassicalProposer, parse_constants, search_space
+from swarm.proposers.classical import ClassicalProposer
+from swarm.proposers.constants import parse_constants, search_space
 
 TOY = """\
 \"\"\"A toy train.py: only its constants matter to the benchmark.\"\"\"

@@ -16,14 +16,8 @@ from swarm.code.diff import apply_patch
 from swarm.errors import ProposerError
 from swarm.models import Direction, Status
 from swarm.proposers.base import PastResult, ProposalContext, Proposer
-from swarm.proposers.classical import (
-    ClassicalProposer,
-    Constant,
-    apply_values,
-    format_value,
-    parse_constants,
-    search_space,
-)
+from swarm.proposers.classical import ClassicalProposer
+from swarm.proposers.constants import Constant, apply_values, format_value, parse_constants, search_space
 
 TRAIN = '''\
 """A toy train.py."""
