@@ -72,7 +72,8 @@ from swarm.board import Board
 from swarm.board.embedded import RedisProcess
 from swarm.code.diff import EMPTY_PATCH, apply_patch, make_patch
 from swarm.errors import ProposerError
-from swarm.experiment.runner import RunOutcome
+from swarm.experiment.runner import RunOutcome, RunStatus
+from swarm.models import Kind, Status
 from swarm.proposers.base import Idea, ProposalContext, Usage
 from swarm.proposers.select import Selector
 
@@ -121,9 +122,9 @@ class SimRunner:
         t1 = time.time()
         self.runs.append((t0, t1, cancelled))
         if cancelled:
-            return RunOutcome("crash", None, t1 - t0, {}, "cancelled")
+            return RunOutcome(RunStatus.CRASH, None, t1 - t0, {}, "cancelled")
         score = noisy_objective(files["train.py"], seed, self.noise)
-        return RunOutcome("ok", score, t1 - t0, {"training_s": t1 - t0, "steps": 1})
+        return RunOutcome(RunStatus.OK, score, t1 - t0, {"training_s": t1 - t0, "steps": 1})
 
 
 class SimProposer:
@@ -452,7 +453,7 @@ def analyze(
     counts = Counter(r.hypothesis_id for r in results if not r.stale)
     superseded = 0  # exploration runs whose parent was no longer the leader when they were published
     for r in results:
-        if r.kind == "explore" and r.status in ("keep", "discard"):
+        if r.kind == Kind.EXPLORE and r.status in (Status.KEEP, Status.DISCARD):
             before = [m for m in history if m.time_ms <= r.published_ms]
             superseded += bool(before) and before[-1].patch_hash != r.parent_patch_hash
     out["results"] = {

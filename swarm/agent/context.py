@@ -9,7 +9,7 @@ from __future__ import annotations
 from swarm import defaults
 from swarm.agent.history import TrackHistory
 from swarm.board import Board
-from swarm.models import Leader, Result, SwarmSettings
+from swarm.models import Kind, Leader, Result, SwarmSettings
 from swarm.proposers.base import PastResult, ProposalContext
 
 HISTORY_RESULTS = 500  # newest results of the track read per ideation; the prompt trims further by tokens
@@ -45,7 +45,7 @@ def build_context(
     (an agent's incremental cache of the track's results) saves re-reading the board each time."""
     version, brief = board.brief()
     newest = history.newest(limit) if history is not None else board.results(limit=limit, track=track)
-    results = [r for r in newest if r.kind == "explore"]
+    results = [r for r in newest if r.kind == Kind.EXPLORE]
     hids = {r.hypothesis_id for r in results if r.hypothesis_id}
     titles = history.titles(hids) if history else {h.id: h.title for h in board.get_many(sorted(hids))}
     metric = leader.metric if leader else None

@@ -69,9 +69,8 @@ def summary(board: Board, workdir: Path, logs: list[Path]) -> str:
     lines = ["", f"== swarm {board.swarm}: {settings.metric_name} ({settings.direction}) =="]
     every = board.results(limit=10_000)
     results = [r for r in every if r.metric is not None]
-    sign = 1 if settings.direction == "minimize" else -1
     lines.append(f"{len(every)} experiments; best single runs:")
-    for r in sorted(results, key=lambda r: sign * (r.metric or 0.0))[:8]:
+    for r in sorted(results, key=lambda r: -settings.direction.gain(0.0, r.metric or 0.0))[:8]:
         title = board.get(r.hypothesis_id).title if r.hypothesis_id else "-"
         lines.append(f"  {r.metric:.6f}  {r.status:8} {r.kind:8} {title[:70]}")
     for track, leader in sorted(board.leaders().items()):
