@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from swarm import defaults
@@ -26,38 +27,24 @@ from swarm.proposers.base import ProposalContext, Usage
 SimRunner = Callable[[Path, dict[str, str], int, float, threading.Event], RunOutcome]
 
 
+@dataclass(eq=False)
 class Executor:
     """`run(job)` -> the run's outcome; `busy_s` is the time spent running (the duty cycle's numerator)."""
 
-    def __init__(
-        self,
-        ws: Workspace,
-        manifest: Manifest,
-        *,
-        profile: str,
-        budget_s: float | None,
-        device: str,
-        gpu: str,
-        runs_dir: Path,
-        editable: list[str],
-        stop: threading.Event,
-        context: Callable[[Leader | None, dict[str, str]], ProposalContext],
-        account: Callable[[str, Usage], None],
-        sim: SimRunner | None = None,
-    ) -> None:
-        self.ws = ws
-        self.manifest = manifest
-        self.profile = profile
-        self.budget_s = budget_s
-        self.device = device
-        self.gpu = gpu
-        self.runs_dir = runs_dir
-        self.editable = editable
-        self.stop = stop
-        self.context = context  # what the implementer sees when it repairs its edit
-        self.account = account
-        self.sim = sim
-        self.busy_s = 0.0
+    ws: Workspace
+    manifest: Manifest
+    _: KW_ONLY
+    profile: str
+    budget_s: float | None
+    device: str
+    gpu: str
+    runs_dir: Path
+    editable: list[str]
+    stop: threading.Event
+    context: Callable[[Leader | None, dict[str, str]], ProposalContext]  # what an implementer sees to repair
+    account: Callable[[str, Usage], None]
+    sim: SimRunner | None = None
+    busy_s: float = field(default=0.0, init=False)  # time spent running: the duty cycle's numerator
 
     def run(self, job: Job) -> RunOutcome:
         """Validate, then run; an implementation that crashes may be repaired by its LLM."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import statistics
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 
 from swarm import defaults
 from swarm.agent.code_cache import CodeCache
@@ -42,27 +43,18 @@ from swarm.models import (
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class Promoter:
     """Judging, confirming, promoting, rebasing and porting the candidates of one track."""
 
-    def __init__(
-        self,
-        board: Board,
-        *,
-        agent_id: str,
-        track: str,
-        settings: SwarmSettings,
-        history: TrackHistory,
-        code: CodeCache,
-        on_win: Callable[[str, float], None] = lambda proposer, gain: None,
-    ) -> None:
-        self.board = board
-        self.agent_id = agent_id
-        self.track = track
-        self.settings = settings
-        self.history = history
-        self.code = code
-        self.on_win = on_win  # (proposer label, gain) of each promotion this agent makes
+    board: Board
+    _: KW_ONLY
+    agent_id: str
+    track: str
+    settings: SwarmSettings
+    history: TrackHistory
+    code: CodeCache
+    on_win: Callable[[str, float], None] = lambda proposer, gain: None  # (proposer, gain) of each promotion made
 
     def judge(self, parent_patch_hash: str | None, metric: float | None) -> Status:
         """keep (a candidate worth confirming) or discard, for an exploration run on `parent_patch_hash`."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from swarm import defaults
@@ -31,29 +32,19 @@ from swarm.models import Kind, ResultIn, State, Status, SwarmSettings
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class Publisher:
     """Turns a finished job into a result on the board (through the outbox) and hands it to the promoter."""
 
-    def __init__(
-        self,
-        board: Board,
-        *,
-        agent_id: str,
-        track: str,
-        settings: SwarmSettings,
-        ws: Workspace,
-        leases: Leases,
-        promoter: Promoter,
-        outbox: Outbox,
-    ) -> None:
-        self.board = board
-        self.agent_id = agent_id
-        self.track = track
-        self.settings = settings
-        self.ws = ws
-        self.leases = leases
-        self.promoter = promoter
-        self.outbox = outbox
+    board: Board
+    _: KW_ONLY
+    agent_id: str
+    track: str
+    settings: SwarmSettings
+    ws: Workspace
+    leases: Leases
+    promoter: Promoter
+    outbox: Outbox
 
     def record(self, job: Job, outcome: RunOutcome) -> dict[str, Any]:
         """The outbox entry of a finished job: its result (keep/discard is decided on delivery), the

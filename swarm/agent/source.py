@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 
 from swarm import defaults
 from swarm.agent.code_cache import CodeCache
@@ -34,41 +34,30 @@ from swarm.proposers.select import Selector
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class JobSource:
     """prepare -> (baseline | claim | ideate + claim) -> implement; sync/rebase onto a moved leader."""
 
-    def __init__(
-        self,
-        board: Board,
-        *,
-        agent_id: str,
-        track: str,
-        profile: str,
-        settings: SwarmSettings,
-        ws: Workspace,
-        code: CodeCache,
-        leases: Leases,
-        peers: Peers,
-        promoter: Promoter,
-        selector: Selector,
-        history: TrackHistory,
-        metrics: AgentMetrics,
-    ) -> None:
-        self.board = board
-        self.agent_id = agent_id
-        self.track = track
-        self.profile = profile
-        self.settings = settings
-        self.ws = ws
-        self.code = code
-        self.leases = leases
-        self.peers = peers
-        self.promoter = promoter
-        self.selector = selector
-        self.can_implement = any(p.can_implement for p in selector.proposers)
-        self.history = history
-        self.metrics = metrics
-        self.pre_ideated = False  # ideas posted while the track's baseline was being measured
+    board: Board
+    _: KW_ONLY
+    agent_id: str
+    track: str
+    profile: str
+    settings: SwarmSettings
+    ws: Workspace
+    code: CodeCache
+    leases: Leases
+    peers: Peers
+    promoter: Promoter
+    selector: Selector
+    history: TrackHistory
+    metrics: AgentMetrics
+    pre_ideated: bool = field(default=False, init=False)  # ideas posted while the track's baseline was measured
+
+    @property
+    def can_implement(self) -> bool:
+        """Whether free-text hypotheses can be claimed (some proposer turns text into an edit)."""
+        return any(p.can_implement for p in self.selector.proposers)
 
     # --- claim -------------------------------------------------------------------------------------
     def prepare(self, on: Leader | None = None) -> Job | None:
