@@ -7,11 +7,12 @@
 (keys, Lua scripts, connection, and one mixin per concept). Nothing below this package imports it.
 """
 
-from swarm.board.facade import (
-    EMPTY_PATCH,
+from swarm.board.facade import Board
+from swarm.board.leaders import parse_leader_message
+from swarm.code.diff import EMPTY_PATCH
+from swarm.models import (
     AgentInfo,
     AgentRecord,
-    Board,
     Claim,
     Event,
     Hypothesis,
@@ -23,7 +24,6 @@ from swarm.board.facade import (
     ResultIn,
     State,
     SwarmSettings,
-    parse_leader_message,
 )
 
 __all__ = [

@@ -112,46 +112,15 @@ from swarm.board.claims import ClaimsMixin
 from swarm.board.connection import connect
 from swarm.board.events import EventsMixin
 from swarm.board.hypotheses import HypothesesMixin
-from swarm.board.leaders import LeadersMixin, parse_leader_message
+from swarm.board.leaders import LeadersMixin
 from swarm.board.patches import PatchStoreMixin
 from swarm.board.registry import RegistryMixin
 from swarm.board.results import ResultsMixin
 from swarm.code.diff import EMPTY_PATCH, apply_patch
 from swarm.errors import NotFound
 from swarm.models import (
-    AgentInfo,
-    AgentRecord,
-    Claim,
-    Event,
-    Hypothesis,
-    HypothesisIn,
     Leader,
-    MoveOutcome,
-    PublishOutcome,
-    Result,
-    ResultIn,
-    State,
-    SwarmSettings,
 )
-
-__all__ = [
-    "EMPTY_PATCH",
-    "AgentInfo",
-    "AgentRecord",
-    "Board",
-    "Claim",
-    "Event",
-    "Hypothesis",
-    "HypothesisIn",
-    "Leader",
-    "MoveOutcome",
-    "PublishOutcome",
-    "Result",
-    "ResultIn",
-    "State",
-    "SwarmSettings",
-    "parse_leader_message",
-]
 
 HOUR_MS = 3_600_000
 
