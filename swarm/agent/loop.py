@@ -29,7 +29,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 from swarm import __version__, defaults
 from swarm.agent.code_cache import CodeCache
@@ -84,7 +83,8 @@ class Agent:
         self.outbox = Outbox(opts.workdir / defaults.OUTBOX_FILE)
         self.ran = 0
         self.started = time.monotonic()
-        self.state, self.current = "starting", cast(str | None, None)  # what the heartbeats report
+        self.state = "starting"  # what the heartbeats report: state and the hypothesis running
+        self.current: str | None = None
         self.pending: Job | None = None  # taken but not run yet: kept across a Redis error
         self.backoff_s = 0.0
         self.threads: list[threading.Thread] = []
