@@ -99,6 +99,8 @@ class Agent:
             while not self.stop.is_set() and not self.done():
                 try:
                     self.iteration()
+                    if self.backoff_s:
+                        log.info("Redis answers again: the loop goes on")
                     self.backoff_s = 0.0
                 except BOARD_DOWN as exc:  # the one boundary: back off, keep the result, go on
                     self.board_down(exc)
@@ -240,7 +242,7 @@ class Agent:
         self.selector.record(proposer, True, gain, 0.0)
 
     def board_down(self, exc: BaseException) -> None:
-        log.warning("Redis trouble: %s", exc)
+        log.warning("Redis trouble (%s): %s", threading.current_thread().name.partition("-")[0], exc)
         self.metrics.redis_error()
 
     def next_backoff(self) -> float:
