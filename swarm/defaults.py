@@ -80,6 +80,10 @@ AGENT_HEARTBEAT_S = 10.0  # registry heartbeat period; HEARTBEAT_TTL_S is 6x thi
 IDLE_POLL_S = 2.0  # sleep between empty claim attempts when no proposer can add work
 HISTORY_KEEP_RESULTS = 5000  # results of its track an agent keeps decoded (10x what a proposal reads)
 NOISE_SEEDS = 3  # seeded baseline runs per track; their spread is the track's seed noise
+BASELINE_RETRY_S = 5.0  # a failed baseline seed is replaced by a new seed after 5 s, 10 s, 20 s, ...: a
+#                         contention timeout clears at once, a broken arena does not hammer the GPUs
+BASELINE_RETRY_MAX_S = 600.0  # ... at most 10 minutes apart: a fixed host or driver is noticed soon enough
+BASELINE_FAILURES_LOUD = 3  # from the 3rd failed seed on, each failure is an error and a board event
 CONFIRM_RUNS = 3  # runs behind a promotion: the candidate's own run plus 2 confirmations with other seeds
 NOISE_Z = 2.0  # promote only when the mean gain exceeds z standard errors (~2.3% one-sided false promotions)
 IDEAS_PER_CALL = 3  # hypotheses asked from a proposer when the board has none open for the track

@@ -79,8 +79,9 @@ def make_parts(redis_url: str, swarm: str, workdir: Path, proposers: list[Propos
     return Parts(board, seat, history, code, leases, peers, promoter, source, metrics, threading.Event())
 
 
-def publish(parts: Parts, files: dict[str, str], metric: float, *, kind: Kind = Kind.EXPLORE,
-            parent: str | None = EMPTY_PATCH, candidate_of: str | None = None, seed: int = 0) -> str:
+def publish(parts: Parts, files: dict[str, str], metric: float | None, *, kind: Kind = Kind.EXPLORE,
+            parent: str | None = EMPTY_PATCH, candidate_of: str | None = None, seed: int = 0,
+            status: Status = Status.KEEP) -> str:
     """Publish a result as an agent would, for a hypothesis claimed by a tester for the purpose."""
     board = parts.board
     text = make_patch(parts.baseline_files(), files)
@@ -91,7 +92,7 @@ def publish(parts: Parts, files: dict[str, str], metric: float, *, kind: Kind = 
     assert claim is not None and claim.hypothesis.id == hid
     rid = f"r{abs(hash((hid, metric))) % 10**12}"
     board.publish(ResultIn(result_id=rid, hypothesis_id=hid, token=claim.token, agent_id="tester", track=TRACK,
-                           parent_patch_hash=parent, patch_hash=ph, status=Status.KEEP, metric=metric,
+                           parent_patch_hash=parent, patch_hash=ph, status=status, metric=metric,
                            kind=kind, candidate_of=candidate_of, seed=seed))  # type: ignore[arg-type]
     board.complete(hid, claim.token)
     return rid

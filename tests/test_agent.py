@@ -11,6 +11,7 @@ tested alone in tests/test_agent_*.py.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -322,3 +323,48 @@ def test_redis_refusing_connections_at_each_step_of_the_loop(where: str, tmp_pat
     finally:
         server.stop()
         shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+def flaky_arena(dest: Path, crash_seed: int) -> Path:
+    """The synthetic arena whose harness crashes for one seed (its pin updated to match)."""
+    shutil.copytree(SYNTH, dest)
+    objective = dest / "objective.py"
+    text = objective.read_text().replace(
+        "args = parser.parse_args()\n",
+        f"args = parser.parse_args()\nif args.seed == {crash_seed}:\n    raise RuntimeError('flaky seed')\n",
+    )
+    objective.write_text(text)
+    toml = (dest / "arena.toml").read_text()
+    old = re.search(r'"objective.py" = "([0-9a-f]{64})"', toml)
+    assert old is not None
+    (dest / "arena.toml").write_text(toml.replace(old.group(1), hashlib.sha256(text.encode()).hexdigest()))
+    return dest
+
+
+def test_a_crashed_baseline_seed_is_retried_and_no_agent_gives_up(
+    redis_url: str, swarm_name: str, tmp_path: Path
+) -> None:
+    arena = flaky_arena(tmp_path / "flaky", crash_seed=1)
+    init_cmd = [sys.executable, "-m", "swarm.cli", "--redis", redis_url, "--swarm", swarm_name, "init", "--arena",
+                str(arena)]
+    subprocess.run(init_cmd, check=True, capture_output=True)
+    board = Board.connect(redis_url, swarm_name)
+    procs = []
+    for i in range(2):
+        workdir = tmp_path / f"a{i}"
+        workdir.mkdir()
+        cmd = [sys.executable, "-m", "swarm.cli", "--redis", redis_url, "--swarm", swarm_name, "agent", "--arena",
+               str(arena), "--workdir", str(workdir), "--no-metrics", "--track", TRACK, "--seed", str(i),
+               "--max-experiments", "5"]
+        with (workdir / "agent.log").open("wb") as log:
+            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+    for i, p in enumerate(procs):
+        assert p.wait(timeout=120) == 0, (tmp_path / f"a{i}" / "agent.log").read_text()[-2000:]
+    results = board.results(limit=100, track=TRACK)
+    assert len(results) == 10  # both agents ran all they were asked to
+    baseline = {r.seed: r.status for r in results if r.kind == "baseline"}
+    assert baseline[1] == "crash" and baseline[3] == "keep"  # seed 1 failed and was replaced by seed 3
+    leader = board.leader_history(TRACK)[0]
+    assert leader.generation == 1 and len(board.noise(TRACK)) == defaults.NOISE_SEEDS
+    logs = "".join((tmp_path / f"a{i}" / "agent.log").read_text() for i in range(2))
+    assert "Traceback" not in logs and "baseline seed 1 failed" in logs

@@ -5,14 +5,20 @@ experiment (the official OpenAI SDK against a scripted server on loopback)."""
 from __future__ import annotations
 
 import threading
+import time
+import uuid
 from pathlib import Path
 
-from agent_parts import SYNTH, TRACK, establish_baseline, make_parts, publish
+import pytest
+from agent_parts import SYNTH, TRACK, Parts, establish_baseline, make_parts, publish
 
+from swarm import defaults
 from swarm.agent.executor import Executor
+from swarm.agent.job import Job
+from swarm.agent.promoter import baseline_retry_s
 from swarm.board import Board
 from swarm.code.diff import EMPTY_PATCH
-from swarm.models import HypothesisIn, Kind, State
+from swarm.models import HypothesisIn, Kind, ResultIn, State, Status
 from swarm.proposers.classical import ClassicalProposer
 
 
@@ -115,3 +121,57 @@ def test_an_invalid_job_is_not_run(redis_url: str, swarm_name: str, tmp_path: Pa
     outcome = executor.run(job)
     assert outcome.status == "invalid" and outcome.error == job.invalid
     assert not (tmp_path / "runs").exists() and executor.busy_s == 0
+
+
+def finish(parts: Parts, job: Job, metric: float | None, status: Status = Status.KEEP) -> None:
+    """Publish the job's result as its agent's publisher would, and hand it to the promoter."""
+    parts.board.publish(ResultIn(result_id=uuid.uuid4().hex, hypothesis_id=job.hyp.id, token=job.token,
+                                 agent_id="agent-t", track=TRACK, status=status, metric=metric, kind=job.kind,
+                                 seed=job.seed, patch_hash=EMPTY_PATCH,
+                                 error="" if metric is not None else "RuntimeError: boom"))
+    parts.board.complete(job.hyp.id, job.token)
+    parts.promoter.on_result(ResultIn(result_id="x", agent_id="agent-t", track=TRACK, status=status,
+                                      metric=metric, kind=job.kind, seed=job.seed,
+                                      error="" if metric is not None else "RuntimeError: boom"))
+
+
+def test_a_failed_baseline_seed_is_replaced_by_a_new_seed_after_its_back_off(
+    redis_url: str, swarm_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(defaults, "BASELINE_RETRY_S", 0.5)
+    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
+    jobs = {j.seed: j for j in (parts.source.prepare() for _ in range(3)) if j is not None}
+    finish(parts, jobs[0], 1.50)
+    finish(parts, jobs[1], None, Status.TIMEOUT)  # e.g. two agents fighting over the cores
+    finish(parts, jobs[2], 1.52)
+    assert parts.board.leader(TRACK) is None  # two finished seeds are not a noise estimate
+    assert parts.source.prepare() is None  # the new seed waits for its back-off ...
+    time.sleep(0.6)
+    retry = parts.source.prepare()  # ... then runs
+    assert retry is not None and retry.kind == Kind.BASELINE and retry.seed == 3
+    finish(parts, retry, 1.54)
+    leader = parts.board.leader(TRACK)
+    assert leader is not None and abs(leader.metric - 1.52) < 1e-9  # the mean of the runs that finished
+    assert parts.board.noise(TRACK) == pytest.approx([1.50, 1.52, 1.54])
+
+
+def test_a_baseline_that_keeps_failing_is_retried_ever_more_slowly_and_said_loudly(
+    redis_url: str, swarm_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(defaults, "BASELINE_RETRY_S", 1.0)
+    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
+    for _ in range(3):
+        job = parts.source.prepare()
+        assert job is not None
+        finish(parts, job, None, Status.CRASH)
+    assert parts.source.prepare() is None  # nothing due yet: no spin, no exit
+    time.sleep(1.2)
+    job = parts.source.prepare()
+    assert job is not None and job.seed == 3  # the first retry, after 1 s
+    assert parts.source.prepare() is None  # the next ones wait 2 s and 4 s after their failures
+    time.sleep(1.0)
+    other = parts.source.prepare()
+    assert other is not None and other.seed == 4
+    events = [e for e in parts.board.events(limit=50) if e.kind == "baseline_failing"]
+    assert len(events) == 1 and "failure 3" in events[0].text  # the third failure is said on the board
+    assert [baseline_retry_s(i) for i in range(3)] == [1.0, 2.0, 4.0]

@@ -13,7 +13,8 @@ runs so far clear the threshold, the next job is built on the candidate's code
 
 With `enabled=False` (`--no-pipeline`) there is no thread: `take()` prepares the job inline.
 Errors: Redis unreachable in the preparer is reported and retried after `IDLE_POLL_S`; an
-`ArenaError` (the baseline does not run here) is fatal and stops the agent (`fatal`); a hypothesis
+`ArenaError` (the arena cannot be used here, e.g. a workspace git cannot restore) is fatal and stops
+the agent (`fatal`); a hypothesis
 that cannot be prepared (`NotFound`, `UserError`) is logged and the preparer tries again.
 """
 
@@ -149,7 +150,7 @@ class Pipeline:
             except BOARD_DOWN as exc:
                 self.board_down(exc)
                 job = None
-            except ArenaError as exc:  # the baseline cannot run here: the agent ends with this error
+            except ArenaError as exc:  # the arena cannot be used here: the agent ends, naming it
                 self.fatal = exc
                 self.stop.set()
                 return

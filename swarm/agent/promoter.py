@@ -26,7 +26,6 @@ from swarm.agent.history import TrackHistory
 from swarm.agent.noise import is_candidate, should_promote, sigma
 from swarm.board import Board
 from swarm.code.diff import EMPTY_PATCH, make_patch
-from swarm.errors import ArenaError
 from swarm.models import (
     SOURCE_RE,
     Hypothesis,
@@ -35,12 +34,16 @@ from swarm.models import (
     Leader,
     Result,
     ResultIn,
-    State,
     Status,
     SwarmSettings,
 )
 
 log = logging.getLogger(__name__)
+
+
+def baseline_retry_s(i: int) -> float:
+    """The wait before the new seed that replaces the i-th (0-based) failed baseline run of a track."""
+    return float(min(defaults.BASELINE_RETRY_MAX_S, defaults.BASELINE_RETRY_S * 2**i))
 
 
 @dataclass(eq=False)
@@ -69,6 +72,8 @@ class Promoter:
         """Baseline runs set the track's noise and first leader; a candidate gets its confirmations; the
         last confirmation decides the promotion."""
         if result.kind == Kind.BASELINE:
+            if result.status.failed:
+                self.baseline_failed(result)
             self.finalize_baseline()
         elif result.kind == Kind.EXPLORE and result.status == Status.KEEP:
             self.confirm(result)
@@ -77,13 +82,12 @@ class Promoter:
 
     # --- baseline ------------------------------------------------------------------------------------
     def finalize_baseline(self) -> None:
-        """When all baseline seeds are in: record the track's noise and make the baseline its leader."""
+        """When NOISE_SEEDS baseline runs have finished: record the track's noise (from those runs only)
+        and make their mean the first leader. A seed that crashed or timed out is not the end of the
+        track: `baseline_seeds_due` adds a new seed for it once its back-off has passed."""
         if self.board.leader(self.track) is not None:
             return
-        runs = [r for r in self.history.newest() if r.kind == Kind.BASELINE]
-        bad = [r for r in runs if r.status != Status.KEEP]
-        if bad and not any(h.state in (State.OPEN, State.CLAIMED) for h in self.baseline_jobs()):
-            raise ArenaError(f"the baseline does not run on track {self.track}: {bad[0].status}: {bad[0].error[-300:]}")
+        runs = [r for r in self.history.newest() if r.kind == Kind.BASELINE and not r.stale]
         by_seed = {r.seed: r for r in runs if r.status == Status.KEEP and r.metric is not None and r.seed is not None}
         if len(by_seed) < defaults.NOISE_SEEDS:
             return
@@ -105,10 +109,33 @@ class Promoter:
         if out.accepted:
             log.info("track %s baseline %.6f (seed noise sigma %.6f)", self.track, mean, sigma(values))
 
-    def baseline_jobs(self) -> list[Hypothesis]:
-        return [
-            h for h in self.board.list_hypotheses(limit=1000) if h.kind == Kind.BASELINE and h.track == self.track
-        ]
+    def baseline_failures(self) -> list[Result]:
+        """The track's baseline runs that crashed, timed out or were invalid, oldest first."""
+        runs = [r for r in self.history.newest() if r.kind == Kind.BASELINE and r.status.failed and not r.stale]
+        return sorted(runs, key=lambda r: r.published_ms)
+
+    def baseline_seeds_due(self, now_ms: int) -> int:
+        """How many baseline seeds the track should have by now: NOISE_SEEDS, plus a new seed for each
+        failed run whose back-off has passed (the i-th failure waits BASELINE_RETRY_S * 2^i, capped).
+        Every agent computes the same number from the board, and seeds are posted by a deduplicated
+        text, so the agents of a track post each retry once."""
+        due = sum(now_ms >= r.published_ms + 1000 * baseline_retry_s(i) for i, r in enumerate(self.baseline_failures()))
+        return defaults.NOISE_SEEDS + due
+
+    def baseline_failed(self, result: ResultIn) -> None:
+        """Say that a baseline seed failed and when it is retried; loudly once it keeps failing."""
+        failures = len(self.baseline_failures())
+        wait_s = baseline_retry_s(max(0, failures - 1))
+        what = f"{result.status}: {result.error.strip().splitlines()[-1][:200] if result.error.strip() else '?'}"
+        text = (
+            f"{self.track}: baseline seed {result.seed} failed ({what}); failure {failures}, "
+            f"a new seed runs in {wait_s:g} s"
+        )
+        if failures >= defaults.BASELINE_FAILURES_LOUD:
+            log.error("the baseline keeps failing on this track: %s (agents keep retrying; see the run logs)", text)
+            self.board.event("baseline_failing", text, track=self.track, failures=str(failures))
+        else:
+            log.warning("%s", text)
 
     # --- confirm -------------------------------------------------------------------------------------
     def confirm(self, result: ResultIn) -> None:

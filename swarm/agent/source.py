@@ -115,11 +115,12 @@ class JobSource:
         return claim
 
     def baseline(self) -> Job | None:
-        """A track without a leader first measures its baseline with NOISE_SEEDS seeds."""
+        """A track without a leader first measures its baseline with NOISE_SEEDS seeds (and a new seed
+        for each one that failed, once its back-off has passed: `Promoter.baseline_seeds_due`)."""
         self.promoter.finalize_baseline()
         if self.board.leader(self.track) is not None:
             return None
-        for seed in range(defaults.NOISE_SEEDS):
+        for seed in range(self.promoter.baseline_seeds_due(self.board.server_ms())):
             self.board.post(
                 HypothesisIn(
                     text=f"baseline seed {seed} on {self.track}",
