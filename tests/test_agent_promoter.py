@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent_parts import TRACK, establish_baseline, make_parts, publish
+from agent_parts import TRACK, establish_baseline, make_parts, move_leader_to, publish
 
 from swarm import defaults
 from swarm.agent.job import Job
 from swarm.experiment.runner import run_experiment
-from swarm.models import AgentInfo, HypothesisIn, Kind, Status
+from swarm.models import AgentInfo, HypothesisIn, Kind, State, Status
 from swarm.proposers.base import Usage
 
 
@@ -166,3 +166,26 @@ def test_the_next_job_is_built_on_a_promotion_the_running_confirmation_will_make
                                      seed=2))
     assert promoter.speculative_leader(board.get(hid)) is None
 
+
+
+def test_an_exploration_whose_parent_moved_while_it_ran_is_rebased_when_it_beat_its_parent(
+    redis_url: str, swarm_name: str, tmp_path: Path
+) -> None:
+    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
+    board, promoter = parts.board, parts.promoter
+    gen1 = establish_baseline(parts)
+    gen2 = move_leader_to(parts, {"train.py": parts.baseline_files()["train.py"].replace("Y = 0.8 ", "Y = 0.4 ")},
+                          1.20)
+    # Two explorations that started on gen 1 and finished after the move to gen 2.
+    assert promoter.judge(gen1.patch_hash, 1.5008) == Status.DISCARD  # inside the noise of its own parent
+    assert promoter.judge(gen1.patch_hash, 1.30) == Status.KEEP  # beats gen 1 (not gen 2): kept ...
+    assert promoter.judge(gen2.patch_hash, 1.30) == Status.DISCARD  # (on gen 2 it would be no gain)
+    assert promoter.judge("f" * 64, 1.0) == Status.DISCARD  # a parent that never led this track
+    stale = publish(parts, parts.edited(0.6), 1.30, parent=gen1.patch_hash)
+    promoter.on_result(board.result(stale))
+    open_now = board.list_hypotheses(state=State.OPEN, limit=50)
+    assert not [h for h in open_now if h.kind == Kind.CONFIRM]  # ... not confirmed on a leader it did not run on
+    rebased = [h for h in open_now if h.text.startswith(f"rebase onto gen {gen2.generation}")]
+    assert len(rebased) == 1 and rebased[0].meta["base"] == gen1.patch_hash  # ... but re-run on the new leader
+    job = parts.source.implement(Job(rebased[0], 0, gen2))
+    assert "X = 0.6" in job.files["train.py"] and "Y = 0.4 " in job.files["train.py"]

@@ -60,23 +60,41 @@ class Promoter:
     on_win: Callable[[str, float], None] = lambda proposer, gain: None  # (proposer, gain) of each promotion made
 
     def judge(self, parent_patch_hash: str | None, metric: float | None) -> Status:
-        """keep (a candidate worth confirming) or discard, for an exploration run on `parent_patch_hash`."""
+        """keep or discard, for an exploration run built on the leader whose code is `parent_patch_hash`:
+        keep when it beats that leader beyond the screening threshold. Judged against the leader it
+        started from, so a run whose parent was replaced while it ran is not thrown away for it (the
+        promoter then rebases it onto the new leader instead of confirming it: `on_result`)."""
         leader = self.board.leader(self.track)
-        if metric is None or leader is None or leader.patch_hash != parent_patch_hash:
+        if metric is None or leader is None or parent_patch_hash is None:
+            return Status.DISCARD
+        reference = leader.metric if leader.patch_hash == parent_patch_hash else self.metric_of(parent_patch_hash)
+        if reference is None:
             return Status.DISCARD
         noise = sigma(self.board.noise(self.track))
-        ok = is_candidate(leader.metric, metric, self.settings.direction, noise, self.settings.min_delta)
+        ok = is_candidate(reference, metric, self.settings.direction, noise, self.settings.min_delta)
         return Status.KEEP if ok else Status.DISCARD
 
+    def metric_of(self, patch_hash: str) -> float | None:
+        """The metric of the track's most recent leader with that code (None: it never led here)."""
+        for move in reversed(self.board.leader_history(self.track)):
+            if move.patch_hash == patch_hash:
+                return move.metric
+        return None
+
     def on_result(self, result: ResultIn) -> None:
-        """Baseline runs set the track's noise and first leader; a candidate gets its confirmations; the
-        last confirmation decides the promotion."""
+        """Baseline runs set the track's noise and first leader; a candidate gets its confirmations (or,
+        when the leader moved while it ran, its edit is posted on the new leader); the last
+        confirmation decides the promotion."""
         if result.kind == Kind.BASELINE:
             if result.status.failed:
                 self.baseline_failed(result)
             self.finalize_baseline()
         elif result.kind == Kind.EXPLORE and result.status == Status.KEEP:
-            self.confirm(result)
+            leader = self.board.leader(self.track)
+            if leader is not None and leader.patch_hash != result.parent_patch_hash:
+                self.rebase_candidate(result.result_id, leader)  # it beat the leader it started from
+            else:
+                self.confirm(result)
         elif result.kind == Kind.CONFIRM and result.candidate_of:
             self.promote(result.candidate_of)
 
