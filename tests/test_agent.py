@@ -368,3 +368,43 @@ def test_a_crashed_baseline_seed_is_retried_and_no_agent_gives_up(
     assert leader.generation == 1 and len(board.noise(TRACK)) == defaults.NOISE_SEEDS
     logs = "".join((tmp_path / f"a{i}" / "agent.log").read_text() for i in range(2))
     assert "Traceback" not in logs and "baseline seed 1 failed" in logs
+
+
+def runs_under(workdir: Path, script: str = "objective.py") -> list[int]:
+    """Pids of processes whose command line runs `script` for a run dir under `workdir`."""
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(script.encode()) for a in argv) and str(workdir).encode() in b" ".join(argv):
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_run_dies_with_its_agent_and_a_restart_cleans_up_what_was_left(
+    redis_url: str, swarm_name: str, tmp_path: Path
+) -> None:
+    init(redis_url, swarm_name, "--lease-s", "3")  # the killed agents' claims come back in seconds
+    workdir = tmp_path / "a"
+    agent = spawn(redis_url, swarm_name, workdir, "--budget", "60")
+    wait_for(lambda: runs_under(workdir), 30, "a run to start")
+    agent.kill()  # as the OOM killer does
+    agent.wait(timeout=10)
+    wait_for(lambda: not runs_under(workdir), 5, "the run to die with its agent")
+    # The agent and the run's guard killed together (a whole-host OOM kill): the run is orphaned ...
+    agent = spawn(redis_url, swarm_name, workdir, "--budget", "60")
+    guards = wait_for(lambda: runs_under(workdir, "guard.py"), 30, "a guarded run to start")
+    assert isinstance(guards, list)
+    for pid in guards:
+        os.kill(pid, signal.SIGKILL)
+    agent.kill()
+    agent.wait(timeout=10)
+    time.sleep(1.0)
+    orphans = runs_under(workdir)
+    assert orphans  # ... and keeps running, holding the GPU, until ...
+    again = spawn(redis_url, swarm_name, workdir, "--budget", "1", "--max-experiments", "1")
+    wait_for(lambda: not any(p in orphans for p in runs_under(workdir)), 20, "the restarted agent to kill it")
+    assert again.wait(timeout=60) == 0, (workdir / "agent.log").read_text()[-2000:]
+    assert "killed the run an earlier agent left running here" in (workdir / "agent.log").read_text()

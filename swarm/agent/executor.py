@@ -18,7 +18,7 @@ from swarm.agent.job import Job
 from swarm.code.validate import validate_edit
 from swarm.errors import ProposerError
 from swarm.experiment.manifest import Manifest
-from swarm.experiment.runner import RunOutcome, RunStatus, run_experiment
+from swarm.experiment.runner import RunOutcome, RunStatus, kill_leftover, run_experiment
 from swarm.experiment.workspace import Workspace
 from swarm.models import Leader
 from swarm.proposers.base import ProposalContext, Usage
@@ -45,6 +45,16 @@ class Executor:
     account: Callable[[str, Usage], None]
     sim: SimRunner | None = None
     busy_s: float = field(default=0.0, init=False)  # time spent running: the duty cycle's numerator
+
+    @property
+    def marker(self) -> Path:
+        """Names the running experiment's process group (see `kill_leftover`)."""
+        return self.runs_dir / "current.json"
+
+    def kill_leftover(self) -> bool:
+        """Before the first run: kill what an earlier agent on this work dir left running (it was killed
+        together with its run's guard, so nothing ended the run)."""
+        return self.marker.exists() and kill_leftover(self.marker)
 
     def run(self, job: Job) -> RunOutcome:
         """Validate, then run; an implementation that crashes may be repaired by its LLM."""
@@ -90,6 +100,7 @@ class Executor:
                 gpu=self.gpu,
                 run_dir=self.runs_dir / f"{int(time.time())}-{job.hyp.id[:12]}-s{job.seed}{suffix}",
                 cancel=self.stop,
+                marker=self.marker,
             )
         finally:
             self.busy_s += time.monotonic() - t0

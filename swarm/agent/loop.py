@@ -167,6 +167,7 @@ class Agent:
             runs_dir=opts.workdir / "runs", editable=settings.editable, stop=self.stop, context=self.source.context,
             account=self.source.account, sim=opts.runner,
         )  # fmt: skip
+        self.executor.kill_leftover()
         self.publisher = Publisher(
             board, agent_id=aid, track=track, settings=settings, ws=ws, leases=self.leases, promoter=self.promoter,
             outbox=self.outbox,

@@ -121,6 +121,38 @@ def tail(path: Path, max_chars: int = defaults.ERROR_MAX_CHARS) -> str:
         return ""
 
 
+GUARD = str(Path(__file__).with_name("guard.py"))  # run as a file: see its docstring
+
+
+def kill_leftover(marker: Path) -> bool:
+    """Kill what a run of an earlier agent on this work dir left running (that agent was killed while
+    its guard was killed too, so nothing ended the run). `marker` holds the run's process group and run
+    dir; the group is killed only if one of its processes still names that run dir (so a recycled pid
+    is never hit). Returns whether something was killed; the marker is removed."""
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+        pgid, run_dir = int(info["pgid"]), str(info["run_dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        marker.unlink(missing_ok=True)
+        return False
+    alive = False
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.getpgid(int(entry.name)) == pgid and run_dir in (entry / "cmdline").read_bytes().decode(
+                "utf-8", "replace"
+            ):
+                alive = True
+                break
+        except (OSError, ValueError):
+            continue
+    if alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        log.warning("killed the run an earlier agent left running here (process group %d, %s)", pgid, run_dir)
+    marker.unlink(missing_ok=True)
+    return alive
+
+
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the child's whole process group (it leads its own session)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -142,15 +174,19 @@ def run_experiment(
     on_tick: Callable[[float], None] | None = None,
     cancel: threading.Event | None = None,
     extra_env: dict[str, str] | None = None,
+    marker: Path | None = None,
 ) -> RunOutcome:
-    """Run the arena once in `arena_dir`; logs and the JSON result go to `run_dir`."""
+    """Run the arena once in `arena_dir`; logs and the JSON result go to `run_dir`. The command runs
+    under the guard (`guard.py`), so it dies with this process; `marker` (if given) names the run's
+    process group while it runs, for `kill_leftover` should this process and the guard both be killed."""
     run_dir.mkdir(parents=True, exist_ok=True)
     home = run_dir / "home"
     home.mkdir(exist_ok=True)
     out = run_dir / "result.json"
     out.unlink(missing_ok=True)
     log_path = run_dir / "run.log"
-    cmd = build_command(manifest, profile=profile, budget_s=_num(budget_s), seed=seed, out=out, device=device)
+    arena_cmd = build_command(manifest, profile=profile, budget_s=_num(budget_s), seed=seed, out=out, device=device)
+    cmd = [sys.executable, GUARD, "--parent", str(os.getpid()), "--", *arena_cmd]
     env = scrubbed_env(home, gpu, extra_env)
     start = time.monotonic()
     deadline = start + timeout_s
@@ -164,6 +200,8 @@ def run_experiment(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        if marker is not None:
+            marker.write_text(json.dumps({"pgid": proc.pid, "run_dir": str(run_dir)}), encoding="utf-8")
         killed = ""  # why we killed the group: "cancelled" or "timeout"
         while True:
             try:
@@ -182,6 +220,8 @@ def run_experiment(
                 kill_group(proc)
                 break
     wall = time.monotonic() - start
+    if marker is not None:
+        marker.unlink(missing_ok=True)
     if killed == "timeout":
         err = f"killed at the hard timeout ({timeout_s:.0f} s)\n{tail(log_path, 1500)}"
         return RunOutcome(RunStatus.TIMEOUT, None, wall, {}, err, str(log_path))
