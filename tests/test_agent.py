@@ -408,3 +408,15 @@ def test_a_run_dies_with_its_agent_and_a_restart_cleans_up_what_was_left(
     wait_for(lambda: not any(p in orphans for p in runs_under(workdir)), 20, "the restarted agent to kill it")
     assert again.wait(timeout=60) == 0, (workdir / "agent.log").read_text()[-2000:]
     assert "killed the run an earlier agent left running here" in (workdir / "agent.log").read_text()
+
+
+def test_an_agent_starts_past_a_corrupt_outbox_line(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
+    init(redis_url, swarm_name)
+    workdir = tmp_path / "a"
+    workdir.mkdir()
+    (workdir / defaults.OUTBOX_FILE).write_text('{"result": {"result_id": "torn\n')  # a write cut short
+    agent = spawn(redis_url, swarm_name, workdir, "--max-experiments", "2")
+    assert agent.wait(timeout=60) == 0, (workdir / "agent.log").read_text()[-2000:]
+    assert not (workdir / defaults.OUTBOX_FILE).exists()
+    assert (workdir / "outbox.rejected.jsonl").read_text() == '{"result": {"result_id": "torn\n'
+    assert len(Board.connect(redis_url, swarm_name).results(limit=10)) == 2
