@@ -11,11 +11,17 @@ SWARM_NAME = "default"  # one swarm per server is the common case; --swarm / SWA
 CONNECT_RETRIES = 5  # transient errors (restart, failover) usually clear within a few seconds
 CONNECT_BACKOFF_S = 0.2  # first retry delay; doubles per retry, so 5 retries span ~6 s
 SOCKET_TIMEOUT_S = 5.0  # a board command is sub-millisecond; 5 s means the server or network is gone
+SENTINEL_TIMEOUT_S = 1.0  # a sentinel answers in milliseconds; after 1 s the next sentinel is asked instead
+REPLICA_ACKS = 1  # a result or leader move counts once one replica has it: Sentinel promotes the most up to date
+REPLICA_WAIT_MS = 1_000  # a replica acks within one round trip (~1 ms on a LAN); 1 s means it is stuck or gone
+REPLICAS_CHECK_S = 10.0  # INFO replication re-read this often: Sentinel itself finds new replicas every 10 s
 
 # --- metrics (agent /metrics, board exporter) ---------------------------------------------------
 METRICS_BASE_PORT = 9410  # agent on GPU i serves /metrics on base + i; 9400 is dcgm-exporter's port
 EXPORTER_PORT = 9409  # the board exporter sits just below the agents' range, easy to remember next to them
 METRICS_ADDR = "0.0.0.0"  # Prometheus scrapes from another host or container, so listen on every interface
+METRICS_PORT_SCAN = 64  # ports tried from an agent's default port when it is taken (another agent, another
+#                          service): a node runs at most ~16 agents, and a bounded scan fails fast on a full range
 # experiment wall time: CPU smoke runs take seconds, the arena budget 5 min + setup/eval, runaways 30 min
 EXPERIMENT_BUCKETS_S = (5.0, 15.0, 30.0, 60.0, 120.0, 240.0, 300.0, 330.0, 360.0, 420.0, 600.0, 900.0, 1800.0)
 # claim wait: milliseconds when the queue is full, minutes when it runs dry
@@ -49,8 +55,12 @@ PATCH_MAX_BYTES = 256 * 1024  # a full rewrite of a ~30 KB train.py diffs to ~60
 LEASE_S = 900.0  # a 5-minute run plus setup, eval and an LLM repair fits; agents renew every LEASE_S/3
 MAX_ATTEMPTS = 3  # a hypothesis whose lease expired 3 times (dead agents, OOM kills) is failed, not retried forever
 MIN_DELTA = 0.0  # 0 = any strict improvement moves a leader; set it to the seed noise (e.g. 0.001) per swarm
-REAP_BATCH = 100  # expired leases reaped per claim call: bounds one script's run time under a mass agent death
+REAP_BATCH = 100  # expired leases (and dead agents' claims) reaped per call: bounds one script under a mass death
 HEARTBEAT_TTL_S = 60.0  # agents beat every ~10 s; 60 s tolerates GC pauses and a Redis failover before "dead"
+#                        (and before a dead agent's claims are reaped); per swarm: `swarm init --heartbeat-ttl-s`
+HEARTBEAT_TTL_MIN_S = 1.0  # shorter means beats several times a second, and one scheduling hiccup counts as death
+HEARTBEATS_PER_TTL = 6  # beats per TTL (60 s / 10 s): five in a row can be lost before the claims are
+#                         reaped; a swarm with a TTL under 60 s beats more often (registry.beat_every_s)
 EVENTS_MAXLEN = 10_000  # the human log is capped (approximate trim); results and leader moves are not
 LEADER_MOVES_MAXLEN = 100_000  # moves are rare (a few per hour per track); this is years of catch-up history
 ARENA_FILE_MAX_BYTES = 8 * 1024 * 1024  # the real arena ships a ~2-3 MB compressed corpus; 8 MiB per file
@@ -101,6 +111,26 @@ BOARD_BACKOFF_MAX_S = 15.0  # the wait doubles up to this: an agent notices a re
 CLASSICAL_WEIGHT = 3  # default share 3:1 classical:LLM per key set (~25% LLM: the 10-30% that helped in 2603.24647)
 ANTHROPIC_MODEL = "claude-sonnet-4-5"  # default model when only ANTHROPIC_API_KEY is set; --proposer overrides
 OPENAI_MODEL = "gpt-5-mini"  # default model when only OPENAI_API_KEY is set; --proposer overrides
+
+# --- CPU agents sharing a host (swarm/agent/join.py: take_cpu_share) ---------------------------------
+CPU_AGENT_THREADS = 1  # a CPU agent's threads when it is the first on its host and nobody said --threads: its
+#                        track is fixed for its life, so it leaves the other cores to agents started later (the
+#                        CPU arena does 30 steps in 10 s on 1 thread, 36 on 2: two agents get ~1.7x the work done)
+CPU_SLOTS_DIR = "/tmp/swarm-cpu-slots-{uid}"  # one place per user on a host, the same from a login shell, cron or
+#                                               systemd (XDG_RUNTIME_DIR and TMPDIR differ between them)
+CPU_SLOTS_MAX = 1024  # slot files looked at: far more CPU agents than any host runs, a bound on a junk-filled dir
+
+# --- swarm launch: supervising the agents of a machine (swarm/agent/launch.py) --------------------------
+LAUNCH_POLL_S = 0.5  # how often the launcher looks at its agents: a crash is seen within half a second
+LAUNCH_RESTART_BACKOFF_S = 1.0  # wait before restarting an agent that crashed mid-run; doubles per failure at
+#                                 start, so a crash loop never spins and a one-off crash costs the GPU ~1 s
+LAUNCH_RESTART_BACKOFF_MAX_S = 60.0  # the doubling stops here: an agent waiting on Redis retries every minute
+LAUNCH_FAST_FAIL_S = 60.0  # an agent that ends in error within a minute of starting failed at start (a join,
+#                            torch import included, takes ~5-20 s); one that ran longer crashed mid-run
+LAUNCH_GIVE_UP_AFTER = 5  # failures at start in a row before an agent is given up: waits of 2+4+8+16 s (~30 s)
+#                           outlast a blip, and a configuration error fails the same way every time
+LAUNCH_STOP_GRACE_S = 30.0  # agents get this long after SIGTERM to release their claims before SIGKILL: a few
+#                             seconds are needed, and the systemd unit's TimeoutStopSec (90 s) is longer
 
 # --- demo ------------------------------------------------------------------------------------------
 DEMO_MINUTES = 8.0  # long enough for the baseline (3 seeds), a few rounds of ideas and a confirmed move on 2 cores

@@ -302,6 +302,8 @@ class SwarmSettings(BaseModel):
     min_delta: float = Field(ge=0)
     lease_s: float = Field(gt=0)
     max_attempts: int = Field(ge=1)
+    # an agent silent this long is dead and its claims are reaped (a swarm pinned before it existed: the default)
+    heartbeat_ttl_s: float = Field(default=defaults.HEARTBEAT_TTL_S, ge=defaults.HEARTBEAT_TTL_MIN_S)
     created_ms: int
 
 
@@ -313,6 +315,8 @@ class AgentInfo(_Strict):
     proposers: list[str] = Field(default_factory=list, max_length=32)
     version: str = Field(default="", max_length=64)
     pid: int | None = None
+    # "host:port" of its /metrics (the port it found free), "" when not served; for discovery by Prometheus
+    metrics_addr: str = Field(default="", max_length=300)
 
     @field_validator("track")
     @classmethod

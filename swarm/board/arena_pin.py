@@ -5,14 +5,16 @@ its hash, the metric and the editable list, in one Lua step that refuses to over
 swarm: re-init with the same arena is a no-op, with a different one a `Conflict` naming the files.
 A machine that joins later needs only the Redis URL: `export_arena(dir)` writes the pinned files,
 `arena_diff(dir)` says which local files differ from the pin. The settings (metric, direction,
-editable files, min_delta, lease_s, max_attempts) are written once, with the pin, and never change;
-the Lua scripts read lease_s, max_attempts, direction and min_delta from them. `init` also sets the
+editable files, min_delta, lease_s, max_attempts, heartbeat_ttl_s) are written once, with the pin,
+and never change; the Lua scripts read lease_s, max_attempts, heartbeat_ttl_s, direction and
+min_delta from them. `init` also sets the
 brief from the manifest's brief file (`swarm.board.brief`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 from swarm import defaults
@@ -76,6 +78,7 @@ class ArenaPinMixin(BriefMixin):
         min_delta: float | None = None,
         lease_s: float | None = None,
         max_attempts: int | None = None,
+        heartbeat_ttl_s: float | None = None,
     ) -> SwarmSettings:
         """Create the swarm pinned to `arena_dir` (no-op when it exists with the same arena)."""
         manifest = load_manifest(arena_dir)
@@ -88,6 +91,8 @@ class ArenaPinMixin(BriefMixin):
             raise UserError("--lease-s must be > 0")
         if max_attempts is not None and max_attempts < 1:
             raise UserError("--max-attempts must be >= 1")
+        if heartbeat_ttl_s is not None and not defaults.HEARTBEAT_TTL_MIN_S <= heartbeat_ttl_s < math.inf:
+            raise UserError(f"--heartbeat-ttl-s must be a number of seconds >= {defaults.HEARTBEAT_TTL_MIN_S}")
         files = scan_arena(arena_dir)
         hashes = file_hashes(files)
         ahash = arena_hash(hashes)
@@ -109,6 +114,7 @@ class ArenaPinMixin(BriefMixin):
             "min_delta": repr(float(defaults.MIN_DELTA if min_delta is None else min_delta)),
             "lease_s": repr(float(defaults.LEASE_S if lease_s is None else lease_s)),
             "max_attempts": str(int(defaults.MAX_ATTEMPTS if max_attempts is None else max_attempts)),
+            "heartbeat_ttl_s": repr(float(defaults.HEARTBEAT_TTL_S if heartbeat_ttl_s is None else heartbeat_ttl_s)),
         }
         args: list[str] = [str(defaults.EVENTS_MAXLEN), str(len(fields))]
         for kv in fields.items():
@@ -153,6 +159,7 @@ class ArenaPinMixin(BriefMixin):
             min_delta=float(d["min_delta"] or 0),
             lease_s=float(d["lease_s"] or defaults.LEASE_S),
             max_attempts=int(d["max_attempts"] or defaults.MAX_ATTEMPTS),
+            heartbeat_ttl_s=float(d.get("heartbeat_ttl_s") or defaults.HEARTBEAT_TTL_S),
             created_ms=int(d["created_ms"] or 0),
         )
 

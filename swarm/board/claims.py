@@ -1,11 +1,28 @@
 """Claims: leases with fencing tokens, all in Lua so no two agents ever hold the same hypothesis.
 
-- `claim(agent, track, need_patch)` first reaps expired leases (back to open with attempts+1, failed
-  at max_attempts), then leases the best eligible open hypothesis: highest priority, then oldest,
-  among the queues (any track | this track) x (has patch | text only, unless `need_patch`).
-  The deadline comes from the server clock; the token from a per-swarm counter (strictly increasing).
+- `claim(agent, track, need_patch)` first reaps (see below), then leases the best eligible open
+  hypothesis: highest priority, then oldest, among the queues (any track | this track) x (has patch |
+  text only, unless `need_patch`). The deadline comes from the server clock; the token from a
+  per-swarm counter (strictly increasing).
 - `renew`, `release`, `complete` succeed only with the current token (and, except `release`, before
   the deadline: a lease that expired is lost even if nobody reaped it yet).
+
+A claim follows its agent's life as well as its lease. The lease (LEASE_S, 15 minutes by default)
+covers one long run; an agent killed with kill -9 stops heartbeating at once, so its claims (the
+running job and the prepared next one) should not wait for the lease. The board keeps, besides the
+`leases` sorted set, a set `claims:<agent>` of what each agent holds and a sorted set `claimants` of
+the agents holding anything, scored by their heartbeat expiry (heartbeat.lua moves the score). Reaping
+takes the leases past their deadline and the claimants past their expiry, each a range read of a
+sorted set, so it costs the same with 1,000 agents as with 2 and nothing scans every lease or agent;
+each claim of a dead agent goes back to open with attempts+1 (failed at max_attempts) and an event
+"<agent>'s heartbeat expired". This was chosen over storing the agent's expiry on each lease (every
+heartbeat would rewrite every lease it holds) and over reading the registry at reap time (a scan of
+every agent). Who reaps: every claim (before it picks) and every read that reports states
+(`counts`, `list_hypotheses`, hence `status`, `swarm hypotheses`, the exporter and the live view),
+through `reap()` in hypotheses.py, so a dead agent's work shows as open within the heartbeat TTL.
+An agent that never heartbeat (a script, a test) is not a claimant: only its leases expire. An agent
+that pauses and beats again before anyone reaps keeps its claims; one whose claims were reaped lost
+their tokens, so its renew fails and its late result is stored stale (fencing, results.py).
 
 The claim -> complete cycle is the board's busiest path (`scripts/bench_board.py`), and still a
 light one: 1,000 GPUs running 5-minute experiments make about 3 claims per second.
@@ -50,6 +67,9 @@ class ClaimsMixin(BoardCore):
                 k.seq_token,
                 k.events,
                 k.settings,
+                k.claimants,
+                k.agents_expiry,
+                k.claims(agent_id),
                 *k.claim_queues(check_track(track), need_patch),
             ],
             args=[
@@ -94,8 +114,8 @@ class ClaimsMixin(BoardCore):
         """Give the hypothesis back to open, attempts unchanged (a clean give-back on SIGTERM)."""
         k = self.k
         out = self.scripts.release(
-            keys=[k.hyp(hid), k.leases, k.state("open"), k.state("claimed"), k.events],
-            args=[hid, token, defaults.EVENTS_MAXLEN],
+            keys=[k.hyp(hid), k.leases, k.state("open"), k.state("claimed"), k.events, k.claimants],
+            args=[hid, token, defaults.EVENTS_MAXLEN, k.prefix],
         )
         return bool(out)
 
@@ -105,29 +125,7 @@ class ClaimsMixin(BoardCore):
             raise ValueError(f"complete state must be done or failed, not {state!r}")
         k = self.k
         out = self.scripts.complete(
-            keys=[k.hyp(hid), k.leases, k.state("claimed"), k.state(state), k.events],
-            args=[hid, token, state, defaults.EVENTS_MAXLEN],
+            keys=[k.hyp(hid), k.leases, k.state("claimed"), k.state(state), k.events, k.claimants],
+            args=[hid, token, state, defaults.EVENTS_MAXLEN, k.prefix],
         )
         return bool(out)
-
-    def reap(self) -> int:
-        """Requeue or fail every hypothesis whose lease expired; returns how many."""
-        k = self.k
-        total = 0
-        while True:
-            n = int(
-                self.scripts.reap(
-                    keys=[
-                        k.leases,
-                        k.state("open"),
-                        k.state("claimed"),
-                        k.state("failed"),
-                        k.events,
-                        k.settings,
-                    ],
-                    args=[k.prefix, defaults.MAX_ATTEMPTS, defaults.REAP_BATCH, defaults.EVENTS_MAXLEN],
-                )
-            )
-            total += n
-            if n < defaults.REAP_BATCH:
-                return total

@@ -4,6 +4,12 @@ A hypothesis' id is derived from its identity -- normalized text + patch hash + 
 parent + seed -- so posting the same idea twice (from two agents at once, or after a timeout)
 returns the existing id: the post script creates `hyp:<id>` only if it does not exist. Open
 hypotheses sit in one sorted set per (track or any, has patch) so a claim looks at 2-4 queue heads.
+
+Reads that report states (`counts`, `list_hypotheses`) call `reap()` first, as a claim does: a claim
+whose lease expired or whose agent's heartbeat expired goes back to open before it is counted, so
+`swarm status`, `swarm hypotheses`, the exporter and the live view never show as claimed what nobody
+is running (the scheme and its cost: claims.py). `reap()` lives here, beside the reads that need it,
+because claims.py builds on this module and not the other way round.
 """
 
 from __future__ import annotations
@@ -118,10 +124,12 @@ class HypothesesMixin(BoardCore):
         return [hypothesis_from_hash(h, pairs(raw)) for h, raw in zip(ids, pipe.execute(), strict=True) if raw]
 
     def list_hypotheses(self, state: str | None = None, limit: int = 100) -> list[Hypothesis]:
-        """Newest first; all states when `state` is None (a `State` or its value; UserError otherwise)."""
+        """Newest first; all states when `state` is None (a `State` or its value; UserError otherwise).
+        Reaps first, so a dead agent's claims show as open."""
         states = list(State) if state is None else [parse_enum(State, state, "state")]
         if limit <= 0:
             return []
+        self.reap()
         pipe = self.r.pipeline(transaction=False)
         for st in states:
             pipe.zrevrange(self.k.state(st), 0, limit - 1, withscores=True)
@@ -143,8 +151,9 @@ class HypothesesMixin(BoardCore):
                     k.state(State.CLAIMED),
                     k.state(State.CANCELLED),
                     k.events,
+                    k.claimants,
                 ],
-                args=[hid, defaults.EVENTS_MAXLEN],
+                args=[hid, defaults.EVENTS_MAXLEN, k.prefix],
             )
         )
         if out == "missing":
@@ -153,8 +162,33 @@ class HypothesesMixin(BoardCore):
             raise UserError(f"hypothesis {hid} is already {out}; only open or claimed ones can be cancelled")
 
     def counts(self) -> dict[str, int]:
-        """Hypotheses per state, every state present, keyed by the plain value ("open", ...)."""
+        """Hypotheses per state, every state present, keyed by the plain value ("open", ...). Reaps first."""
+        self.reap()
         pipe = self.r.pipeline(transaction=False)
         for st in State:
             pipe.zcard(self.k.state(st))
         return {st.value: int(n) for st, n in zip(State, pipe.execute(), strict=True)}
+
+    def reap(self) -> int:
+        """Hand back every claim whose lease expired or whose agent's heartbeat expired (open with
+        attempts+1, failed at max_attempts, an event each); returns how many entries it handled."""
+        k = self.k
+        total = 0
+        while True:
+            n = int(
+                self.scripts.reap(
+                    keys=[
+                        k.leases,
+                        k.state(State.OPEN),
+                        k.state(State.CLAIMED),
+                        k.state(State.FAILED),
+                        k.events,
+                        k.settings,
+                        k.claimants,
+                    ],
+                    args=[k.prefix, defaults.MAX_ATTEMPTS, defaults.REAP_BATCH, defaults.EVENTS_MAXLEN],
+                )
+            )
+            total += n
+            if n < defaults.REAP_BATCH:  # each kind takes at most a batch per call: one was full, go on
+                return total

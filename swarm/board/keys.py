@@ -2,13 +2,15 @@
 
 All keys live under `swarm:{NAME}:` -- the braces are a Redis Cluster hash tag, so one swarm stays in
 one slot (multi-key Lua scripts work on a cluster) and several swarms share one server. Scripts that
-reach a key by a name stored in data (a hypothesis' `queue`, `hyp:<id>` members popped from a queue)
-only ever build names under the same prefix, hence the same slot.
+reach a key by a name stored in data (a hypothesis' `queue`, `hyp:<id>` members popped from a queue,
+`claims:<agent>` of an agent read from `claimants` or a hypothesis' `claimed_by`) only ever build names
+under the same prefix, hence the same slot.
 
 | key                           | type   | holds                                                     | TTL |
 |-------------------------------|--------|-----------------------------------------------------------|-----|
-| settings                      | hash   | SwarmSettings as string fields (Lua reads lease/attempts/ | -   |
-|                               |        | direction/min_delta from it); written once by init        |     |
+| settings                      | hash   | SwarmSettings as string fields (Lua reads lease_s,        | -   |
+|                               |        | max_attempts, heartbeat_ttl_s, direction, min_delta);     |     |
+|                               |        | written once by init                                      |     |
 | arena:files                   | hash   | relative path -> sha256 of the pinned arena file          | -   |
 | arena:blobs                   | hash   | sha256 -> file bytes (content-addressed)                  | -   |
 | brief                         | hash   | version (int), text                                       | -   |
@@ -19,6 +21,11 @@ only ever build names under the same prefix, hence the same slot.
 |                               |        | patch, t = text only                                      |     |
 | state:<state>                 | zset   | ids in that state (`models.State`), by creation order     | -   |
 | leases                        | zset   | claimed ids scored by lease deadline (server ms)          | -   |
+| claims:<agent>                | set    | ids that agent holds claimed: added by claim; removed by  | -   |
+|                               |        | complete, release, cancel, reap, deregister               |     |
+| claimants                     | zset   | agents holding >= 1 claim, scored by heartbeat expiry     | -   |
+|                               |        | (server ms); moved by heartbeat (agents that never beat:  |     |
+|                               |        | absent, only their leases expire)                         |     |
 | patches                       | hash   | sha256 -> unified diff text                               | -   |
 | results                       | hash   | result id -> msgpack Result                               | -   |
 | results:meta                  | hash   | result id -> "stale|track|metric" (read by move_leader)  | -   |
@@ -72,6 +79,7 @@ class Keys:
     seq_hyp = property(lambda self: self._k("seq:hyp"))
     seq_token = property(lambda self: self._k("seq:token"))
     leases = property(lambda self: self._k("leases"))
+    claimants = property(lambda self: self._k("claimants"))
     patches = property(lambda self: self._k("patches"))
     results = property(lambda self: self._k("results"))
     results_meta = property(lambda self: self._k("results:meta"))
@@ -86,6 +94,10 @@ class Keys:
 
     def hyp(self, hid: str) -> str:
         return self._k(f"hyp:{hid}")
+
+    def claims(self, agent_id: str) -> str:
+        """The ids `agent_id` holds claimed (the scripts build the same name from the prefix)."""
+        return self._k(f"claims:{agent_id}")
 
     def state(self, state: str) -> str:
         """The ids in `state`: a `State` or its value (a typo raises ValueError here, not a new key)."""

@@ -3,6 +3,12 @@
 `register` stores an agent's static info; `heartbeat` records its state and current claim and
 pushes its expiry on the server clock. An agent whose expiry passed is listed with `alive=False`
 (dead agents stay visible until they `deregister`, so a crashed machine shows up as dead).
+
+The heartbeat TTL is the swarm's `heartbeat_ttl_s` setting (`swarm init --heartbeat-ttl-s`, default
+HEARTBEAT_TTL_S) unless a caller passes its own; agents beat every `beat_every_s(ttl)`. Claims follow
+the heartbeat: a heartbeat also moves the agent's score in `claimants`, so the claims it holds stay its
+own while it beats and are reaped once its expiry passes (claims.py). `deregister` hands back any claim
+the agent still holds, so an agent that leaves never leaves work claimed behind it.
 """
 
 from __future__ import annotations
@@ -10,7 +16,13 @@ from __future__ import annotations
 from swarm import defaults
 from swarm.board.core import pairs, s
 from swarm.board.events import EventsMixin
-from swarm.models import AgentInfo, AgentRecord, pack, unpack
+from swarm.models import AgentInfo, AgentRecord, State, pack, unpack
+
+
+def beat_every_s(ttl_s: float) -> float:
+    """How often an agent beats for a heartbeat TTL of `ttl_s`: every AGENT_HEARTBEAT_S, or often
+    enough that HEARTBEATS_PER_TTL beats fit in a shorter TTL (a test's or a small swarm's)."""
+    return min(defaults.AGENT_HEARTBEAT_S, ttl_s / defaults.HEARTBEATS_PER_TTL)
 
 
 class RegistryMixin(EventsMixin):
@@ -27,22 +39,41 @@ class RegistryMixin(EventsMixin):
     def heartbeat(
         self, agent_id: str, state: str, current: str | None = None, ttl_s: float | None = None
     ) -> int:
-        """Record state and current claim; the agent counts as alive for `ttl_s`. Returns the expiry (ms)."""
-        ttl = defaults.HEARTBEAT_TTL_S if ttl_s is None else ttl_s
+        """Record state and current claim; the agent counts as alive, and keeps its claims, for `ttl_s`
+        (None: the swarm's heartbeat_ttl_s). Returns the expiry (ms)."""
+        if ttl_s is not None and ttl_s <= 0:
+            raise ValueError("ttl_s must be > 0")
+        ttl_ms = 0 if ttl_s is None else max(1, int(ttl_s * 1000))  # 0: the script reads the setting
+        k = self.k
         return int(
             self.scripts.heartbeat(
-                keys=[self.k.agents_status, self.k.agents_expiry],
-                args=[agent_id, state[:64], current or "", int(ttl * 1000)],
+                keys=[k.agents_status, k.agents_expiry, k.claimants, k.claims(agent_id), k.settings],
+                args=[agent_id, state[:64], current or "", ttl_ms, int(defaults.HEARTBEAT_TTL_S * 1000)],
             )
         )
 
-    def deregister(self, agent_id: str) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hdel(self.k.agents, agent_id)
-        pipe.hdel(self.k.agents_status, agent_id)
-        pipe.zrem(self.k.agents_expiry, agent_id)
-        pipe.execute()
-        self.event("leave", f"{agent_id} left", agent=agent_id)
+    def deregister(self, agent_id: str) -> int:
+        """Leave the registry, handing back every claim still held (open with attempts+1, as an expired
+        lease; a clean stop has released them already). Returns how many were handed back."""
+        k = self.k
+        return int(
+            self.scripts.deregister(
+                keys=[
+                    k.agents,
+                    k.agents_status,
+                    k.agents_expiry,
+                    k.claimants,
+                    k.claims(agent_id),
+                    k.leases,
+                    k.state(State.OPEN),
+                    k.state(State.CLAIMED),
+                    k.state(State.FAILED),
+                    k.events,
+                    k.settings,
+                ],
+                args=[k.prefix, agent_id, defaults.MAX_ATTEMPTS, defaults.EVENTS_MAXLEN],
+            )
+        )
 
     def agents(self) -> list[AgentRecord]:
         pipe = self.r.pipeline(transaction=False)

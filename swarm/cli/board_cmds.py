@@ -52,13 +52,19 @@ def init(
     ),
     lease_s: float | None = typer.Option(None, "--lease-s", help="Claim lease in seconds."),
     max_attempts: int | None = typer.Option(None, "--max-attempts", help="Expired leases before failed."),
+    heartbeat_ttl_s: float | None = typer.Option(
+        None, "--heartbeat-ttl-s", help="Seconds without a heartbeat before an agent is dead and its claims reaped."
+    ),
 ) -> None:
     """Create the swarm: settings and the pinned arena (same arena again: a no-op)."""
-    st = state(ctx).board().init(arena, min_delta=min_delta, lease_s=lease_s, max_attempts=max_attempts)
+    st = state(ctx).board().init(
+        arena, min_delta=min_delta, lease_s=lease_s, max_attempts=max_attempts, heartbeat_ttl_s=heartbeat_ttl_s
+    )
     typer.echo(
         f"swarm {st.name}: arena {st.arena_name} {st.arena_hash[:12]} "
         f"metric {st.metric_name} ({st.direction}) "
-        f"min_delta {st.min_delta} lease_s {st.lease_s} max_attempts {st.max_attempts}"
+        f"min_delta {st.min_delta} lease_s {st.lease_s} max_attempts {st.max_attempts} "
+        f"heartbeat_ttl_s {st.heartbeat_ttl_s}"
     )
 
 
@@ -231,10 +237,11 @@ def agents(ctx: typer.Context, json_: bool = typer.Option(False, "--json")) -> N
             a.gpu,
             a.current or "-",
             _fmt_ms(a.last_ms),
+            a.metrics_addr or "-",
         ]
         for a in recs
     ]
-    _table(rows, ["agent", "alive", "state", "track", "host", "gpu", "current", "last beat"])
+    _table(rows, ["agent", "alive", "state", "track", "host", "gpu", "current", "last beat", "metrics"])
 
 
 @app.command()

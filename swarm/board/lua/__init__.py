@@ -40,6 +40,7 @@ NAMES = (
     "publish",
     "move_leader",
     "heartbeat",
+    "deregister",
     "set_brief",
     "init",
 )

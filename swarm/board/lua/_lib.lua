@@ -23,32 +23,84 @@ local function event(events_key, maxlen, kind, text, ...)
   redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', 'kind', kind, 'text', text, ...)
 end
 
--- Expired leases go back to their open queue with attempts+1, or to failed at max_attempts.
--- Keys reached by name (hyp:<id>, the stored queue) are under the same {swarm} hash tag.
-local function reap(prefix, leases, st_open, st_claimed, st_failed, events, now, max_attempts, batch, evmax)
-  local ids = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, batch)
+-- A claim is held two ways: its lease (a member of `leases` scored by its deadline) and its agent's
+-- life (a member of the set `claims:<agent>`; an agent holding any claim is a member of `claimants`,
+-- scored by its heartbeat expiry). Either running out hands the claim back: `reap_leases` takes the
+-- leases past their deadline, `reap_dead` the claims of agents whose heartbeat expired. Both read
+-- only what is due (a range of a sorted set), never every lease or every agent.
+-- `ks`, built by each calling script from its KEYS: leases, open, claimed, failed, claimants, events.
+-- Keys reached by name (hyp:<id>, claims:<agent>, the stored queue) are under the same {swarm} hash tag.
+
+-- `agent` no longer holds `hid`: out of its claims set, and out of claimants once it holds none.
+local function untrack(prefix, claimants, agent, hid)
+  if not agent then return end
+  local ck = prefix .. 'claims:' .. agent
+  redis.call('SREM', ck, hid)
+  if redis.call('EXISTS', ck) == 0 then redis.call('ZREM', claimants, agent) end
+end
+
+-- Hand back a claim whose holder is gone: open with attempts+1, or failed at max_attempts. Its token
+-- is revoked, so a late result of the lost claim is stored stale. `cause`: lease | heartbeat | left.
+-- With `agent`, only a claim that agent holds. Returns 1 when it requeued, 0 when not claimed (by it).
+local function requeue(prefix, ks, hid, agent, cause, max_attempts, evmax)
+  local hk = prefix .. 'hyp:' .. hid
+  local f = redis.call('HMGET', hk, 'state', 'attempts', 'queue', 'score', 'seq', 'claimed_by')
+  if f[1] ~= 'claimed' or (agent and f[6] ~= agent) then return 0 end
+  local holder = f[6] or '?'
+  local attempts = tonumber(f[2] or '0') + 1
+  redis.call('ZREM', ks.leases, hid)
+  redis.call('ZREM', ks.claimed, hid)
+  redis.call('HDEL', hk, 'claimed_by', 'token', 'deadline_ms')
+  untrack(prefix, ks.claimants, f[6], hid)
+  local to = 'open'
+  if attempts >= max_attempts then
+    to = 'failed'
+    redis.call('HSET', hk, 'state', 'failed', 'attempts', attempts)
+    redis.call('ZADD', ks.failed, f[5], hid)
+  else
+    redis.call('HSET', hk, 'state', 'open', 'attempts', attempts)
+    redis.call('ZADD', f[3], f[4], hid)
+    redis.call('ZADD', ks.open, f[5], hid)
+  end
+  local why
+  if cause == 'lease' then
+    why = 'lease of ' .. hid .. ' held by ' .. holder .. ' expired'
+  elseif cause == 'heartbeat' then
+    why = holder .. "'s heartbeat expired: its claim of " .. hid .. ' is taken back'
+  else
+    why = holder .. ' left holding ' .. hid
+  end
+  local dest = 'back to open'
+  if to == 'failed' then dest = 'failed' end
+  event(ks.events, evmax, 'requeue', why .. ' (attempt ' .. attempts .. ' of ' .. max_attempts .. '): ' .. dest,
+    'hid', hid, 'agent', holder, 'to', to, 'cause', cause)
+  return 1
+end
+
+-- Leases past their deadline (at most `batch`). Returns how many entries it took.
+local function reap_leases(prefix, ks, now, max_attempts, batch, evmax)
+  local ids = redis.call('ZRANGEBYSCORE', ks.leases, '-inf', now, 'LIMIT', 0, batch)
   for _, hid in ipairs(ids) do
-    local hk = prefix .. 'hyp:' .. hid
-    redis.call('ZREM', leases, hid)
-    local f = redis.call('HMGET', hk, 'state', 'attempts', 'queue', 'score', 'seq', 'claimed_by')
-    if f[1] == 'claimed' then
-      local attempts = tonumber(f[2] or '0') + 1
-      local agent = f[6] or '?'
-      redis.call('ZREM', st_claimed, hid)
-      redis.call('HDEL', hk, 'claimed_by', 'token', 'deadline_ms')
-      if attempts >= max_attempts then
-        redis.call('HSET', hk, 'state', 'failed', 'attempts', attempts)
-        redis.call('ZADD', st_failed, f[5], hid)
-        event(events, evmax, 'requeue', 'lease of ' .. hid .. ' held by ' .. agent .. ' expired (attempt '
-          .. attempts .. ' of ' .. max_attempts .. '): failed', 'hid', hid, 'agent', agent, 'to', 'failed')
-      else
-        redis.call('HSET', hk, 'state', 'open', 'attempts', attempts)
-        redis.call('ZADD', f[3], f[4], hid)
-        redis.call('ZADD', st_open, f[5], hid)
-        event(events, evmax, 'requeue', 'lease of ' .. hid .. ' held by ' .. agent .. ' expired (attempt '
-          .. attempts .. ' of ' .. max_attempts .. '): back to open', 'hid', hid, 'agent', agent, 'to', 'open')
-      end
-    end
+    redis.call('ZREM', ks.leases, hid)  -- also a leftover entry of a hypothesis no longer claimed
+    requeue(prefix, ks, hid, nil, 'lease', max_attempts, evmax)
   end
   return #ids
+end
+
+-- Claims of agents whose heartbeat expiry has passed (at most `batch` claims). An agent that beats
+-- again before this runs keeps its claims (heartbeat.lua moves its score). Returns how many it took.
+local function reap_dead(prefix, ks, now, max_attempts, batch, evmax)
+  local agents = redis.call('ZRANGEBYSCORE', ks.claimants, '-inf', now, 'LIMIT', 0, batch)
+  local n = 0
+  for _, agent in ipairs(agents) do
+    local ck = prefix .. 'claims:' .. agent
+    local ids = redis.call('SPOP', ck, batch - n)
+    for _, hid in ipairs(ids) do
+      requeue(prefix, ks, hid, agent, 'heartbeat', max_attempts, evmax)
+    end
+    n = n + #ids
+    if redis.call('EXISTS', ck) == 0 then redis.call('ZREM', ks.claimants, agent) end
+    if n >= batch then break end
+  end
+  return n
 end

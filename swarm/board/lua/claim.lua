@@ -1,6 +1,8 @@
--- claim.lua: reap expired leases, then lease the best open hypothesis among the agent's queues.
+-- claim.lua: reap expired leases and the claims of dead agents, then lease the best open hypothesis
+-- among the agent's queues.
 -- KEYS[1] leases  KEYS[2] state:open  KEYS[3] state:claimed  KEYS[4] state:failed  KEYS[5] seq:token
--- KEYS[6] events  KEYS[7] settings  KEYS[8..] candidate open queues (2 or 4)
+-- KEYS[6] events  KEYS[7] settings  KEYS[8] claimants  KEYS[9] agents:expiry  KEYS[10] claims:<agent>
+-- KEYS[11..] candidate open queues (2 or 4)
 -- ARGV[1] key prefix  ARGV[2] agent id  ARGV[3] lease ms (0: the swarm's lease_s)
 -- ARGV[4] default lease ms  ARGV[5] default max attempts  ARGV[6] reap batch  ARGV[7] events maxlen
 -- ARGV[8] '1': skip hypotheses posted for another agent to run (`avoid` = this agent: its own candidate's
@@ -8,14 +10,19 @@
 -- live agent of its track exists, so a lone agent still confirms its own candidates
 -- Returns {reaped} when nothing is eligible, else {reaped, id, token, deadline_ms, data, attempts,
 -- created_ms}: only what the caller cannot know (state is claimed, claimed_by is ARGV[2]).
+-- The claim joins the agent's claims set; the agent joins claimants scored by its heartbeat expiry
+-- (an agent that never heartbeat is not there: only its lease can expire its claims).
 -- Each redis.call costs ~1 us of server time plus its reply, so this reads with as few calls as it can.
 local now = now_ms()
 local cfg = redis.call('HMGET', KEYS[7], 'max_attempts', 'lease_s')
-local reaped = reap(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], now, tonumber(cfg[1] or ARGV[5]),
-  ARGV[6], ARGV[7])
+local ks = {leases = KEYS[1], open = KEYS[2], claimed = KEYS[3], failed = KEYS[4], events = KEYS[6],
+  claimants = KEYS[8]}
+local max_attempts = tonumber(cfg[1] or ARGV[5])
+local reaped = reap_leases(ARGV[1], ks, now, max_attempts, tonumber(ARGV[6]), ARGV[7])
+  + reap_dead(ARGV[1], ks, now, max_attempts, tonumber(ARGV[6]), ARGV[7])
 local best_q, best_id, best_score = nil, nil, nil
 local avoid = ARGV[8] == '1'
-for i = 8, #KEYS do
+for i = 11, #KEYS do
   local top
   if avoid then
     local ids = redis.call('ZRANGE', KEYS[i], 0, tonumber(ARGV[9]) - 1, 'WITHSCORES')
@@ -48,5 +55,8 @@ redis.call('HSET', hk, 'state', 'claimed', 'claimed_by', ARGV[2], 'token', token
 redis.call('ZADD', KEYS[1], deadline, best_id)
 redis.call('ZREM', KEYS[2], best_id)
 redis.call('ZADD', KEYS[3], f[1], best_id)
+redis.call('SADD', KEYS[10], best_id)
+local expires = redis.call('ZSCORE', KEYS[9], ARGV[2])
+if expires then redis.call('ZADD', KEYS[8], expires, ARGV[2]) end
 event(KEYS[6], ARGV[7], 'claim', ARGV[2] .. ' claimed ' .. best_id, 'hid', best_id, 'agent', ARGV[2])
 return {reaped, best_id, token, deadline, f[2], f[3] or '0', f[4] or '0'}
