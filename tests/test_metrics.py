@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +18,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from test_report import record_board
 
+from swarm import defaults
 from swarm.board import Board
 from swarm.errors import UserError
 from swarm.models import Status
@@ -23,6 +26,7 @@ from swarm.observe.exporter import board_registry
 from swarm.observe.metrics import AgentMetrics
 
 REPO = Path(__file__).resolve().parents[1]
+SYNTH = REPO / "tests" / "arenas" / "synth"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -125,6 +129,100 @@ def test_bad_input_and_busy_port() -> None:
         m.close()
         other.close()
     m.close()  # idempotent
+
+
+def listening_socket() -> socket.socket:
+    """A port held by someone else (a listening socket on every interface, as the agents use)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("0.0.0.0", 0))
+    sock.listen()
+    return sock
+
+
+def test_a_default_port_in_use_is_passed_over_an_asked_one_is_an_error() -> None:
+    held = [listening_socket()]
+    port = held[0].getsockname()[1]
+    m = AgentMetrics("a", "cpu")
+    try:
+        with pytest.raises(UserError, match=f"cannot serve metrics on 0.0.0.0:{port}: Address already in use"):
+            m.serve(port)  # the user's port: no other
+        assert m.address("box") == ""
+        got = m.serve(port, scan=64)  # the default port: the next free one
+        assert port < got < port + 64 and m.address("box") == f"box:{got}"
+        assert scrape(got)[("swarm_agent_info", (("agent_id", "a"), ("track", "cpu")))] == 1
+    finally:
+        m.close()
+    # a range with no free port is an error naming it
+    try:
+        held.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        held[1].bind(("0.0.0.0", port + 1))
+        held[1].listen()
+    except OSError:
+        pytest.skip(f"port {port + 1} is not free here")
+    other = AgentMetrics("b", "cpu")
+    try:
+        with pytest.raises(UserError, match=f"ports {port}-{port + 1} on 0.0.0.0 are all in use"):
+            other.serve(port, scan=2)
+    finally:
+        other.close()
+        for sock in held:
+            sock.close()
+    only_here = AgentMetrics("c", "cpu")
+    try:
+        bound = only_here.serve(0, addr="127.0.0.1")
+        assert only_here.address("box") == f"127.0.0.1:{bound}"  # a specific listen address is the address
+    finally:
+        only_here.close()
+
+
+def test_two_agents_without_a_metrics_port_serve_and_register_distinct_addresses(
+    redis_url: str, swarm_name: str, tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    """Both start from the default port (9410): the first to bind it keeps it, the other takes the next
+    free one; each registers where it serves, and `swarm agents` shows it."""
+    env = {**clean_env, "SWARM_CPU_SLOTS_DIR": str(tmp_path / "slots")}
+
+    def swarm(*args: str) -> list[str]:
+        return [sys.executable, "-m", "swarm.cli", "--redis", redis_url, "--swarm", swarm_name, *args]
+
+    subprocess.run(swarm("init", "--arena", str(SYNTH)), check=True, capture_output=True, env=env)
+    board = Board.connect(redis_url, swarm_name)
+    procs = []
+    for i in range(2):
+        with (tmp_path / f"a{i}.log").open("wb") as log:
+            procs.append(subprocess.Popen(swarm("agent", "--workdir", str(tmp_path / f"a{i}"), "--track", "cpu:test"),
+                                          stdout=log, stderr=subprocess.STDOUT, env=env))  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while len(agents := [a for a in board.agents() if a.alive]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(agents) == 2, [(tmp_path / f"a{i}.log").read_text()[-1500:] for i in range(2)]
+        addrs = {a.agent_id: a.metrics_addr for a in agents}
+        ports = {int(addr.rpartition(":")[2]) for addr in addrs.values()}
+        assert len(ports) == 2 and min(ports) >= defaults.METRICS_BASE_PORT, addrs
+        for agent_id, addr in addrs.items():
+            host, _, port = addr.rpartition(":")
+            assert host == socket.gethostname()
+            samples = scrape(int(port))  # each address serves the agent that registered it
+            assert samples[("swarm_agent_info", (("agent_id", agent_id), ("track", "cpu:test")))] == 1
+        listed = subprocess.run(swarm("agents"), capture_output=True, text=True, env=env, check=True).stdout
+        assert listed.splitlines()[0].split()[-1] == "metrics" and all(a in listed for a in addrs.values())
+        as_json = json.loads(subprocess.run(swarm("agents", "--json"), capture_output=True, text=True, env=env,
+                                            check=True).stdout)  # fmt: skip
+        assert {a["agent_id"]: a["metrics_addr"] for a in as_json} == addrs
+        # asking for a port in use is still an error, on one line
+        taken = min(ports)
+        out = subprocess.run(swarm("agent", "--workdir", str(tmp_path / "a2"), "--metrics-port", str(taken)),
+                             capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert out.stderr.strip().splitlines()[-1] == (
+            f"error: cannot serve metrics on 0.0.0.0:{taken}: Address already in use"
+        ), out.stderr
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            assert p.wait(timeout=30) == 0
 
 
 # --- the board exporter --------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ class AgentOptions:
     max_experiments: int | None = None
     track: str | None = None  # override the detected hardware track
     metrics_port: int | None = None  # None: no /metrics; 0: any free port
+    metrics_scan: int = 1  # ports tried from metrics_port when it is in use (1: that port or an error)
     agent_id: str | None = None
     pipeline: bool = True  # prepare the next experiment while one runs
     runner: SimRunner | None = None  # simulated experiments (the swarm benchmark); None: the arena's command
@@ -148,7 +149,7 @@ class Agent:
         settings, ws, track = seat.settings, seat.ws, seat.track
         self.metrics = AgentMetrics(aid, track)
         if opts.metrics_port is not None:
-            self.metrics.serve(opts.metrics_port)
+            self.metrics.serve(opts.metrics_port, scan=opts.metrics_scan)
         self.history = TrackHistory(board, track)
         self.code = CodeCache(board, ws)
         self.leases = Leases(board, settings.lease_s)
@@ -179,6 +180,7 @@ class Agent:
             AgentInfo(
                 agent_id=aid, host=socket.gethostname(), gpu=opts.gpu, track=track,
                 proposers=[p.name for p in self.proposers], version=__version__, pid=os.getpid(),
+                metrics_addr=self.metrics.address(socket.gethostname()),
             )
         )  # fmt: skip
         board.heartbeat(aid, "joined", None)

@@ -1,7 +1,9 @@
 """The agent's Prometheus metrics: one `AgentMetrics` per agent, served on its own `/metrics` port.
 
 The agent builds one `AgentMetrics(agent_id, track)`, calls `serve(port)` once (port 0 picks a free
-one), and reports what happens through the methods below; Prometheus scrapes the port. Every agent
+one; `scan=N` passes over a taken port to the next, up to N ports: an agent's default port, taken by
+an agent started before it on the same host), registers `address(host)` on the board so its port can
+be found, and reports what happens through the methods below; Prometheus scrapes the port. Every agent
 owns a private `CollectorRegistry`, so several agents in one process (tests, `swarm launch` threads)
 never share or double-register series. The training child never imports this module: it runs in its
 own process and the agent reports for it.
@@ -28,6 +30,7 @@ Labels stay few and bounded (status, proposer, track); never a hypothesis or res
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from wsgiref.simple_server import WSGIServer
@@ -52,6 +55,7 @@ class AgentMetrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._addr = defaults.METRICS_ADDR
         r = self.registry
 
         self._info = Gauge(
@@ -118,17 +122,42 @@ class AgentMetrics:
         self._duration.labels(track=track)
 
     # --- serving ----------------------------------------------------------------------------------
-    def serve(self, port: int, addr: str = defaults.METRICS_ADDR) -> int:
-        """Serve /metrics on `port` (0 picks a free one) in a daemon thread; return the bound port."""
+    def serve(self, port: int, addr: str = defaults.METRICS_ADDR, scan: int = 1) -> int:
+        """Serve /metrics on `port` (0 picks a free one) in a daemon thread; return the bound port.
+
+        With `scan` > 1 a port in use is passed over for the next one, up to `scan` ports in all (an
+        agent's default port when another agent on this host has it); with 1 (a port the user asked
+        for) a port in use is an error, as is a full range. Only "address in use" moves on: any other
+        failure (no such address, a privileged port) would fail on every port alike."""
         if self._server is not None:
             raise UserError(f"metrics already served on port {self.port}")
-        try:
-            self._server, self._thread = start_http_server(port, addr=addr, registry=self.registry)
-        except OSError as exc:
-            raise UserError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}") from exc
+        tries = 1 if port == 0 else max(1, min(scan, 65536 - port))
+        for candidate in range(port, port + tries):
+            try:
+                self._server, self._thread = start_http_server(candidate, addr=addr, registry=self.registry)
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or tries == 1:
+                    raise UserError(f"cannot serve metrics on {addr}:{candidate}: {exc.strerror or exc}") from exc
+        else:
+            raise UserError(
+                f"cannot serve metrics: ports {port}-{port + tries - 1} on {addr} are all in use "
+                "(choose one with --metrics-port, or --no-metrics)"
+            )
+        self._addr = addr
         bound = int(self._server.server_port)
+        if port not in (0, bound):
+            log.warning("metrics: port %d is in use; serving agent=%s on port %d instead", port, self.agent_id, bound)
         log.info("metrics: serving agent=%s port=%d", self.agent_id, bound)
         return bound
+
+    def address(self, host: str) -> str:
+        """Where Prometheus finds this agent: "host:port" ("[v6]:port"), `host` standing for a wildcard
+        listen address (every interface); "" when not serving."""
+        if self._server is None:
+            return ""
+        name = host if self._addr in ("", "0.0.0.0", "::") else self._addr
+        return f"[{name}]:{self.port}" if ":" in name else f"{name}:{self.port}"
 
     @property
     def port(self) -> int | None:
@@ -180,4 +209,3 @@ class AgentMetrics:
     def redis_error(self) -> None:
         """A board operation failed (after which the agent backs off)."""
         self._redis_errors.inc()
-
