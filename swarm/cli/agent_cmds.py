@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from swarm import defaults
+from swarm.agent.join import take_cpu_share
 from swarm.agent.launch import Launcher, LaunchPlan
 from swarm.cli.app import app, state
 from swarm.errors import UserError
@@ -72,24 +73,48 @@ def agent(
     budget: float | None = typer.Option(None, min=0.01, help="Training budget in seconds (overrides the profile)."),
     max_experiments: int | None = typer.Option(None, min=1, help="Stop after this many experiments."),
     workdir: Path | None = typer.Option(None, help="Private work dir (default .swarm/<swarm>/agent-<gpu>)."),
-    metrics_port: int | None = typer.Option(None, help="Serve /metrics here (default base port + GPU index)."),
+    metrics_port: int | None = typer.Option(
+        None, min=0, max=65535, help="Serve /metrics on exactly this port (in use: an error)."
+    ),
+    metrics_base_port: int = typer.Option(
+        defaults.METRICS_BASE_PORT,
+        min=1,
+        max=65535,
+        help="Without --metrics-port: try this port + the GPU index first, then the next free one.",
+    ),
     no_metrics: bool = typer.Option(False, help="Do not serve /metrics."),
+    threads: int | None = typer.Option(
+        None,
+        min=1,
+        help="CPU threads of a CPU agent (default: as many as the CPU agents already on this host, or 1).",
+    ),
     track: str | None = typer.Option(None, help="Override the detected hardware track."),
     no_pipeline: bool = typer.Option(False, help="Do not prepare the next experiment while one runs."),
     seed: int = typer.Option(0, help="Seed of the proposer choice and the classical optimizer."),
     log_level: str = typer.Option("info", help="debug, info, warning."),
 ) -> None:
     """Join the swarm and run experiments until stopped (SIGTERM/Ctrl-C release the claims held)."""
-    from swarm.agent.loop import Agent, AgentOptions  # heavy (torch, SDKs): see make_selector
-
     setup_logging(log_level)
     st = state(ctx)
     if gpu != "cpu" and not gpu.isdigit():
         raise UserError(f"--gpu must be a device index or cpu, not {gpu!r}")
+    # Before torch and numpy are imported (they size their thread pools from OMP_NUM_THREADS once):
+    # a CPU agent takes its share of this host's cores, held until the process ends; the training
+    # child inherits OMP_NUM_THREADS through the runner's allow-list, so the track says what ran.
+    if gpu == "cpu":
+        threads = take_cpu_share(threads).threads
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    from swarm.agent.loop import Agent, AgentOptions  # heavy (torch, SDKs): see make_selector
+
     proposers, selector = make_selector(proposer, proposers_config, bandit, seed)
-    port = None if no_metrics else metrics_port
-    if port is None and not no_metrics:
-        port = defaults.METRICS_BASE_PORT + (int(gpu) if gpu.isdigit() else 0)
+    port, scan = None, 1
+    if metrics_port is not None:
+        port = metrics_port  # the user's port: in use is an error
+    else:
+        port, scan = metrics_base_port + (int(gpu) if gpu.isdigit() else 0), defaults.METRICS_PORT_SCAN
+    if no_metrics:
+        port = None
     opts = AgentOptions(
         workdir=workdir or Path(".swarm") / st.swarm / f"agent-{gpu}",
         arena=arena,
@@ -99,6 +124,7 @@ def agent(
         max_experiments=max_experiments,
         track=track,
         metrics_port=port,
+        metrics_scan=scan,
         pipeline=not no_pipeline,
         seed=seed,
     )
@@ -118,18 +144,22 @@ def launch(
     ctx: typer.Context,
     agents: int | None = typer.Option(None, min=1, help="Number of agents (default: one per visible GPU)."),
     workdir: Path = typer.Option(Path(".swarm/launch"), help="Parent of the agents' work dirs and logs."),
-    metrics_base_port: int = typer.Option(defaults.METRICS_BASE_PORT, help="Agent i serves /metrics on base+i."),
+    metrics_base_port: int = typer.Option(
+        defaults.METRICS_BASE_PORT, min=1, max=65535, help="Agent i tries /metrics on base+i first, then the next free."
+    ),
 ) -> None:
-    """One agent per visible GPU on this machine (or N CPU agents); other options go to every agent.
+    """One agent per visible GPU on this machine (or N CPU agents), kept running: an agent that fails is
+    restarted with a growing wait, one that keeps failing at start is given up; Ctrl-C/SIGTERM stop all.
+    Other options go to every agent. Exit 0 when every agent ended cleanly, 1 when one was given up.
 
     Example: swarm launch --agents 2 --proposer classical --budget 30
     """
     st = state(ctx)
     plan = LaunchPlan(st.redis_url, st.swarm, workdir, agents, list(ctx.args), metrics_base_port)
-    launcher = Launcher(plan)
+    launcher = Launcher(plan, echo=lambda line: typer.echo(f"launch: {line}"))
     launcher.start()
-    typer.echo(f"launched {len(launcher.procs)} agent(s); Ctrl-C stops them all")
-    raise typer.Exit(launcher.wait())
+    typer.echo(f"launch: {len(launcher.children)} agent(s), logs in {workdir}; Ctrl-C stops them all")
+    raise typer.Exit(launcher.supervise())
 
 
 @app.command()
