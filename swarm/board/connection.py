@@ -1,4 +1,4 @@
-"""Connecting to the board's Redis: any URL (password, ACL user, `rediss://` TLS), retried with backoff.
+"""Connecting to the board's Redis: any URL (password, ACL user, `rediss://` TLS, Sentinel), retried with backoff.
 
 `connect(url)` returns a client that has answered PING, or raises `BoardUnavailable` with one line
 naming the URL with its password masked. The client itself retries transient connection errors
@@ -8,6 +8,18 @@ TLS settings ride in the URL's query, which redis-py hands to its SSLConnection:
 `rediss://:PW@host:6380/0?ssl_ca_certs=/etc/swarm/ca.crt&ssl_certfile=agent.crt&ssl_keyfile=agent.key`.
 A TLS mistake (an unverifiable certificate, the wrong scheme for the port, a missing file) is not
 transient, so it fails at once with a line that says what to change instead of being retried.
+
+Sentinel: `redis+sentinel://[[USER]:PW@]HOST:PORT[,HOST:PORT...]/NAME[/DB][?options]` (`rediss+sentinel://`
+for TLS to the sentinels and the servers alike). The client asks the sentinels for the primary named
+NAME on every new connection, so after a failover its retries land on the promoted replica. USER:PW
+are the servers' credentials; `sentinel_password=` (and `sentinel_username=`) in the query are the
+sentinels' own, when they have any. A name no sentinel monitors, or a sentinel that refuses the
+password, fails at once; sentinels that do not answer, or know the name but no live primary (a
+failover under way), are retried like any unreachable server.
+
+`Replication` makes a write count only once a replica has it: when the primary has replicas, the
+board's `publish` and `move_leader` run in one pipeline with `WAIT`, and `NotReplicated` (in
+`BOARD_DOWN`) is raised when no replica acknowledged in time. Without replicas nothing changes.
 """
 
 from __future__ import annotations
@@ -16,19 +28,27 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Iterator
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.connection import SSLConnection, parse_url
+from redis.exceptions import NoScriptError, ResponseError
 from redis.retry import Retry
+from redis.sentinel import MasterNotFoundError, Sentinel
 
 from swarm import defaults
-from swarm.errors import BoardUnavailable, UserError
+from swarm.errors import BoardUnavailable, SwarmError, UserError
 
 log = logging.getLogger(__name__)
 
-SECRET_PARAMS = ("password", "ssl_password")  # query parameters masked like the URL's own password
+SECRET_PARAMS = ("password", "ssl_password", "sentinel_password")  # query values masked like the URL's password
+SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
+SCHEMES = ("redis://", "rediss://", "unix://", *SENTINEL_SCHEMES)
+SENTINEL_PORT = 26379  # Redis Sentinel's registered port, taken when an address has none
 TLS_FILE_PARAMS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_ca_path")  # paths, checked up front
 # ssl errors that mean "the peer hung up mid-handshake": a restart looks the same, so these are retried
 TLS_TRANSIENT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
@@ -53,21 +73,121 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def uses_tls(url: str) -> bool:
+    return url.startswith(("rediss://", "rediss+sentinel://"))
+
+
 def check_url(url: str) -> None:
     """UserError for a URL that cannot work whatever the server does: scheme, TLS options, files."""
     masked = mask_url(url)
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise UserError(f"bad Redis URL {masked!r}: expected redis://, rediss:// or unix://")
+    if not url.startswith(SCHEMES):
+        raise UserError(
+            f"bad Redis URL {masked!r}: expected redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://"
+        )
     try:
         params = dict(parse_qsl(urlsplit(url).query))
     except ValueError as exc:
         raise UserError(f"bad Redis URL {masked!r}: {exc}") from exc
     tls = [k for k in params if k.startswith("ssl_")]
-    if tls and not url.startswith("rediss://"):
-        raise UserError(f"bad Redis URL {masked!r}: {tls[0]} is a TLS setting, which needs rediss://")
+    if tls and not uses_tls(url):
+        need = "rediss+sentinel://" if url.startswith(SENTINEL_SCHEMES) else "rediss://"
+        raise UserError(f"bad Redis URL {masked!r}: {tls[0]} is a TLS setting, which needs {need}")
     for key in TLS_FILE_PARAMS:
         if key in params and not os.path.exists(params[key]):
             raise UserError(f"bad Redis URL {masked!r}: {key}={params[key]} does not exist")
+    if url.startswith(SENTINEL_SCHEMES):
+        parse_sentinel_url(url)
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """A `redis+sentinel://` URL taken apart: where the sentinels are, the primary's name, the options."""
+
+    sentinels: list[tuple[str, int]]
+    service: str  # the name the sentinels monitor the primary under (`sentinel monitor NAME ...`)
+    server_options: dict[str, Any] = field(default_factory=dict)  # db, credentials, TLS: for the servers
+    sentinel_options: dict[str, Any] = field(default_factory=dict)  # credentials and TLS for the sentinels
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """`redis+sentinel://[[USER]:PW@]H1:P1[,H2:P2...]/NAME[/DB][?options]`, or UserError saying what is wrong."""
+    masked = mask_url(url)
+
+    def bad(why: str) -> UserError:
+        return UserError(f"bad Redis URL {masked!r}: {why}")
+
+    rest = url.partition("://")[2]
+    rest = rest.partition("#")[0]
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not hosts:
+        raise bad("no sentinel address after the scheme (HOST:PORT[,HOST:PORT...])")
+    sentinels = [_host_port(h, bad) for h in hosts.split(",")]
+    parts = path.split("/") if path else []
+    if parts and parts[-1] == "":
+        parts.pop()  # a trailing slash
+    if not parts or not parts[0]:
+        raise bad("no primary name: give the name the sentinels monitor it under, as .../NAME or .../NAME/DB")
+    if len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+        raise bad(f"expected /NAME or /NAME/DB after the sentinel addresses, not /{path}")
+    params = parse_qsl(query, keep_blank_values=True)
+    sentinel_auth = {
+        k.removeprefix("sentinel_"): v for k, v in params if k in ("sentinel_password", "sentinel_username")
+    }
+    rest_query = urlencode([(k, v) for k, v in params if not k.startswith("sentinel_")])
+    # The servers' options are read exactly as redis-py reads a plain URL's (types, TLS class, db).
+    plain = f"{'rediss' if uses_tls(url) else 'redis'}://{userinfo}{at}primary/{parts[1] if len(parts) == 2 else 0}"
+    try:
+        options = parse_url(f"{plain}?{rest_query}" if rest_query else plain)
+    except ValueError as exc:
+        raise bad(str(exc)) from exc
+    options.pop("host", None)
+    if options.pop("connection_class", None) is SSLConnection:
+        options["ssl"] = True
+    tls = {k: v for k, v in options.items() if k == "ssl" or k.startswith("ssl_")}
+    return SentinelURL(sentinels, unquote(parts[0]), options, {**tls, **sentinel_auth})
+
+
+def _host_port(text: str, bad: Callable[[str], UserError]) -> tuple[str, int]:
+    """`host`, `host:port` or `[v6]:port` (the port defaults to 26379)."""
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]")
+        port = port.removeprefix(":")
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+    else:
+        host, port = text, ""
+    if not host:
+        raise bad(f"sentinel address {text!r} has no host")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise bad(f"sentinel address {text!r} has no valid port")
+    return unquote(host), int(port) if port else SENTINEL_PORT
+
+
+def _client(url: str) -> redis.Redis:
+    """The client for `url`, not connected yet; no retries of its own (connect's loop retries)."""
+    opts: dict[str, Any] = {
+        "socket_timeout": defaults.SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": defaults.SOCKET_TIMEOUT_S,
+        "retry": Retry(NoBackoff(), 0),  # the start-up loop in connect() does its own retries
+        "retry_on_error": [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+        "health_check_interval": 30,
+    }
+    if not url.startswith(SENTINEL_SCHEMES):
+        return redis.Redis.from_url(url, **opts)
+    target = parse_sentinel_url(url)
+    sentinel = Sentinel(
+        target.sentinels,
+        sentinel_kwargs={
+            "socket_timeout": defaults.SENTINEL_TIMEOUT_S,
+            "socket_connect_timeout": defaults.SENTINEL_TIMEOUT_S,
+            # one try each: a dead sentinel is passed over at once for the next one, never waited on
+            "retry": Retry(NoBackoff(), 0),
+            **target.sentinel_options,
+        },
+    )
+    return sentinel.master_for(target.service, **opts, **target.server_options)
 
 
 def connect(
@@ -79,18 +199,13 @@ def connect(
     check_url(url)
     masked = mask_url(url)
     try:
-        r = redis.Redis.from_url(
-            url,
-            socket_timeout=defaults.SOCKET_TIMEOUT_S,
-            socket_connect_timeout=defaults.SOCKET_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),  # the start-up loop below does its own retries
-            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-            health_check_interval=30,
-        )
+        r = _client(url)
     except ValueError as exc:
         raise UserError(f"bad Redis URL {masked!r}: {exc}") from exc
+    except TypeError as exc:  # a sentinel client is built at once, with the URL's TLS options
+        raise UserError(f"bad Redis URL {masked!r}: unknown parameter {str(exc).rpartition(' ')[2]}") from exc
     delay = backoff_s
-    last: Exception | None = None
+    last_text = ""
     for attempt in range(retries + 1):
         try:
             r.ping()
@@ -110,18 +225,65 @@ def connect(
             name = str(exc).rpartition(" ")[2]
             raise UserError(f"bad Redis URL {masked!r}: unknown parameter {name}") from exc
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            fatal = tls_failure(url, exc)
-            if fatal is not None:
-                r.close()
-                raise BoardUnavailable(fatal) from exc
-            last = exc
+            if isinstance(exc, MasterNotFoundError):  # redis-py's text lists client reprs; ask the sentinels why
+                fatal_error, why = ask_sentinels(r, url)
+                if fatal_error is not None:
+                    r.close()
+                    raise fatal_error from exc
+                last_text = why
+            else:
+                fatal = tls_failure(url, exc)
+                if fatal is not None:
+                    r.close()
+                    raise BoardUnavailable(fatal) from exc
+                last_text = f"{exc}{tls_hint(url, exc)}"
             if attempt < retries:
-                log.debug("redis %s unreachable (attempt %d): %s", masked, attempt + 1, exc)
+                log.debug("redis %s unreachable (attempt %d): %s", masked, attempt + 1, last_text)
                 time.sleep(delay)
                 delay *= 2
     r.close()
-    hint = tls_hint(url, last) if last is not None else ""
-    raise BoardUnavailable(f"cannot reach Redis at {masked} after {retries + 1} attempts: {last}{hint}")
+    raise BoardUnavailable(f"cannot reach Redis at {masked} after {retries + 1} attempts: {last_text}")
+
+
+def ask_sentinels(r: redis.Redis, url: str) -> tuple[SwarmError | None, str]:
+    """Why the sentinels named no primary: (an error to raise at once, or None when waiting may help; a reason).
+
+    Raised at once: no sentinel monitors the URL's name (UserError), a sentinel refuses the credentials
+    or its TLS. Waiting may help when no sentinel answers, or they know the name but no live primary.
+    """
+    pool: Any = r.connection_pool
+    manager: Sentinel = pool.sentinel_manager
+    service: str = pool.service_name
+    masked = mask_url(url)
+    names: set[str] = set()
+    answered = 0
+    sentinels: list[Any] = manager.sentinels  # redis-py types their replies loosely
+    for sentinel in sentinels:
+        kw = sentinel.connection_pool.connection_kwargs
+        where = f"{kw.get('host')}:{kw.get('port')}"
+        try:
+            names.update(sentinel.sentinel_masters())
+            answered += 1
+        except redis.exceptions.AuthenticationError as exc:
+            return BoardUnavailable(
+                f"the sentinel at {where} refused the credentials ({exc}): give the sentinels' own password "
+                f"as sentinel_password=... in the URL {masked}"
+            ), str(exc)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            fatal = tls_failure(url, exc)
+            if fatal is not None:
+                return BoardUnavailable(f"{fatal} (sentinel {where})"), fatal
+        except redis.exceptions.ResponseError as exc:
+            return BoardUnavailable(f"the sentinel at {where} refused SENTINEL MASTERS: {exc}"), str(exc)
+    if answered and service not in names:
+        known = ", ".join(sorted(names)) or "nothing"
+        return UserError(
+            f"bad Redis URL {masked!r}: no sentinel monitors a primary named {service!r} (they monitor: {known})"
+        ), "unknown name"
+    total = len(manager.sentinels)
+    if not answered:
+        return None, f"none of the {total} sentinels answered"
+    return None, f"{answered} of {total} sentinels answered, none names a live primary {service!r} (a failover?)"
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -173,6 +335,86 @@ def tls_hint(url: str, exc: BaseException) -> str:
     if no_client_cert and any(isinstance(e, (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError)) for e in errors):
         return f" (the server hung up during TLS: if it requires a client certificate, pass {CLIENT_CERT_PARAMS})"
     return ""
+
+
+class NotReplicated(BoardUnavailable):
+    """The primary has the write but no replica acknowledged it in time: not stored yet.
+
+    Raised only for idempotent writes (a result, a leader move), so the caller keeps what it wrote and
+    sends it again, as when Redis is unreachable; it is in `BOARD_DOWN`.
+    """
+
+
+class Replication:
+    """Makes a write count only once a replica has it, when the primary has replicas.
+
+    `write(call)` runs `call(client)` (a board script). Without replicas it is that call alone, as fast
+    as ever. With replicas the call goes in one pipeline with `INCRBY <barrier> 0` and
+    `WAIT REPLICA_ACKS REPLICA_WAIT_MS` on the same connection. The INCRBY changes nothing but is
+    replicated like any write, so WAIT covers everything the primary held when the call ran: the call's
+    own write, and also an earlier one it found done (a result published again after a lost reply, a
+    leader move already made), which WAIT after a script that wrote nothing would not cover.
+
+    Whether the primary has replicas comes from `INFO replication` (`connected_slaves`), read on the
+    first write, again every REPLICAS_CHECK_S, when the sentinels name another primary, and after a WAIT
+    that fell short: a failover's new primary has no replica until the old one comes back, and a write
+    there counts as stored once the check says so. A user that may not run INFO gets no WAIT (a warning
+    says so once).
+    """
+
+    def __init__(self, r: redis.Redis, barrier_key: str) -> None:
+        self.r: Any = r
+        self.barrier_key = barrier_key  # an existing counter of the swarm: INCRBY 0 leaves it as it is
+        self._replicas: int | None = None
+        self._checked = 0.0  # time.monotonic() of the last INFO
+        self._primary: object = None  # the sentinels' primary address at the last INFO (None without Sentinel)
+
+    def replicas(self) -> int:
+        """The primary's replicas as last read; read again when stale or the primary changed."""
+        primary = getattr(self.r.connection_pool, "master_address", None)
+        stale = time.monotonic() - self._checked > defaults.REPLICAS_CHECK_S
+        if self._replicas is None or stale or primary != self._primary:
+            return self.refresh()
+        return self._replicas
+
+    def refresh(self) -> int:
+        try:
+            info = self.r.info("replication")
+            n = int(info.get("connected_slaves", 0)) if info.get("role") == "master" else 0
+        except ResponseError as exc:  # NOPERM: an ACL user without INFO
+            if self._replicas is None:
+                log.warning("Redis refused INFO (%s): writes are not checked against replicas", exc)
+            n = 0
+        self._replicas, self._checked = n, time.monotonic()
+        self._primary = getattr(self.r.connection_pool, "master_address", None)
+        return n
+
+    def write(self, call: Callable[[Any], Any]) -> tuple[Any, bool]:
+        """`call(client)`'s reply, and whether a replica acknowledged it (True when there is none)."""
+        if self.replicas() == 0:
+            return call(self.r), True
+        for attempt in (1, 2):
+            pipe = self.r.pipeline(transaction=False)
+            call(pipe)
+            pipe.incrby(self.barrier_key, 0)
+            pipe.execute_command("WAIT", defaults.REPLICA_ACKS, defaults.REPLICA_WAIT_MS)
+            try:
+                reply, _, acked = pipe.execute()
+                break
+            except NoScriptError:  # a failover between the pipeline's SCRIPT EXISTS and its EVALSHA
+                if attempt == 2:
+                    raise
+        if int(acked) >= defaults.REPLICA_ACKS:
+            return reply, True
+        return reply, self.refresh() == 0  # none left to acknowledge (a new primary without its replica)
+
+    def require(self, acknowledged: bool, what: str) -> None:
+        """NotReplicated unless `acknowledged`: `what` is on the primary only, so not stored yet."""
+        if not acknowledged:
+            raise NotReplicated(
+                f"{what}: no replica acknowledged it within {defaults.REPLICA_WAIT_MS} ms "
+                f"(the primary has {self._replicas}); not stored yet, to be sent again"
+            )
 
 
 # What "the board is unreachable" looks like to code that must keep going without it (the agent loop

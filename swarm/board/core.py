@@ -24,12 +24,13 @@ from typing import Any
 
 import redis
 
+from swarm.board.connection import Replication
 from swarm.board.keys import Keys
 from swarm.board.lua import Scripts
 
 
 class BoardCore:
-    """The client (`r`, bytes responses), the swarm name, its `Keys` and its `Scripts`."""
+    """The client (`r`, bytes responses), the swarm name, its `Keys`, its `Scripts` and its `Replication`."""
 
     def __init__(self, r: redis.Redis, swarm: str) -> None:
         # Typed Any: redis-py types replies as unions (bytes | str | None, sync | async) that only
@@ -38,6 +39,8 @@ class BoardCore:
         self.swarm = swarm
         self.k = Keys(swarm)
         self.scripts = Scripts(r)
+        # publish and move_leader go through it: with replicas, a write counts once one has it (WAIT)
+        self.replication = Replication(r, barrier_key=self.k.seq_hyp)
 
     def server_ms(self) -> int:
         """Milliseconds on the Redis server's clock (the only clock leases and liveness use)."""

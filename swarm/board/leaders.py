@@ -6,6 +6,11 @@ expected generation is current, the named result exists on this track with this 
 stale, and the metric beats the current one by at least the swarm's min_delta. Every accepted move
 is appended to the track's history and to a global moves stream and PUBLISHed on a channel, so
 subscribers hear it at once and agents that were offline catch up with `leader_moves(after_id)`.
+
+When the primary has replicas, an accepted move is returned only once one of them has it (WAIT, see
+`swarm.board.connection.Replication`), else `NotReplicated` is raised. So is a refusal that finds the
+caller's own move already made (a retry after a lost reply): it counts as stored only once a replica
+has that move too.
 """
 
 from __future__ import annotations
@@ -59,39 +64,43 @@ class LeadersMixin(BoardCore):
         """Compare-and-set the leader of `track`; see the module docstring for the conditions."""
         k = self.k
         check_track(track)
-        out = self.scripts.move_leader(
-            keys=[
-                k.leader(track),
-                k.leader_history(track),
-                k.leader_moves,
-                k.results_meta,
-                k.settings,
-                k.events,
-                k.leader_tracks,
-                k.results,
-            ],
-            args=[
-                track,
-                int(expected_generation),
-                repr(float(metric)),
-                patch_hash,
-                hypothesis_id or "",
-                agent_id,
-                result_id,
-                defaults.LEADER_MOVES_MAXLEN,
-                defaults.EVENTS_MAXLEN,
-                k.leader_channel,
-                Direction.MINIMIZE.value,  # these two only when the settings hash lacks them (no init)
-                repr(float(defaults.MIN_DELTA)),
-                *(support or []),
-            ],
-        )
+        keys = [
+            k.leader(track),
+            k.leader_history(track),
+            k.leader_moves,
+            k.results_meta,
+            k.settings,
+            k.events,
+            k.leader_tracks,
+            k.results,
+        ]
+        args = [
+            track,
+            int(expected_generation),
+            repr(float(metric)),
+            patch_hash,
+            hypothesis_id or "",
+            agent_id,
+            result_id,
+            defaults.LEADER_MOVES_MAXLEN,
+            defaults.EVENTS_MAXLEN,
+            k.leader_channel,
+            Direction.MINIMIZE.value,  # these two only when the settings hash lacks them (no init)
+            repr(float(defaults.MIN_DELTA)),
+            *(support or []),
+        ]
+        out, acked = self.replication.write(lambda c: self.scripts.move_leader(keys, args, client=c))
         reason = str(s(out[0]))
+        what = f"leader move of {track} to result {result_id}"
         if reason == "ok":
+            self.replication.require(acked, what)
             flat = out[1]
             new = leader_from_fields({str(s(flat[i])): flat[i + 1] for i in range(0, len(flat), 2)})
             return MoveOutcome(accepted=True, reason="ok", leader=new)
-        return MoveOutcome(accepted=False, reason=reason, leader=self.leader(track))
+        now = self.leader(track)
+        if now is not None and now.result_id == result_id:
+            self.replication.require(acked, what)  # our own move, made by an earlier try
+        return MoveOutcome(accepted=False, reason=reason, leader=now)
 
     def leader_history(self, track: str) -> list[Leader]:
         """Every accepted move of `track`, oldest first (generations 1, 2, ...)."""

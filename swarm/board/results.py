@@ -4,6 +4,11 @@ The publisher chooses the id (e.g. uuid4 hex), so publishing again after a timeo
 The publish script checks the hypothesis' current token: a result whose lease was lost (reaped,
 released, cancelled, reclaimed by someone else, or past its deadline) is stored but flagged
 `stale`, and `move_leader` refuses stale results.
+
+When the primary has replicas, `publish` returns only once one of them has the result (WAIT, see
+`swarm.board.connection.Replication`); otherwise it raises `NotReplicated` and the publisher sends it
+again. The retry finds the result stored (stored False, nothing duplicated) and waits for a replica
+once more, or, when a failover lost the first write, stores it on the new primary.
 """
 
 from __future__ import annotations
@@ -32,25 +37,25 @@ class ResultsMixin(BoardCore):
             f"{result.agent_id} {result.status} {result.hypothesis_id or '(baseline)'} "
             f"{result.metric_name or 'metric'}={metric or '-'} on {result.track}"
         )
-        out = self.scripts.publish(
-            keys=[
-                k.results,
-                k.results_meta,
-                k.results_stream,
-                k.hyp(result.hypothesis_id) if result.hypothesis_id else k.settings,
-                k.events,
-            ],
-            args=[
-                result.result_id,
-                pack(result.model_dump()),
-                result.track,
-                metric,
-                "" if result.token is None else str(result.token),
-                "1" if has_hyp else "0",
-                defaults.EVENTS_MAXLEN,
-                text,
-            ],
-        )
+        keys = [
+            k.results,
+            k.results_meta,
+            k.results_stream,
+            k.hyp(result.hypothesis_id) if result.hypothesis_id else k.settings,
+            k.events,
+        ]
+        args = [
+            result.result_id,
+            pack(result.model_dump()),
+            result.track,
+            metric,
+            "" if result.token is None else str(result.token),
+            "1" if has_hyp else "0",
+            defaults.EVENTS_MAXLEN,
+            text,
+        ]
+        out, acked = self.replication.write(lambda c: self.scripts.publish(keys, args, client=c))
+        self.replication.require(acked, f"result {result.result_id}")
         return PublishOutcome(stored=bool(int(out[0])), stale=s(out[1]) == "1")
 
     def result(self, rid: str) -> Result:
