@@ -251,26 +251,38 @@ def test_bad_thread_settings_end_as_one_line(redis_url: str, swarm_name: str, tm
 def test_two_cpu_agents_started_by_hand_register_the_tracks_of_their_threads(
     redis_url: str, swarm_name: str, tmp_path: Path
 ) -> None:
+    """Started by hand in one directory, without --workdir: each gets its own work dir, and the track of
+    the threads it took; a third pointed at a work dir in use is refused in one line."""
     board = init(redis_url, swarm_name)
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env["SWARM_CPU_SLOTS_DIR"] = str(tmp_path / "slots")
+
+    def agent(*extra: str) -> list[str]:
+        return [sys.executable, "-m", "swarm.cli", "--redis", redis_url, "--swarm", swarm_name, "agent", "--arena",
+                str(SYNTH), "--no-metrics", *extra]  # fmt: skip
+
     procs = []
     for i, extra in enumerate([["--threads", "2"], []]):
         with (tmp_path / f"a{i}.log").open("wb") as log:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "swarm.cli", "--redis", redis_url, "--swarm", swarm_name, "agent", "--arena",
-                 str(SYNTH), "--workdir", str(tmp_path / f"a{i}"), "--no-metrics", "--max-experiments", "2", *extra],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
-            ))  # fmt: skip
-        if i == 0:  # the second starts once the first holds its share
-            wait_for(lambda: "cpu share:" in (tmp_path / "a0.log").read_text(), 60, "the first agent's share")
+            procs.append(subprocess.Popen(agent("--max-experiments", "4", *extra), cwd=tmp_path, stdout=log,
+                                          stderr=subprocess.STDOUT, env=env))  # fmt: skip
+        # the second starts once the first holds its share
+        wait_for(lambda i=i: "cpu share:" in (tmp_path / f"a{i}.log").read_text(), 60, f"agent {i}'s share")
+    first_dir = tmp_path / ".swarm" / swarm_name / "agent-cpu"
+    busy = subprocess.run(agent("--workdir", str(first_dir)), cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
     for i, p in enumerate(procs):
         assert p.wait(timeout=120) == 0, (tmp_path / f"a{i}.log").read_text()[-2000:]
+    assert busy.returncode == 2 and "Traceback" not in busy.stderr
+    assert busy.stderr.strip().splitlines()[-1] == (
+        f"error: the work dir {first_dir} is in use by another agent (pid {procs[0].pid}): "
+        "give each agent its own --workdir"
+    )
+    assert (first_dir / "ws").is_dir() and (first_dir.parent / "agent-cpu-1" / "ws").is_dir()
     cores = host_cores()
     second = 2 if cores >= 4 else max(1, cores - 2)  # the first's share while 2 cores are free, else what is
     tracks = {r.agent_id.split("-")[-2]: r.track for r in board.results(limit=50)}  # pid -> track
-    assert sorted(set(tracks.values())) == sorted({"cpu:2c", f"cpu:{second}c"})
+    assert tracks == {str(procs[0].pid): "cpu:2c", str(procs[1].pid): f"cpu:{second}c"}
     log1 = (tmp_path / "a1.log").read_text()
     assert f"cpu share: {second} thread(s) of this host's {cores} core(s); 1 other CPU agent(s) here: pid" in log1
     assert ("more threads than cores" in log1) == (2 + second > cores)
-    assert (tmp_path / "slots" / "slot-0").read_text().split()[1] == "2"  # what the first wrote in its slot

@@ -99,6 +99,12 @@ class CpuShare:
     _fd: int | None = field(default=None, repr=False)
 
     @property
+    def index(self) -> int:
+        """The slot's number on this host (0 for the first agent): stable for an agent restarted after
+        its death, since a dead agent's slot is the lowest free one again."""
+        return int(self.slot.name.removeprefix("slot-"))
+
+    @property
     def oversubscribed(self) -> bool:
         return sum(t for _, t in self.others) + self.threads > self.cores
 
@@ -225,3 +231,25 @@ def take_cpu_share(threads: int | None = None, directory: Path | None = None, co
     else:
         log.info("%s", share.describe())
     return share
+
+
+def hold_workdir(workdir: Path) -> int:
+    """Lock `workdir` for this process's life (an flock the kernel drops when it ends): two agents on one
+    work dir would share a workspace and an outbox, and each would take the other's runs for leftovers
+    of a dead agent. Returns the descriptor, kept open; a work dir in use is a UserError naming its pid."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(workdir / "agent.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise UserError(f"cannot use the work dir {workdir}: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise UserError(
+            f"the work dir {workdir} is in use by another agent (pid {holder}): give each agent its own --workdir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from swarm import defaults
-from swarm.agent.join import take_cpu_share
+from swarm.agent.join import hold_workdir, take_cpu_share
 from swarm.agent.launch import Launcher, LaunchPlan
 from swarm.cli.app import app, state
 from swarm.errors import UserError
@@ -72,7 +72,9 @@ def agent(
     profile: str | None = typer.Option(None, help="Arena profile (default: the manifest's, auto = gpu if CUDA)."),
     budget: float | None = typer.Option(None, min=0.01, help="Training budget in seconds (overrides the profile)."),
     max_experiments: int | None = typer.Option(None, min=1, help="Stop after this many experiments."),
-    workdir: Path | None = typer.Option(None, help="Private work dir (default .swarm/<swarm>/agent-<gpu>)."),
+    workdir: Path | None = typer.Option(
+        None, help="Private work dir (default .swarm/<swarm>/agent-<gpu>; agent-cpu-<k> for the k-th CPU agent here)."
+    ),
     metrics_port: int | None = typer.Option(
         None, min=0, max=65535, help="Serve /metrics on exactly this port (in use: an error)."
     ),
@@ -101,10 +103,16 @@ def agent(
     # Before torch and numpy are imported (they size their thread pools from OMP_NUM_THREADS once):
     # a CPU agent takes its share of this host's cores, held until the process ends; the training
     # child inherits OMP_NUM_THREADS through the runner's allow-list, so the track says what ran.
+    default_dir = Path(".swarm") / st.swarm / f"agent-{gpu}"
     if gpu == "cpu":
-        threads = take_cpu_share(threads).threads
+        share = take_cpu_share(threads)
+        threads = share.threads
+        if share.index:  # agents started by hand in one directory: agent-cpu, agent-cpu-1, ...
+            default_dir = default_dir.with_name(f"agent-cpu-{share.index}")
     if threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(threads)
+    workdir = workdir or default_dir
+    hold_workdir(workdir)
     from swarm.agent.loop import Agent, AgentOptions  # heavy (torch, SDKs): see make_selector
 
     proposers, selector = make_selector(proposer, proposers_config, bandit, seed)
@@ -116,7 +124,7 @@ def agent(
     if no_metrics:
         port = None
     opts = AgentOptions(
-        workdir=workdir or Path(".swarm") / st.swarm / f"agent-{gpu}",
+        workdir=workdir,
         arena=arena,
         gpu=gpu,
         profile=profile,
