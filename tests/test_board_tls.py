@@ -3,7 +3,8 @@
 The module makes a CA, a server certificate for 127.0.0.1 and a client certificate with the `openssl`
 command line, then starts TLS-only servers (`--port 0`) through swarm.board.embedded.RedisProcess. Every
 check goes through the project's own paths: swarm.board.connection.connect, Board, and the `swarm` CLI as a real
-subprocess. The module is skipped when openssl is missing or redis-server was built without TLS.
+subprocess. A TLS-only Sentinel group (primary, replica, three sentinels) checks `rediss+sentinel://`.
+The module is skipped when openssl is missing or redis-server was built without TLS.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from pathlib import Path
 import pytest
 import redis
 from cli_run import one_line_error, swarm_cli
+from redis.sentinel import SentinelManagedSSLConnection
 from test_board_core import TRACK, make_arena
 
 from swarm import defaults
 from swarm.board import EMPTY_PATCH, Board, HypothesisIn, ResultIn
 from swarm.board.connection import connect
-from swarm.board.embedded import RedisProcess, ServerTLS, free_port, redis_server_binary
+from swarm.board.embedded import RedisProcess, SentinelGroup, ServerTLS, free_port, redis_server_binary
 from swarm.errors import BoardUnavailable, SwarmError, UserError
 
 OPENSSL = shutil.which("openssl")
@@ -272,3 +274,34 @@ def test_bad_tls_urls_are_user_errors(pki: Pki) -> None:
         connect(f"redis://:pw@127.0.0.1:{port}/0?ssl_certfile={pki.client_cert}&ssl_password=topsecret")
     assert "ssl_certfile is a TLS setting" in str(exc.value)
     assert "topsecret" not in str(exc.value) and "ssl_password=***" in str(exc.value)
+
+
+def test_sentinel_over_tls(pki: Pki, swarm_name: str, tmp_path: Path) -> None:
+    """Sentinels, primary and replica all TLS-only; `rediss+sentinel://` verifies every one of them."""
+    tls = ServerTLS(pki.server_cert, pki.server_key, pki.ca)
+    group = SentinelGroup(tmp_path / "ha", password=PASSWORD, tls=tls)
+    try:
+        try:
+            group.start()
+        except SwarmError as exc:
+            if "--sentinel did not start" in str(exc):
+                pytest.skip(f"redis-server --sentinel with TLS is unavailable: {exc}")
+            raise
+        url = group.url
+        assert url.startswith(f"rediss+sentinel://:{PASSWORD}@") and f"ssl_ca_certs={pki.ca}" in url
+        board = Board.connect(url, swarm_name)
+        assert isinstance(board.r.connection_pool.get_connection(), SentinelManagedSSLConnection)
+        res = ResultIn(result_id="tls-ha", agent_id="a", track=TRACK, status="keep", metric=1.0, kind="baseline")
+        assert board.publish(res).stored
+        assert board.replication.replicas() == 1  # acknowledged by the replica, over TLS replication
+        board.r.close()
+        no_ca = url.partition("?")[0]  # verification stays on, against the system's CAs
+        with pytest.raises(BoardUnavailable) as exc:
+            connect(no_ca, retries=0)
+        msg = str(exc.value)
+        assert "could not be verified" in msg and "(sentinel 127.0.0.1:" in msg and PASSWORD not in msg
+        plain = url.replace("rediss+sentinel://", "redis+sentinel://").partition("?")[0]
+        with pytest.raises(BoardUnavailable, match="none of the 3 sentinels answered"):
+            connect(plain, retries=0)
+    finally:
+        group.stop()

@@ -157,6 +157,8 @@ class RedisProcess:
             tls.ca,
             "--tls-auth-clients",
             "yes" if tls.client_cert else "no",
+            "--tls-replication",  # a replica (any server, after a failover) reaches its primary over TLS
+            "yes",
         ]
 
     def log_tail(self) -> str:
@@ -205,19 +207,15 @@ class SentinelProcess(RedisProcess):
         port: int | None = None,
         sentinel_password: str | None = None,
         down_after_ms: int = SENTINEL_DOWN_AFTER_MS,
+        tls: ServerTLS | None = None,
     ) -> None:
-        super().__init__(workdir, port=port, password=sentinel_password)
+        super().__init__(workdir, port=port, password=sentinel_password, tls=tls)
         self.down_after_ms = down_after_ms
         self.master_port = master_port
         self.master_name = master_name
         self.master_password = password  # the data servers' password (`password` is the sentinel's own)
         self.myid = secrets.token_hex(20)  # a sentinel's run id, fixed so its peers can be told it up front
         self.known: list[str] = []  # `sentinel known-replica/known-sentinel` lines: no 2-10 s discovery wait
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         Path(self.workdir).mkdir(parents=True, exist_ok=True)
@@ -233,7 +231,6 @@ class SentinelProcess(RedisProcess):
     def config(self) -> list[str]:
         name = self.master_name
         lines = [
-            f"port {self.port}",
             "bind 127.0.0.1",
             f"dir {self.workdir}",
             f"sentinel myid {self.myid}",
@@ -247,6 +244,9 @@ class SentinelProcess(RedisProcess):
             lines.append(f"sentinel auth-pass {name} {self.master_password}")
         if self.password:  # clients and the other sentinels (which share it) must AUTH with it
             lines.append(f"requirepass {self.password}")
+        # the same directives as a server's, without the dashes; tls-replication: TLS to servers and peers
+        args = self._listen_args()
+        lines += [f"{args[i].removeprefix('--')} {args[i + 1]}" for i in range(0, len(args), 2)]
         return lines
 
     def _wait_ping(self) -> None:
@@ -279,18 +279,24 @@ class SentinelGroup:
         master_name: str = "board",
         sentinel_password: str | None = None,
         down_after_ms: int = SENTINEL_DOWN_AFTER_MS,
+        tls: ServerTLS | None = None,
     ) -> None:
         root = Path(workdir)
         self.master_name = master_name
         self.password = password
         self.sentinel_password = sentinel_password
+        self.tls = tls
         # A replica's full sync waits 5 s by default for more replicas to share one transfer; none will.
         fast_sync = ("--repl-diskless-sync-delay", "0")
-        self.servers = [RedisProcess(root / "primary", password=password, extra_args=fast_sync)]
+        self.servers = [RedisProcess(root / "primary", password=password, tls=tls, extra_args=fast_sync)]
         for i in range(replicas):
             self.servers.append(
                 RedisProcess(
-                    root / f"replica{i}", password=password, replica_of=self.servers[0].port, extra_args=fast_sync
+                    root / f"replica{i}",
+                    password=password,
+                    tls=tls,
+                    replica_of=self.servers[0].port,
+                    extra_args=fast_sync,
                 )
             )
         first = self.servers[0].port
@@ -302,6 +308,7 @@ class SentinelGroup:
                 password,
                 sentinel_password=sentinel_password,
                 down_after_ms=down_after_ms,
+                tls=tls,
             )
             for i in range(3)
         ]
@@ -315,11 +322,19 @@ class SentinelGroup:
 
     @property
     def url(self) -> str:
-        """The board URL: `redis+sentinel://[:PW@]127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/NAME/0[?sentinel_password=..]`."""
+        """The board URL: `redis+sentinel://[:PW@]127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/NAME/0[?options]`
+        (`rediss+sentinel://` with the CA, and the client certificate if any, when the group serves TLS)."""
         auth = f":{quote(self.password)}@" if self.password else ""
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        query = f"?sentinel_password={quote(self.sentinel_password)}" if self.sentinel_password else ""
-        return f"redis+sentinel://{auth}{hosts}/{self.master_name}/0{query}"
+        query = [f"sentinel_password={quote(self.sentinel_password)}"] if self.sentinel_password else []
+        scheme = "redis+sentinel"
+        if self.tls is not None:
+            scheme = "rediss+sentinel"
+            query.append(f"ssl_ca_certs={quote(self.tls.ca)}")
+            if self.tls.client_cert and self.tls.client_key:
+                query += [f"ssl_certfile={quote(self.tls.client_cert)}", f"ssl_keyfile={quote(self.tls.client_key)}"]
+        tail = f"?{'&'.join(query)}" if query else ""
+        return f"{scheme}://{auth}{hosts}/{self.master_name}/0{tail}"
 
     def start(self) -> None:
         try:
