@@ -21,7 +21,9 @@ Everywhere
 - Errors: bad input raises `UserError` (and pydantic's ValidationError when building HypothesisIn or
   ResultIn); a missing swarm, hypothesis, result, patch or arena `NotFound`; init on a swarm pinned to
   another arena `Conflict`; a malformed arena or a harness that differs from its pins `ArenaError`.
-  `Board.connect` raises `BoardUnavailable` (URL with its password masked) or `UserError` (bad URL).
+  `Board.connect` takes any URL `swarm.board.connection.connect` does, a Sentinel's
+  (`redis+sentinel://`) included, and raises `BoardUnavailable` (URL with its password masked) or
+  `UserError` (bad URL).
   After connecting, Redis trouble surfaces as redis-py's ConnectionError / TimeoutError once the
   client's retries (exponential backoff, `swarm.board.connection`) are spent; `BOARD_DOWN` there is
   the tuple to catch. ValueError marks a caller's bug (lease_s <= 0, a complete state other than
@@ -33,6 +35,17 @@ Everywhere
   expires and is reaped (attempts+1); renew, release and complete return False, move_leader
   stale_generation, set_noise False, cancel raises UserError, each for a step that was done; event()
   (and register's join line) may be logged twice.
+- Replicas: when the primary has replicas (`INFO replication`; a Sentinel URL follows a failover to
+  the promoted one), publish and move_leader return only once a replica has acknowledged the write
+  (WAIT, `swarm.board.connection.Replication`); otherwise they raise `NotReplicated`, a
+  BoardUnavailable in BOARD_DOWN: the write may be on the primary alone, so it counts as not stored
+  and the caller sends it again. That retry, after a failover that kept the first write, finds it
+  (publish: stored False with the first outcome, nothing duplicated; move_leader: stale_generation
+  with the caller's own move as leader) and waits for a replica again; after a failover that lost it,
+  it is stored anew on the promoted replica (stale judged there). A replica cut off from the primary
+  does not count: with none connected nothing waits, as on a single Redis. The other writes are
+  acknowledged by the primary alone and, replication being asynchronous, a failover before one
+  reached a replica loses it: a lost claim, renewal or heartbeat is redone or expires; a lost post is gone.
 - Trimming: no key has a TTL. Hypotheses, results, patches, arena blobs, the agents registry and each
   track's leader history are never trimmed. Only the events stream (EVENTS_MAXLEN) and the moves
   stream of all tracks (LEADER_MOVES_MAXLEN) are capped, approximately.
