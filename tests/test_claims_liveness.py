@@ -276,7 +276,7 @@ def test_kill_9_frees_both_claims_within_the_heartbeat_ttl(redis_url: str, swarm
         wait_for(lambda: board.counts()["claimed"] == 0, AGENT_TTL_S + 2, "both claims back on the board")
         freed_s = time.monotonic() - killed
         print(f"freed_s: {freed_s:.2f}")
-        assert freed_s <= AGENT_TTL_S + 0.5, freed_s  # the last beat was at most a beat period before the kill
+        assert freed_s <= AGENT_TTL_S + 1, freed_s  # expiry = last beat + TTL, and the last beat came before the kill
         for hid in held:
             h = board.get(hid)
             assert h.state == State.OPEN and h.attempts == 1, h

@@ -14,8 +14,9 @@ The contract, by concept (each module's docstring has the detail; key layout in 
 Everywhere
 - Atomic: every read-then-write is one Lua script (`swarm.board.lua`), so no other client sees it
   half done: init's pin, set_brief, post, claim, renew, release, complete, reap (per batch of
-  REAP_BATCH), cancel, publish, move_leader, heartbeat. Reads that span several keys (lists, counts,
-  status, agents) are not one instant; `swarm.board.snapshot` exports one.
+  REAP_BATCH), cancel, publish, move_leader, heartbeat, deregister. Reads that span several keys
+  (lists, counts, status, agents) are not one instant; `swarm.board.snapshot` exports one. The reads
+  that report states (counts, list_hypotheses, status) reap first, so they write: see Claims.
 - Server clock: lease deadlines, heartbeat expiry and `alive`, created_ms, published_ms, a leader's
   time_ms, event ids and `server_ms()` come from Redis' TIME, never from a client's clock.
 - Errors: bad input raises `UserError` (and pydantic's ValidationError when building HypothesisIn or
@@ -32,9 +33,9 @@ Everywhere
 - Retries: the client re-sends a command after a connection error or a timeout, so a script whose
   reply was lost may run twice. post, publish, put_patch, init, set_brief, register and heartbeat
   are idempotent. The others report the second run: a repeated claim leaves an extra lease that
-  expires and is reaped (attempts+1); renew, release and complete return False, move_leader
-  stale_generation, set_noise False, cancel raises UserError, each for a step that was done; event()
-  (and register's join line) may be logged twice.
+  expires and is reaped (attempts+1); renew, release and complete return False, deregister 0,
+  move_leader stale_generation, set_noise False, cancel raises UserError, each for a step that was
+  done; event() (and register's join line) may be logged twice.
 - Replicas: when the primary has replicas (`INFO replication`; a Sentinel URL follows a failover to
   the promoted one), publish and move_leader return only once a replica has acknowledged the write
   (WAIT, `swarm.board.connection.Replication`); otherwise they raise `NotReplicated`, a
@@ -53,10 +54,10 @@ Everywhere
   connect their own.
 
 Swarm and arena (`arena_pin`, `brief`):
-- `init(arena_dir, min_delta, lease_s, max_attempts) -> SwarmSettings`: pins every arena file (size
-  capped, content-addressed blobs) with the settings, in one script that never overwrites: the same
-  arena again returns the existing settings, another arena raises Conflict naming the files. Settings
-  never change afterwards. `settings()` (None before init), `require_settings()` (NotFound),
+- `init(arena_dir, min_delta, lease_s, max_attempts, heartbeat_ttl_s) -> SwarmSettings`: pins every
+  arena file (size capped, content-addressed blobs) with the settings, in one script that never
+  overwrites: the same arena again returns the existing settings, another arena raises Conflict
+  naming the files. Settings never change afterwards. `settings()` (None before init), `require_settings()` (NotFound),
   `arena_files()`, `arena_diff(dir)` ([] when equal), `export_arena(dir)`.
 - `set_brief(text) -> version` (the same text keeps its version), `brief() -> (version, text)`.
   `best_files(track)` / `export_best(dir, track)`: the pinned arena with the leader's patch applied.
@@ -65,16 +66,21 @@ Hypotheses (`hypotheses`):
 - `post(HypothesisIn) -> (id, created)`: the id is derived from the identity (normalized text,
   patch hash, track, kind, parent, seed), so a duplicate returns the existing id and False.
   `get(id)` (NotFound), `get_many(ids)` (missing skipped), `list_hypotheses(state, limit)` newest
-  first, `counts()`, `cancel(id)` (open or claimed only, else UserError; a claim's token is revoked).
+  first, `counts()` (both reap first), `cancel(id)` (open or claimed only, else UserError; a claim's
+  token is revoked).
   States: open -> claimed -> done | failed | cancelled; claimed -> open by release or reaping.
 
 Claims (`claims`): fencing:
-- `claim(agent_id, track, need_patch, lease_s, avoid_own) -> Claim | None` reaps expired leases first
-  (open with attempts+1, failed at max_attempts), then leases the highest-priority, oldest eligible
-  hypothesis. Exactly one claimer gets each lease; its token comes from one counter per swarm and
-  strictly increases. `renew` and `complete(id, token, "done"|"failed")` need the current token and
-  an unexpired lease (an expired lease is lost even before it is reaped); `release` needs the
-  current token. Each returns False when refused. `reap()` returns how many it requeued or failed.
+- `claim(agent_id, track, need_patch, lease_s, avoid_own) -> Claim | None` reaps first, then leases
+  the highest-priority, oldest eligible hypothesis. Reaping hands back (open with attempts+1, failed at
+  max_attempts, an event each) every claim whose lease expired and every claim of an agent whose
+  heartbeat expired; claim, counts, list_hypotheses and status reap, each reading only what is due.
+  A claim is lost when it is reaped: an agent that beats again first keeps its claims; an agent that
+  never heartbeat is held to its leases only. Exactly one claimer gets each lease; its token comes
+  from one counter per swarm and strictly increases. `renew` and `complete(id, token,
+  "done"|"failed")` need the current token and an unexpired lease (an expired lease is lost even
+  before it is reaped); `release` needs the current token. Each returns False when refused.
+  `reap()` returns how many it handled.
 
 Results (`results`):
 - `publish(ResultIn) -> PublishOutcome(stored, stale)`: stored once per result_id (again: stored
@@ -101,15 +107,16 @@ Leaders (`leaders`): compare-and-set:
 - `set_noise(track, values)`: first writer wins (False after). `noise(track)` ([] when none).
 
 Agents (`registry`):
-- `register(AgentInfo)`, `heartbeat(agent_id, state, current, ttl_s) -> expiry_ms`, `deregister`,
-  `agents()`: `alive` while the last heartbeat's expiry is ahead of the server clock; a dead agent
-  stays listed until it deregisters.
+- `register(AgentInfo)`, `heartbeat(agent_id, state, current, ttl_s) -> expiry_ms` (ttl_s None: the
+  swarm's heartbeat_ttl_s), `deregister(agent_id) -> int` (hands back the claims still held, as
+  reaping does, and returns how many), `agents()`: `alive` while the last heartbeat's expiry is ahead
+  of the server clock; a dead agent stays listed until it deregisters; its claims are reaped.
 
 Events (`events`):
 - `event(kind, text, **fields) -> id`, `events(limit)` oldest first, `follow(after_id)` (blocks).
   Scripts write their own events in the same atomic step as the change.
 
-`status()`: counts, live and dead agents, leaders, results in the last hour (server clock).
+`status()`: counts (reaped first), live and dead agents, leaders, results in the last hour (server clock).
 """
 
 from __future__ import annotations
