@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 from cli_run import one_line_error, swarm_cli
-from test_agent import SYNTH, TRACK, agent_cmd, claimed_by, init, wait_for
+from test_agent import SYNTH, TRACK, claimed_by, init, spawn, wait_for
 
 from swarm import defaults
 from swarm.board import AgentInfo, Board, HypothesisIn, ResultIn, State
@@ -242,24 +241,9 @@ def test_heartbeat_ttl_is_a_swarm_setting(board: Board, redis_url: str, swarm_na
 AGENT_TTL_S = 3.0
 
 
-def spawn_agent(url: str, swarm: str, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """`swarm agent` in a real process. The child's heartbeat period is set to what
-    `beat_every_s(AGENT_TTL_S)` says (0.5 s): the agent's keeper beats every AGENT_HEARTBEAT_S (10 s)
-    until loop.py reads the period from the swarm's TTL, and 10 s would let a live agent die at 3 s."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    boot = (
-        "import runpy, swarm.defaults as d; "
-        f"d.AGENT_HEARTBEAT_S = {beat_every_s(AGENT_TTL_S)!r}; "
-        "runpy.run_module('swarm.cli', run_name='__main__')"
-    )
-    cmd = [sys.executable, "-c", boot, *agent_cmd(url, swarm, workdir, *extra)[3:]]
-    with (workdir / "agent.log").open("wb") as log:
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-
 def test_kill_9_frees_both_claims_within_the_heartbeat_ttl(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
     board = init(redis_url, swarm_name, "--heartbeat-ttl-s", str(AGENT_TTL_S))  # the default 15-minute lease
-    slow = spawn_agent(redis_url, swarm_name, tmp_path / "slow", "--budget", "60")
+    slow = spawn(redis_url, swarm_name, tmp_path / "slow", "--budget", "60")
     fast: subprocess.Popen[bytes] | None = None
     try:
         held = wait_for(lambda: len(ids := claimed_by(board, slow.pid)) == 2 and ids, 40, "running + prepared claims")
@@ -281,7 +265,7 @@ def test_kill_9_frees_both_claims_within_the_heartbeat_ttl(redis_url: str, swarm
             h = board.get(hid)
             assert h.state == State.OPEN and h.attempts == 1, h
         assert sum("heartbeat expired" in e.text for e in board.events(200)) == 2
-        fast = spawn_agent(redis_url, swarm_name, tmp_path / "fast", "--max-experiments", "3")
+        fast = spawn(redis_url, swarm_name, tmp_path / "fast", "--max-experiments", "3")
         assert fast.wait(timeout=60) == 0, (tmp_path / "fast" / "agent.log").read_text()[-2000:]
     finally:
         for p in (slow, fast):
@@ -293,3 +277,34 @@ def test_kill_9_frees_both_claims_within_the_heartbeat_ttl(redis_url: str, swarm
         mine = [r for r in board.results(limit=100) if r.hypothesis_id == hid and not r.stale]
         assert len(mine) == 1 and f"-{fast.pid}-" in mine[0].agent_id
     assert "Traceback" not in (tmp_path / "fast" / "agent.log").read_text()
+
+
+def test_after_a_redis_restart_live_agents_get_one_ttl_to_beat_again(tmp_path: Path, swarm_name: str) -> None:
+    """While Redis was down no agent could beat: a restart must not make every claimant look dead."""
+    from conftest import RedisServer, free_port
+
+    server = RedisServer(free_port(), str(tmp_path / "redis"), persist=True)
+    server.start()
+    try:
+        swarm_cli(["--redis", server.url, "--swarm", swarm_name, "init", "--arena", str(SYNTH),
+                   "--heartbeat-ttl-s", "2"], dict(os.environ), tmp_path).check_returncode()
+        board = Board.connect(server.url, swarm_name)
+        join(board, "alive")
+        post(board, 2)
+        hid, _ = claim(board, "alive")
+        time.sleep(2.5)  # the server has been up for over one TTL: the grace is over
+        board.heartbeat("alive", "running", hid)
+        server.stop()
+        time.sleep(3.0)  # down longer than the TTL: "alive" could not beat
+        server.start()
+        board = Board.connect(server.url, swarm_name)
+        other, _ = claim(board, "other")  # the first claim after the restart: no reaping of "alive" yet
+        assert other != hid and board.get(hid).claimed_by == "alive"
+        for _ in range(6):  # it beats again, as a live agent does: its claim stays past the grace
+            board.heartbeat("alive", "running", hid)
+            time.sleep(0.5)
+        assert board.counts()["claimed"] == 2 and board.get(hid).claimed_by == "alive"
+        time.sleep(2.5)  # now silent for over a TTL while the server is up: a dead agent
+        assert board.counts()["claimed"] == 1 and board.get(hid).state == State.OPEN
+    finally:
+        server.stop()

@@ -15,7 +15,8 @@ Errors are sorted at one boundary per loop iteration:
   published when Redis answers again (nothing lost).
 - an experiment that crashes, times out or is invalid: recorded as such, the loop goes on.
 - SIGTERM/SIGINT: the run is killed, the claims held are released, the agent deregisters.
-A process killed with -9 loses nothing either: its leases expire and whoever claims next requeues them.
+A process killed with -9 loses nothing either: once its heartbeat expires (the swarm's heartbeat_ttl_s,
+60 s by default) whoever claims or reads states next requeues its claims, and its run dies with it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from swarm.agent.publisher import Publisher
 from swarm.agent.source import JobSource
 from swarm.board import Board, parse_leader_message
 from swarm.board.connection import BOARD_DOWN
+from swarm.board.registry import beat_every_s
 from swarm.models import AgentInfo
 from swarm.observe.metrics import AgentMetrics
 from swarm.proposers.base import Proposer
@@ -198,11 +200,12 @@ class Agent:
     def keeper(self) -> None:
         """Heartbeats the registry and renews every lease held (running and prepared jobs)."""
         renew_every = min(defaults.RENEW_EVERY_S, self.settings.lease_s / 3)
+        beat_every = beat_every_s(self.settings.heartbeat_ttl_s)  # a few beats per TTL: a pause is not death
         last_beat = last_renew = time.monotonic()
-        while not self.stop.wait(min(1.0, renew_every)):
+        while not self.stop.wait(min(1.0, renew_every, beat_every)):
             now = time.monotonic()
             try:
-                if now - last_beat >= defaults.AGENT_HEARTBEAT_S:
+                if now - last_beat >= beat_every:
                     last_beat = now
                     self.board.heartbeat(self.agent_id, self.state, self.current)
                     self.peers.others_on_track()
@@ -284,8 +287,8 @@ class Agent:
 
     def shutdown(self, final_sync: bool = False) -> None:
         """Stop the threads, end on the leader, give back every claim held (the running and the prepared
-        job), deregister. With Redis away the claims expire with their leases, and the registry shows
-        the agent dead after HEARTBEAT_TTL_S."""
+        job), deregister. With Redis away, the heartbeat expires instead: the registry shows the agent
+        dead and its claims are requeued by the next claim or state read."""
         self.stop.set()
         joined = hasattr(self, "pipeline")
         if joined:
@@ -300,4 +303,4 @@ class Agent:
                 self.leases.release_all()
             self.board.deregister(self.agent_id)
         except BOARD_DOWN as exc:
-            log.warning("Redis unreachable while stopping (%s): claims held expire with their leases", exc)
+            log.warning("Redis unreachable while stopping (%s): claims held come back when the heartbeat expires", exc)

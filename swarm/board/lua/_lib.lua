@@ -89,8 +89,15 @@ end
 
 -- Claims of agents whose heartbeat expiry has passed (at most `batch` claims). An agent that beats
 -- again before this runs keeps its claims (heartbeat.lua moves its score). Returns how many it took.
+-- Not within one heartbeat TTL of the server's start: while Redis was down no agent could beat, so
+-- after a restart (the AOF brings the claimants back with their old scores) every agent gets one TTL
+-- to beat again before it counts as dead; its lease still applies meanwhile. (A swarm without the
+-- setting, created before it existed, has no such grace.)
 local function reap_dead(prefix, ks, now, max_attempts, batch, evmax)
   local agents = redis.call('ZRANGEBYSCORE', ks.claimants, '-inf', now, 'LIMIT', 0, batch)
+  if #agents == 0 then return 0 end
+  local uptime_s = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
+  if uptime_s < setting_num(ks.settings, 'heartbeat_ttl_s', 0) then return 0 end
   local n = 0
   for _, agent in ipairs(agents) do
     local ck = prefix .. 'claims:' .. agent

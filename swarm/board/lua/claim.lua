@@ -16,7 +16,7 @@
 local now = now_ms()
 local cfg = redis.call('HMGET', KEYS[7], 'max_attempts', 'lease_s')
 local ks = {leases = KEYS[1], open = KEYS[2], claimed = KEYS[3], failed = KEYS[4], events = KEYS[6],
-  claimants = KEYS[8]}
+  claimants = KEYS[8], settings = KEYS[7]}
 local max_attempts = tonumber(cfg[1] or ARGV[5])
 local reaped = reap_leases(ARGV[1], ks, now, max_attempts, tonumber(ARGV[6]), ARGV[7])
   + reap_dead(ARGV[1], ks, now, max_attempts, tonumber(ARGV[6]), ARGV[7])

@@ -6,7 +6,7 @@
 -- Returns the number of entries handled, at most the batch for each kind: call again while it is
 -- the batch or more.
 local ks = {leases = KEYS[1], open = KEYS[2], claimed = KEYS[3], failed = KEYS[4], events = KEYS[5],
-  claimants = KEYS[7]}
+  claimants = KEYS[7], settings = KEYS[6]}
 local max_attempts = setting_num(KEYS[6], 'max_attempts', ARGV[2])
 local now = now_ms()
 local batch = tonumber(ARGV[3])
