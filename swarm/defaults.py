@@ -114,8 +114,9 @@ OPENAI_MODEL = "gpt-5-mini"  # default model when only OPENAI_API_KEY is set; --
 
 # --- CPU agents sharing a host (swarm/agent/join.py: take_cpu_share) ---------------------------------
 CPU_AGENT_THREADS = 1  # a CPU agent's threads when it is the first on its host and nobody said --threads: its
-#                        track is fixed for its life, so it leaves the other cores to agents started later (the
-#                        CPU arena does 30 steps in 10 s on 1 thread, 36 on 2: two agents get ~1.7x the work done)
+#                        track is fixed for its life, so it leaves the other cores to agents started later. The
+#                        CPU arena trains 27-31 steps in 10 s on 1 thread, 43-54 on 2 (docs/benchmarks.md): a
+#                        lone agent gives up ~40% speed; two agents side by side do more runs than one on both
 CPU_SLOTS_DIR = "/tmp/swarm-cpu-slots-{uid}"  # one place per user on a host, the same from a login shell, cron or
 #                                               systemd (XDG_RUNTIME_DIR and TMPDIR differ between them)
 CPU_SLOTS_MAX = 1024  # slot files looked at: far more CPU agents than any host runs, a bound on a junk-filled dir
