@@ -280,23 +280,28 @@ class SentinelGroup:
         sentinel_password: str | None = None,
         down_after_ms: int = SENTINEL_DOWN_AFTER_MS,
         tls: ServerTLS | None = None,
+        persist: bool = False,
+        server_args: Sequence[str] = (),
     ) -> None:
+        """`persist` turns on AOF on every server and `server_args` adds directives to each (e.g.
+        `("--appendfsync", "always")`); the rest as `RedisProcess` and `SentinelProcess` take them."""
         root = Path(workdir)
         self.master_name = master_name
         self.password = password
         self.sentinel_password = sentinel_password
         self.tls = tls
         # A replica's full sync waits 5 s by default for more replicas to share one transfer; none will.
-        fast_sync = ("--repl-diskless-sync-delay", "0")
-        self.servers = [RedisProcess(root / "primary", password=password, tls=tls, extra_args=fast_sync)]
+        args = ("--repl-diskless-sync-delay", "0", *server_args)
+        self.servers = [RedisProcess(root / "primary", password=password, persist=persist, tls=tls, extra_args=args)]
         for i in range(replicas):
             self.servers.append(
                 RedisProcess(
                     root / f"replica{i}",
                     password=password,
+                    persist=persist,
                     tls=tls,
                     replica_of=self.servers[0].port,
-                    extra_args=fast_sync,
+                    extra_args=args,
                 )
             )
         first = self.servers[0].port
