@@ -12,7 +12,11 @@ command line as a user would. Faults, on a schedule:
 - every `--kill-every` seconds a random agent is killed with SIGKILL (as the OOM killer does) and
   started again on the same work dir 1 s later (its outbox and leftover run are its successor's);
 - `--redis-restarts` graceful Redis restarts (SIGTERM; AOF keeps the data), each down for `--down`
-  seconds, spread evenly over the run.
+  seconds, spread evenly over the run;
+- with `--sentinel` the board is a primary, one replica and three sentinels on loopback
+  (`swarm.board.embedded.SentinelGroup`; agents get the `redis+sentinel://` URL), and each of those
+  faults is instead a kill -9 of the primary: the sentinels promote the replica, and the old primary is
+  started again `--down` seconds later (the sentinels make it a replica of the new one).
 
 At the end every agent gets SIGTERM (a graceful stop: drain the outbox, release claims), and the
 script reports (JSON with `--json`, a summary on stderr), each checked against its target:
@@ -24,7 +28,8 @@ script reports (JSON with `--json`, a summary on stderr), each checked against i
 - leases left after the graceful stop; whether each track's leader history only improves;
 - tracebacks in the agents' logs; agents that died without being killed;
 - claims of killed agents: how long until each was back on the board (or done by another agent);
-- time to recover: from Redis answering again to the next result published.
+- time to recover: from Redis answering again (single Redis) or the primary's kill (Sentinel) to the
+  next result published.
 
 Exit status 0 when every target holds, 1 otherwise.
 """
@@ -32,6 +37,7 @@ Exit status 0 when every target holds, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -50,11 +56,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import itertools
-
 from swarm.board import Board, HypothesisIn
 from swarm.board.connection import BOARD_DOWN
-from swarm.board.embedded import RedisProcess
+from swarm.board.embedded import RedisProcess, SentinelGroup
 from swarm.code.diff import make_patch
 from swarm.errors import NotFound
 from swarm.models import State
@@ -80,7 +84,7 @@ class Incarnation:
 class Chaos:
     args: argparse.Namespace
     root: Path
-    redis: RedisProcess
+    redis: RedisProcess | SentinelGroup
     swarm: str
     arena: Path
     agents: list[Incarnation] = field(default_factory=list)
@@ -157,10 +161,16 @@ class Chaos:
 
     def restart_redis(self) -> None:
         down_at = time.monotonic()
-        self.redis.stop()  # SIGTERM: a graceful shutdown, the AOF is flushed
-        time.sleep(self.args.down)
-        self.redis.start()
-        up_at = time.monotonic()
+        if isinstance(self.redis, SentinelGroup):  # kill -9 the primary; the sentinels promote the replica
+            old = self.redis.kill_primary()
+            up_at = down_at  # the swarm may go on as soon as the replica is promoted
+            time.sleep(self.args.down)
+            old.start()  # back as a replica of the new primary
+        else:
+            self.redis.stop()  # SIGTERM: a graceful shutdown, the AOF is flushed
+            time.sleep(self.args.down)
+            self.redis.start()
+            up_at = time.monotonic()
         with self.lock:
             self.restarts.append({"down_at": down_at, "up_at": up_at, "recovered_s": None})
 
@@ -308,6 +318,8 @@ def main() -> int:
     ap.add_argument("--kill-every", type=float, default=10.0, help="seconds between agent kills (0: none)")
     ap.add_argument("--redis-restarts", type=int, default=2)
     ap.add_argument("--down", type=float, default=5.0, help="seconds Redis stays down at each restart")
+    ap.add_argument("--sentinel", action="store_true",
+                    help="a primary, a replica and 3 sentinels; each Redis fault kills the primary (a failover)")
     ap.add_argument("--hypotheses", type=int, default=20, help="human hypotheses with patches posted first")
     ap.add_argument("--budget", type=float, default=None, help="training budget per run (the profile's if unset)")
     ap.add_argument("--claims-within", type=float, default=CLAIMS_BACK_S,
@@ -319,7 +331,9 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="swarm-chaos-"))
-    redis_proc = RedisProcess(root / "redis", persist=True)
+    redis_proc: RedisProcess | SentinelGroup = (
+        SentinelGroup(root / "ha", replicas=1) if args.sentinel else RedisProcess(root / "redis", persist=True)
+    )
     redis_proc.start()
     chaos = Chaos(args, root, redis_proc, f"chaos-{int(time.time())}", ARENAS[args.arena])
     try:
