@@ -60,7 +60,8 @@ if [ "$GPUS" -gt 0 ]; then
   CMD=("$BIN" launch --agents "$GPUS" --arena "$ARENA" "${EXTRA[@]}" "${ARGS[@]}")
 else
   PROFILE=cpu
-  CMD=("$BIN" agent --gpu cpu --arena "$ARENA" "${EXTRA[@]}" "${ARGS[@]}")
+  # the node's one CPU agent uses every core (later --threads in the arguments win)
+  CMD=("$BIN" agent --gpu cpu --threads all --arena "$ARENA" "${EXTRA[@]}" "${ARGS[@]}")
 fi
 PREP=("$BIN" arena prepare --arena "$ARENA" --profile "$PROFILE")
 

@@ -286,3 +286,14 @@ def test_two_cpu_agents_started_by_hand_register_the_tracks_of_their_threads(
     log1 = (tmp_path / "a1.log").read_text()
     assert f"cpu share: {second} thread(s) of this host's {cores} core(s); 1 other CPU agent(s) here: pid" in log1
     assert ("more threads than cores" in log1) == (2 + second > cores)
+
+
+def test_threads_all_takes_every_core_and_bad_values_are_one_line(tmp_path: Path) -> None:
+    from swarm.agent.join import host_cores
+    from swarm.cli.agent_cmds import parse_threads
+    from swarm.errors import UserError
+
+    assert parse_threads("all") == host_cores() and parse_threads("3") == 3 and parse_threads(None) is None
+    for bad in ("0", "-2", "two", "1.5"):
+        with pytest.raises(UserError, match="--threads must be a number of at least 1 or 'all'"):
+            parse_threads(bad)

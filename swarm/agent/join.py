@@ -111,10 +111,13 @@ class CpuShare:
     def describe(self) -> str:
         """One line: what was taken, next to whom."""
         peers = ", ".join(f"pid {pid} ({t} threads)" for pid, t in self.others)
+        alone = not self.others and self.threads < self.cores
         return (
             f"cpu share: {self.threads} thread(s) of this host's {self.cores} core(s); "
             f"{len(self.others)} other CPU agent(s) here{': ' + peers if peers else ''}"
-        )
+            + ("; the first agent on a host leaves the other cores to agents started later: pass --threads all "
+               "to an agent that runs alone" if alone else "")
+        )  # fmt: skip
 
     def close(self) -> None:
         """Give the slot back (the process's end does the same)."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from swarm import defaults
-from swarm.agent.join import hold_workdir, take_cpu_share
+from swarm.agent.join import hold_workdir, host_cores, take_cpu_share
 from swarm.agent.launch import Launcher, LaunchPlan
 from swarm.cli.app import app, state
 from swarm.errors import UserError
@@ -85,10 +85,10 @@ def agent(
         help="Without --metrics-port: try this port + the GPU index first, then the next free one.",
     ),
     no_metrics: bool = typer.Option(False, help="Do not serve /metrics."),
-    threads: int | None = typer.Option(
+    threads: str | None = typer.Option(
         None,
-        min=1,
-        help="CPU threads of a CPU agent (default: as many as the CPU agents already on this host, or 1).",
+        help="CPU threads of a CPU agent: a number, or 'all' for every core this process may use (default: "
+        "as many as the CPU agents already on this host, or 1).",
     ),
     track: str | None = typer.Option(None, help="Override the detected hardware track."),
     no_pipeline: bool = typer.Option(False, help="Do not prepare the next experiment while one runs."),
@@ -104,13 +104,14 @@ def agent(
     # a CPU agent takes its share of this host's cores, held until the process ends; the training
     # child inherits OMP_NUM_THREADS through the runner's allow-list, so the track says what ran.
     default_dir = Path(".swarm") / st.swarm / f"agent-{gpu}"
+    n_threads = parse_threads(threads)
     if gpu == "cpu":
-        share = take_cpu_share(threads)
-        threads = share.threads
+        share = take_cpu_share(n_threads)
+        n_threads = share.threads
         if share.index:  # agents started by hand in one directory: agent-cpu, agent-cpu-1, ...
             default_dir = default_dir.with_name(f"agent-cpu-{share.index}")
-    if threads is not None:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
+    if n_threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(n_threads)
     workdir = workdir or default_dir
     hold_workdir(workdir)
     from swarm.agent.loop import Agent, AgentOptions  # heavy (torch, SDKs): see make_selector
@@ -145,6 +146,17 @@ def agent(
     signal.signal(signal.SIGINT, stop)
     ran = runner.run()
     typer.echo(f"agent {runner.agent_id}: {ran} experiment(s)")
+
+
+def parse_threads(text: str | None) -> int | None:
+    """--threads: a count of at least 1, or 'all' (the cores this process may use)."""
+    if text is None:
+        return None
+    if text == "all":
+        return host_cores()
+    if not text.isdigit() or int(text) < 1:
+        raise UserError(f"--threads must be a number of at least 1 or 'all', not {text!r}")
+    return int(text)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
