@@ -13,8 +13,14 @@ One client publishes --count results one after another (each a realistic ~0.5 KB
 and prints `setup: p50_ms p99_ms mean_ms publishes/s` lines, then `--json` if asked. The servers' files
 go to --dir (default: a temporary directory), so the fsync figures are those of that disk.
 
+`--failover MS...` then times what a failover looks like to a publisher: for each sentinel
+`down-after-milliseconds` given, a fresh group, kill -9 of the primary, and publishes retried the way
+the agent's loop retries a BOARD_DOWN error (0.5 s, doubling, at most 15 s); it prints when each error
+surfaced (after the client's own retries) and when a publish went through on the promoted replica.
+
     .venv/bin/python scripts/bench_publish.py --count 2000
     .venv/bin/python scripts/bench_publish.py --setups memory aof-always --dir /var/tmp/bench
+    .venv/bin/python scripts/bench_publish.py --setups --failover 500 5000
 """
 
 from __future__ import annotations
@@ -34,7 +40,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from swarm import defaults
 from swarm.board import Board, ResultIn
+from swarm.board.connection import BOARD_DOWN
 from swarm.board.embedded import RedisProcess, SentinelGroup
 
 SETUPS = ("memory", "aof-everysec", "aof-always", "sentinel", "sentinel-aof")
@@ -105,10 +113,37 @@ def measure(url: str, count: int) -> dict[str, Any]:
     }
 
 
+def failover(root: Path, down_after_ms: int) -> dict[str, Any]:
+    """kill -9 the primary; publish as the agent does until one goes through (see the module docstring)."""
+    group = SentinelGroup(root, down_after_ms=down_after_ms)
+    group.start()
+    try:
+        board = Board.connect(group.url, "bench-failover")
+        board.publish(result(0))
+        group.kill_primary()
+        t0 = time.monotonic()
+        errors: list[str] = []
+        wait_s = 0.0
+        while True:
+            try:
+                board.publish(result(1))
+                break
+            except BOARD_DOWN as exc:
+                errors.append(f"{type(exc).__name__} at {time.monotonic() - t0:.2f} s")
+                wait_s = min(defaults.BOARD_BACKOFF_MAX_S, max(defaults.BOARD_BACKOFF_S, 2 * wait_s))
+                time.sleep(wait_s)
+        ok_s = time.monotonic() - t0
+        board.r.close()
+    finally:
+        group.stop()
+    return {"down_after_ms": down_after_ms, "published_after_s": round(ok_s, 2), "errors": errors}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=2000, help="timed publishes per setup")
-    ap.add_argument("--setups", nargs="+", choices=SETUPS, default=list(SETUPS))
+    ap.add_argument("--setups", nargs="*", choices=SETUPS, default=list(SETUPS))
+    ap.add_argument("--failover", nargs="*", type=int, default=[], metavar="MS", help="down-after-ms to time")
     ap.add_argument("--dir", type=Path, default=None, help="where the servers keep their files (the disk fsync hits)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
@@ -122,6 +157,14 @@ def main() -> None:
             print(
                 f"{setup}: p50_ms {fig['p50_ms']} p99_ms {fig['p99_ms']} mean_ms {fig['mean_ms']} "
                 f"publishes/s {fig['publishes_per_s']} replicas {fig['replicas']}",
+                flush=True,
+            )
+        for ms in args.failover:
+            fo = failover(base / f"failover-{ms}", ms)
+            out[f"failover-{ms}"] = fo
+            print(
+                f"failover (down-after {ms} ms): publish ok after {fo['published_after_s']} s; "
+                f"errors: {', '.join(fo['errors']) or 'none (the client rode it out)'}",
                 flush=True,
             )
     finally:
