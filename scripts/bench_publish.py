@@ -21,6 +21,9 @@ surfaced (after the client's own retries) and when a publish went through on the
     .venv/bin/python scripts/bench_publish.py --count 2000
     .venv/bin/python scripts/bench_publish.py --setups memory aof-always --dir /var/tmp/bench
     .venv/bin/python scripts/bench_publish.py --setups --failover 500 5000
+
+`--setups memory` also runs on a tree from before Sentinel support (copy this file into its scripts/),
+to compare a single Redis before and after.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from swarm import defaults
 from swarm.board import Board, ResultIn
 from swarm.board.connection import BOARD_DOWN
-from swarm.board.embedded import RedisProcess, SentinelGroup
+from swarm.board.embedded import RedisProcess
 
 SETUPS = ("memory", "aof-everysec", "aof-always", "sentinel", "sentinel-aof")
 WARMUP = 50  # publishes before timing: connections made, scripts loaded, the AOF file created
@@ -53,6 +56,8 @@ WARMUP = 50  # publishes before timing: connections made, scripts loaded, the AO
 def board_url(setup: str, root: Path) -> Iterator[str]:
     """A running server (or Sentinel group) for `setup`, as the URL agents would be given."""
     if setup.startswith("sentinel"):
+        from swarm.board.embedded import SentinelGroup  # here, so `--setups memory` runs on older trees too
+
         aof = setup == "sentinel-aof"
         group = SentinelGroup(root, persist=aof, server_args=("--appendfsync", "always") if aof else ())
         group.start()
@@ -62,7 +67,8 @@ def board_url(setup: str, root: Path) -> Iterator[str]:
             group.stop()
         return
     fsync = {"memory": None, "aof-everysec": "everysec", "aof-always": "always"}[setup]
-    server = RedisProcess(root, persist=fsync is not None, extra_args=("--appendfsync", fsync) if fsync else ())
+    fsync_args: dict[str, Any] = {"extra_args": ("--appendfsync", fsync)} if fsync else {}  # older trees lack it
+    server = RedisProcess(root, persist=fsync is not None, **fsync_args)
     server.start()
     try:
         yield server.url
@@ -109,12 +115,14 @@ def measure(url: str, count: int) -> dict[str, Any]:
         "p99_ms": round(lat_ms[int(len(lat_ms) * 0.99)], 3),
         "mean_ms": round(statistics.fmean(lat_ms), 3),
         "publishes_per_s": round(count / wall, 1),
-        "replicas": board.replication.replicas(),
+        "replicas": board.replication.replicas() if hasattr(board, "replication") else 0,
     }
 
 
 def failover(root: Path, down_after_ms: int) -> dict[str, Any]:
     """kill -9 the primary; publish as the agent does until one goes through (see the module docstring)."""
+    from swarm.board.embedded import SentinelGroup
+
     group = SentinelGroup(root, down_after_ms=down_after_ms)
     group.start()
     try:
