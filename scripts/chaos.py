@@ -294,7 +294,12 @@ class Chaos:
             if back
             else None,
             "redis_recovered_s": [None if r is None else round(r, 1) for r in recovered],
-        }
+            "kills": [
+                {"agent_id": k["agent_id"], "claims": len(k["claims"]),
+                 "back_s": sorted(round(s, 1) for s in k["back_s"].values())}
+                for k in self.kills
+            ],
+        }  # fmt: skip
         out["targets_met"] = (
             lost == 0
             and not claimed
@@ -320,7 +325,9 @@ def main() -> int:
     ap.add_argument("--down", type=float, default=5.0, help="seconds Redis stays down at each restart")
     ap.add_argument("--sentinel", action="store_true",
                     help="a primary, a replica and 3 sentinels; each Redis fault kills the primary (a failover)")
-    ap.add_argument("--hypotheses", type=int, default=20, help="human hypotheses with patches posted first")
+    ap.add_argument("--hypotheses", type=int, default=600,
+                    help="human hypotheses with patches posted first (enough to keep the agents busy: the "
+                    "classical optimizer alone runs out of new points on the synthetic arena)")
     ap.add_argument("--budget", type=float, default=None, help="training budget per run (the profile's if unset)")
     ap.add_argument("--claims-within", type=float, default=CLAIMS_BACK_S,
                     help="target: a killed agent's claims back on the board within this many seconds; the graceful "
