@@ -13,6 +13,7 @@ The module is skipped only when `redis-server --sentinel` cannot run here.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -38,12 +39,15 @@ TRACK = "cpu:2c"
 
 def _sentinel_mode_runs() -> str | None:
     """None when `redis-server --sentinel` starts here, else why not."""
-    probe = SentinelProcess(tempfile.mkdtemp(prefix="swarm-sentinel-probe-"), free_port(), "probe")
+    workdir = tempfile.mkdtemp(prefix="swarm-sentinel-probe-")
+    probe = SentinelProcess(workdir, free_port(), "probe")
     try:
         probe.start()
     except SwarmError as exc:
         return str(exc)
-    probe.stop()
+    finally:
+        probe.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     return None
 
 
