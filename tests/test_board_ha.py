@@ -125,6 +125,7 @@ def test_sentinel_url_parts() -> None:
         ("redis+sentinel://:pw@h1:1/board?ssl_ca_certs=/x", "needs rediss+sentinel://"),
         ("rediss+sentinel://:pw@h1:1/board?ssl_ca_certs=/nonexistent/ca.crt", "does not exist"),
         ("redis+sentinel://:pw@h1:1/board?socket_timeout=abc", "Invalid value for 'socket_timeout'"),
+        ("redis+sentinel://:pw@h1:1/board?sentinel_pasword=x", "unknown parameter 'sentinel_pasword'"),
         ("sentinel://:pw@h1:1/board", "expected redis://, rediss://, unix://, redis+sentinel://"),
     ],
 )
@@ -138,7 +139,7 @@ def test_cli_on_a_sentinel_url_and_its_mistakes(shared_group: SentinelGroup, tmp
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}
     ok = swarm_cli(["--redis", shared_group.url, "--swarm", "cli", "post", "an idea"], env, tmp_path)
     assert ok.returncode == 0, ok.stderr
-    ok = swarm_cli(["--redis", shared_group.url, "--swarm", "cli", "status"], env, tmp_path)
+    ok = swarm_cli(["--redis", shared_group.url + "?socket_timeout=2", "--swarm", "cli", "status"], env, tmp_path)
     assert ok.returncode == 0 and "open=1" in ok.stdout, ok.stderr
     t0 = time.monotonic()
     wrong_name = swarm_cli(["--redis", shared_group.url.replace("/board/", "/nope/"), "status"], env, tmp_path)

@@ -132,10 +132,9 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     if len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
         raise bad(f"expected /NAME or /NAME/DB after the sentinel addresses, not /{path}")
     params = parse_qsl(query, keep_blank_values=True)
-    sentinel_auth = {
-        k.removeprefix("sentinel_"): v for k, v in params if k in ("sentinel_password", "sentinel_username")
-    }
-    rest_query = urlencode([(k, v) for k, v in params if not k.startswith("sentinel_")])
+    auth_keys = ("sentinel_password", "sentinel_username")
+    sentinel_auth = {k.removeprefix("sentinel_"): v for k, v in params if k in auth_keys}
+    rest_query = urlencode([(k, v) for k, v in params if k not in auth_keys])
     # The servers' options are read exactly as redis-py reads a plain URL's (types, TLS class, db).
     plain = f"{'rediss' if uses_tls(url) else 'redis'}://{userinfo}{at}primary/{parts[1] if len(parts) == 2 else 0}"
     try:
@@ -187,7 +186,7 @@ def _client(url: str) -> redis.Redis:
             **target.sentinel_options,
         },
     )
-    return sentinel.master_for(target.service, **opts, **target.server_options)
+    return sentinel.master_for(target.service, **{**opts, **target.server_options})  # the URL's options win
 
 
 def connect(
