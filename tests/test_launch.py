@@ -235,7 +235,7 @@ def test_bad_thread_settings_end_as_one_line(redis_url: str, swarm_name: str, tm
             str(tmp_path / "a"), "--no-metrics", "--max-experiments", "1"]  # fmt: skip
     env = {**os.environ, "SWARM_CPU_SLOTS_DIR": str(tmp_path / "slots")}
     for args, extra, message in [
-        (["--threads", "0"], {}, "Invalid value for '--threads'"),
+        (["--threads", "0"], {}, "error: --threads must be a number of at least 1 or 'all', not '0'"),
         ([], {"OMP_NUM_THREADS": "two"}, "error: OMP_NUM_THREADS='two' is not a positive integer"),
     ]:
         p = subprocess.run(base + args, env={**env, **extra}, capture_output=True, text=True, timeout=60)
