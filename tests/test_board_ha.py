@@ -185,6 +185,13 @@ def test_publish_and_move_wait_for_the_replica(shared_group: SentinelGroup, swar
     replica = next(s for s in shared_group.servers if s is not shared_group.primary()).client()
     assert replica.hexists(board.k.results, first.result_id)  # there when publish returned
     assert replica.hget(board.k.leader(TRACK), "result_id") == first.result_id.encode()
+    # a post (a human's hypothesis, a confirmation job) and a claim's completion wait for it too
+    hid, created = board.post(HypothesisIn(text=f"wait for me {swarm_name}", track=TRACK))
+    claim = board.claim("a", TRACK)
+    assert created and claim is not None and claim.hypothesis.id == hid
+    assert board.complete(hid, claim.token)
+    assert primary.info("commandstats")["cmdstat_wait"]["calls"] == waits + 4
+    assert replica.hget(board.k.hyp(hid), "state") == b"done"
 
 
 def test_a_single_redis_sends_no_wait(redis_server: RedisProcess, swarm_name: str) -> None:

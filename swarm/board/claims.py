@@ -124,8 +124,10 @@ class ClaimsMixin(BoardCore):
         if state not in ("done", "failed"):
             raise ValueError(f"complete state must be done or failed, not {state!r}")
         k = self.k
-        out = self.scripts.complete(
-            keys=[k.hyp(hid), k.leases, k.state("claimed"), k.state(state), k.events, k.claimants],
-            args=[hid, token, state, defaults.EVENTS_MAXLEN, k.prefix],
-        )
+        keys = [k.hyp(hid), k.leases, k.state("claimed"), k.state(state), k.events, k.claimants]
+        args = [hid, token, state, defaults.EVENTS_MAXLEN, k.prefix]
+        # With replicas, a completion counts once one has it: one a failover lost would leave the claim
+        # held by an agent that has let it go, and the hypothesis would run again after the lease.
+        out, acked = self.replication.write(lambda c: self.scripts.complete(keys=keys, args=args, client=c))
+        self.replication.require(acked, f"completion of {hid}")
         return bool(out)

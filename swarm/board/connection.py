@@ -418,8 +418,12 @@ class Replication:
 
 # What "the board is unreachable" looks like to code that must keep going without it (the agent loop
 # keeps running experiments and holds results in its outbox until one of these stops being raised).
+# ReadOnlyError: a plain URL that names a primary the sentinels demoted; writes fail until it leads
+# again, so the agent backs off and keeps its results rather than crash (a Sentinel URL follows the
+# new primary instead).
 BOARD_DOWN: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
     BoardUnavailable,
 )

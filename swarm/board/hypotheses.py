@@ -97,17 +97,19 @@ class HypothesesMixin(BoardCore):
         data["patch_hash"] = phash
         queue = self.k.open_queue(h.track, phash is not None)
         title = normalize_text(h.text)[:80]
-        created = self.scripts.post(
-            keys=[self.k.hyp(hid), queue, self.k.state(State.OPEN), self.k.seq_hyp, self.k.events],
-            args=[
-                hid,
-                pack(data),
-                h.priority,
-                f"{h.source} posted {hid}: {title}",
-                defaults.EVENTS_MAXLEN,
-                h.author if h.kind == Kind.CONFIRM else "",  # a candidate is confirmed by another agent
-            ],
-        )
+        keys = [self.k.hyp(hid), queue, self.k.state(State.OPEN), self.k.seq_hyp, self.k.events]
+        args = [
+            hid,
+            pack(data),
+            h.priority,
+            f"{h.source} posted {hid}: {title}",
+            defaults.EVENTS_MAXLEN,
+            h.author if h.kind == Kind.CONFIRM else "",  # a candidate is confirmed by another agent
+        ]
+        # With replicas, a post counts once one has it: a failover must not lose a human's hypothesis
+        # or a candidate's confirmation job that its poster was told exists.
+        created, acked = self.replication.write(lambda c: self.scripts.post(keys=keys, args=args, client=c))
+        self.replication.require(acked, f"hypothesis {hid}")
         return hid, bool(created)
 
     def get(self, hid: str) -> Hypothesis:

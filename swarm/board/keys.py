@@ -15,6 +15,8 @@ under the same prefix, hence the same slot.
 | arena:blobs                   | hash   | sha256 -> file bytes (content-addressed)                  | -   |
 | brief                         | hash   | version (int), text                                       | -   |
 | seq:hyp / seq:token           | string | counters: hypothesis age order; fencing tokens            | -   |
+|                               |        | (seq:hyp also takes `INCRBY 0` as the replication barrier |     |
+|                               |        | before WAIT: swarm.board.connection.Replication)          |     |
 | hyp:<id>                      | hash   | data (msgpack HypothesisIn), state, attempts, created_ms, | -   |
 |                               |        | score, queue, claimed_by, token, deadline_ms              |     |
 | open:<any|t=TRACK>:<p|t>      | zset   | open hypothesis ids by (priority desc, age); p = has a   | -   |
