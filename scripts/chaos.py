@@ -105,16 +105,13 @@ class Chaos:
         self.cli("init", "--arena", str(self.arena), *shlex.split(self.args.init))
         board = self.board()
         files = {p: b.decode() for p, b in board.arena_files().items() if p in board.require_settings().editable}
-        rng = random.Random(self.args.seed)
         for i in range(self.args.hypotheses):
+            # A comment-only edit: it merges onto whatever the leader became (an edit of X or Y made on the
+            # baseline would conflict with the first leader that moved them, and end `invalid` at once,
+            # without a run), so every one of them is claimed, run, published and judged.
             after = dict(files)
-            if self.args.arena == "synth":
-                x, y = rng.uniform(0.3, 0.9), rng.uniform(0.1, 0.7)
-                text = after["train.py"].replace("X = 0.2 ", f"X = {x:.3f}").replace("Y = 0.8 ", f"Y = {y:.3f}")
-                title = f"human {i}: X={x:.3f} Y={y:.3f}"
-            else:  # one constant of the CPU arena scaled: a real edit a researcher might post
-                text = after["train.py"] + f"\n# chaos hypothesis {i}\n"
-                title = f"human {i}: a comment-only change (no effect)"
+            text = after["train.py"] + f"# chaos hypothesis {i}\n"
+            title = f"human {i}: a comment-only change (no effect)"
             after["train.py"] = text
             hid, _ = board.post(HypothesisIn(text=title, priority=10, patch=make_patch(files, after)))
             self.posted.append(hid)
