@@ -42,6 +42,7 @@ import json
 import os
 import random
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -65,6 +66,7 @@ from swarm.models import State
 
 REPO = Path(__file__).resolve().parents[1]
 ARENAS = {"synth": REPO / "tests" / "arenas" / "synth", "cpu": REPO / "arena"}
+SLOTS = 64  # comment lines added to the arena copy's train.py: the human hypotheses edit one each
 CLAIMS_BACK_S = 120.0  # target: a killed agent's claims are back on the board within 2 minutes
 RECOVER_S = 15.0  # target: the swarm runs experiments again within 15 s of Redis returning
 
@@ -106,13 +108,14 @@ class Chaos:
         board = self.board()
         files = {p: b.decode() for p, b in board.arena_files().items() if p in board.require_settings().editable}
         for i in range(self.args.hypotheses):
-            # A comment-only edit: it merges onto whatever the leader became (an edit of X or Y made on the
-            # baseline would conflict with the first leader that moved them, and end `invalid` at once,
-            # without a run), so every one of them is claimed, run, published and judged.
+            # A comment-only edit of one of the arena copy's SLOTS comment lines: it merges onto whatever
+            # the leader became (an edit of X or Y made on the baseline would conflict with the first
+            # leader that moved them, and end `invalid` at once without a run; edits at one place would
+            # conflict once one of them led), so each is claimed, run, published and judged.
+            slot = f"# slot {i % SLOTS}\n"
             after = dict(files)
-            text = after["train.py"] + f"# chaos hypothesis {i}\n"
+            after["train.py"] = files["train.py"].replace(slot, f"# slot {i % SLOTS}: chaos hypothesis {i}\n")
             title = f"human {i}: a comment-only change (no effect)"
-            after["train.py"] = text
             hid, _ = board.post(HypothesisIn(text=title, priority=10, patch=make_patch(files, after)))
             self.posted.append(hid)
 
@@ -312,6 +315,14 @@ class Chaos:
         return out
 
 
+def arena_copy(src: Path, dest: Path) -> Path:
+    """The arena with SLOTS comment lines at the end of its editable train.py (what the hypotheses edit)."""
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    train = dest / "train.py"
+    train.write_text(train.read_text() + "".join(f"# slot {k}\n" for k in range(SLOTS)))
+    return dest
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arena", choices=sorted(ARENAS), default="synth")
@@ -339,7 +350,7 @@ def main() -> int:
         SentinelGroup(root / "ha", replicas=1) if args.sentinel else RedisProcess(root / "redis", persist=True)
     )
     redis_proc.start()
-    chaos = Chaos(args, root, redis_proc, f"chaos-{int(time.time())}", ARENAS[args.arena])
+    chaos = Chaos(args, root, redis_proc, f"chaos-{int(time.time())}", arena_copy(ARENAS[args.arena], root / "arena"))
     try:
         out = chaos.run()
     finally:
