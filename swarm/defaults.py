@@ -41,8 +41,17 @@ PROPOSER_MAX_EDIT_ATTEMPTS = 3  # ShinkaEvolve's figure: a model that misses 3 t
 PROPOSER_MAX_REPAIRS = 2  # each repair re-runs the experiment; more than 2 burns GPU time on a bad idea
 PROPOSER_CONTEXT_TOKENS = 24_000  # fits every current API and 32k-context local models with room to reply
 PROPOSER_MAX_OUTPUT_TOKENS = 8_192  # a whole train.py rewrite in blocks fits; most replies are far shorter
-PROPOSER_BREAKER_FAILURES = 3  # consecutive failed calls (after SDK retries) before pausing a provider
-PROPOSER_BREAKER_PAUSE_S = 300.0  # outlasts most outages and rate-limit windows; other proposers go on
+# Proposer health (swarm/proposers/health.py). A proposer failing every call is tried at 0, ~15 s and
+# ~45 s, then paused: probed after 5, 10, 20, 30, 30... minutes. That is 3 failed tries in the first
+# 5 minutes and one per 10-30 minutes after (each try: up to 2 replies to ideate, 3 edit rounds to
+# implement, and the SDK's retries of each), against a target of <= 20 calls, then <= 1 per minute.
+PROPOSER_BACKOFF_S = 15.0  # wait after a first failure, doubling per failure in a row, +-20% jitter
+PROPOSER_PAUSE_AFTER = 3  # failures in a row (transport, HTTP errors, prose replies, edits that never apply)
+PROPOSER_PAUSE_S = 300.0  # outlasts most outages and rate-limit windows; other proposers go on meanwhile
+PROPOSER_PAUSE_MAX_S = 1800.0  # a probe every 30 minutes at most: a dead endpoint costs ~2 calls an hour
+PROPOSER_JITTER = 0.2  # spreads the agents of a swarm so an outage's end is not met by all of them at once
+GIVEBACK_REASON_MAX_CHARS = 300  # why an implementation failed, as recorded on the hypothesis
+GIVEBACK_FAILURES_KEPT = 20  # implementation failures listed on a hypothesis (the newest)
 PROPOSER_FUZZY_THRESHOLD = 0.85  # difflib ratio for a fuzzy SEARCH match; lower matches the wrong lines
 PROPOSER_BANDIT_MIN_OBS = 5  # per-arm observations before the bandit overrides the configured weights
 PROPOSER_BANDIT_COST_FLOOR_USD = 0.20  # ~5 GPU-minutes at ~$2.5/h: what any experiment costs, LLM or not

@@ -172,6 +172,21 @@ class HypothesisIn(_Strict):
         return _check_meta(v)
 
 
+class ImplFailure(BaseModel):
+    """A proposer could not turn the hypothesis into code (board/lua/giveback.lua): the claim went back
+    to open. `counted`: against the hypothesis' attempts, because that proposer has implemented other
+    hypotheses since (`ok_at` was its count of implementations then); `reopened`: before a reopen."""
+
+    model_config = ConfigDict(extra="ignore")
+    proposer: str
+    reason: str
+    agent: str = ""
+    ms: int = 0
+    ok_at: int = 0
+    counted: bool = False
+    reopened: bool = False
+
+
 class Hypothesis(BaseModel):
     """A stored hypothesis: the posted fields (patch by hash) plus its claim state."""
 
@@ -193,10 +208,16 @@ class Hypothesis(BaseModel):
     claimed_by: str | None = None
     token: int | None = None
     deadline_ms: int | None = None
+    failures: list[ImplFailure] = Field(default_factory=list)  # implementations that failed (newest last)
 
     @property
     def title(self) -> str:
         return self.text.strip().splitlines()[0]
+
+    @property
+    def failed_proposers(self) -> set[str]:
+        """Proposers that failed to implement it since it was last (re)opened by a human."""
+        return {f.proposer for f in self.failures if not f.reopened}
 
 
 class Claim(BaseModel):
@@ -324,8 +345,30 @@ class AgentInfo(_Strict):
         return check_track(v)
 
 
+class ProposerHealth(BaseModel):
+    """One proposer of one agent that is not healthy: `backoff` (waiting after failures in a row) or
+    `paused` (after PROPOSER_PAUSE_AFTER of them; probed again at `until_ms`, agent clock)."""
+
+    model_config = ConfigDict(extra="ignore")
+    state: str
+    reason: str = ""
+    failures: int = 0  # in a row
+    until_ms: int = 0
+
+
+class ProposerUsage(BaseModel):
+    """A proposer's running totals over the whole swarm, failed calls included (board: proposers:usage)."""
+
+    calls: int = 0
+    failures: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
 class AgentRecord(AgentInfo):
     model_config = ConfigDict(extra="ignore")
+    health: dict[str, ProposerHealth] = Field(default_factory=dict)  # its proposers not healthy now
     state: str = "registered"
     current: str | None = None
     last_ms: int = 0

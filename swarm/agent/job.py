@@ -8,14 +8,6 @@ from swarm.models import Hypothesis, Kind, Leader
 from swarm.proposers.base import Proposer, Usage
 
 
-def proposer_source(name: str) -> str:
-    """The board's source label for a proposer spec: classical, or llm:<provider>/<model>."""
-    if name == "classical":
-        return "classical"
-    provider, _, model = name.partition(":")
-    return f"llm:{provider}/{model or provider}"
-
-
 @dataclass
 class Job:
     """A claimed hypothesis, implemented and ready to run on the leader `parent` (None: baseline)."""

@@ -19,7 +19,7 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from swarm import defaults
-from swarm.agent.job import Job, proposer_source
+from swarm.agent.job import Job
 from swarm.agent.leases import Leases
 from swarm.agent.outbox import Outbox
 from swarm.agent.promoter import Promoter
@@ -28,6 +28,7 @@ from swarm.code.diff import EMPTY_PATCH, patch_hash
 from swarm.experiment.runner import RunOutcome, RunStatus
 from swarm.experiment.workspace import Workspace
 from swarm.models import Kind, ResultIn, State, Status, SwarmSettings
+from swarm.proposers.base import source_label
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Publisher:
         now_ms = int(time.time() * 1000)
         patch_text = self.ws.patch_of(job.files) if job.files else ""
         implementer = job.implementer.name if job.implementer is not None else None
-        source = proposer_source(implementer) if job.hyp.source == "human" and implementer else job.hyp.source
+        source = source_label(implementer) if job.hyp.source == "human" and implementer else job.hyp.source
         result = ResultIn(
             result_id=uuid.uuid4().hex,
             hypothesis_id=job.hyp.id,

@@ -16,7 +16,7 @@ from swarm import defaults
 from swarm.agent.code_cache import CodeCache
 from swarm.agent.context import build_context
 from swarm.agent.history import TrackHistory
-from swarm.agent.job import Job, proposer_source
+from swarm.agent.job import Job
 from swarm.agent.leases import Leases
 from swarm.agent.peers import Peers
 from swarm.agent.promoter import Promoter
@@ -28,7 +28,7 @@ from swarm.errors import ProposerError, UserError
 from swarm.experiment.workspace import Workspace
 from swarm.models import Claim, HypothesisIn, Kind, Leader, SwarmSettings
 from swarm.observe.metrics import AgentMetrics
-from swarm.proposers.base import ProposalContext, Usage
+from swarm.proposers.base import ProposalContext, Usage, source_label
 from swarm.proposers.select import Selector
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class JobSource:
                 _, new = self.board.post(
                     HypothesisIn(
                         text=text[: defaults.HYP_TEXT_MAX_CHARS],
-                        source=proposer_source(proposer.name),
+                        source=source_label(proposer.name),
                         author=self.agent_id,
                         patch=idea.patch,
                         tags=idea.tags[: defaults.TAGS_MAX],

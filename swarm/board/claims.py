@@ -86,7 +86,7 @@ class ClaimsMixin(BoardCore):
         )
         if len(out) == 1:
             return None
-        _reaped, hid, token, deadline, data, attempts, created_ms = out
+        _reaped, hid, token, deadline, data, attempts, created_ms, failures = out
         hid = hid.decode("utf-8")
         token = int(token)
         deadline_ms = int(deadline)
@@ -99,6 +99,7 @@ class ClaimsMixin(BoardCore):
             claimed_by=agent_id,
             token=token,
             deadline_ms=deadline_ms,
+            failures=failures or None,
         )
         return Claim(hypothesis=hyp, token=token, deadline_ms=deadline_ms)
 

@@ -14,7 +14,7 @@ The contract, by concept (each module's docstring has the detail; key layout in 
 Everywhere
 - Atomic: every read-then-write is one Lua script (`swarm.board.lua`), so no other client sees it
   half done: init's pin, set_brief, post, claim, renew, release, complete, reap (per batch of
-  REAP_BATCH), cancel, publish, move_leader, heartbeat, deregister. Reads that span several keys
+  REAP_BATCH), cancel, give_back, reopen, publish, move_leader, heartbeat, deregister. Reads that span several keys
   (lists, counts, status, agents) are not one instant; `swarm.board.snapshot` exports one. The reads
   that report states (counts, list_hypotheses, status) reap first, so they write: see Claims.
 - Server clock: lease deadlines, heartbeat expiry and `alive`, created_ms, published_ms, a leader's
@@ -68,7 +68,8 @@ Hypotheses (`hypotheses`):
   `get(id)` (NotFound), `get_many(ids)` (missing skipped), `list_hypotheses(state, limit)` newest
   first, `counts()` (both reap first), `cancel(id)` (open or claimed only, else UserError; a claim's
   token is revoked).
-  States: open -> claimed -> done | failed | cancelled; claimed -> open by release or reaping.
+  States: open -> claimed -> done | failed | cancelled; claimed -> open by release, reaping or
+  give_back; failed | done | cancelled -> open by `reopen(id)` (a human's; attempts 0).
 
 Claims (`claims`): fencing:
 - `claim(agent_id, track, need_patch, lease_s, avoid_own) -> Claim | None` reaps first, then leases
@@ -112,6 +113,15 @@ Agents (`registry`):
   reaping does, and returns how many), `agents()`: `alive` while the last heartbeat's expiry is ahead
   of the server clock; a dead agent stays listed until it deregisters; its claims are reaped.
 
+Proposers (`proposers`):
+- `give_back(id, token, proposer, reason) -> (state, counted)`: a claim its implementer could not turn
+  into code, back to open with the failure recorded on the hypothesis (`Hypothesis.failures`); it
+  counts against the hypothesis only once that proposer has `implemented(proposer)` other hypotheses
+  since; attempts + counted failures at max_attempts end it failed. (None, 0) for a stale token.
+- `add_usage(proposer, calls, failures, tokens, cost)` / `proposer_usage()`: every call's totals, failed
+  ones too. `set_health(agent, {...})` / `health()` (and `AgentRecord.health`): proposers backing off or
+  paused. `add_arm(track, ...)` / `arms(track)`: the bandit's counts per track.
+
 Events (`events`):
 - `event(kind, text, **fields) -> id`, `events(limit)` oldest first, `follow(after_id)` (blocks).
   Scripts write their own events in the same atomic step as the change.
@@ -134,6 +144,7 @@ from swarm.board.events import EventsMixin
 from swarm.board.hypotheses import HypothesesMixin
 from swarm.board.leaders import LeadersMixin
 from swarm.board.patches import PatchStoreMixin
+from swarm.board.proposers import ProposersMixin
 from swarm.board.registry import RegistryMixin
 from swarm.board.results import ResultsMixin
 from swarm.code.diff import EMPTY_PATCH, apply_patch
@@ -154,6 +165,7 @@ class Board(
     PatchStoreMixin,
     LeadersMixin,
     RegistryMixin,
+    ProposersMixin,
     EventsMixin,
 ):
     """A swarm's board on one Redis. `Board(r, swarm)` for an existing client, `Board.connect(url, swarm)`."""

@@ -15,6 +15,7 @@ because claims.py builds on this module and not the other way round.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 from swarm import defaults
@@ -50,6 +51,7 @@ def hypothesis_from_hash(hid: str, raw: dict[str, bytes]) -> Hypothesis:
         claimed_by=s(raw.get("claimed_by")),
         token=int(token) if token else None,
         deadline_ms=int(deadline) if deadline else None,
+        failures=raw.get("failures"),
     )
 
 
@@ -63,6 +65,7 @@ def hypothesis_from_fields(
     claimed_by: str | None,
     token: int | None,
     deadline_ms: int | None,
+    failures: bytes | None = None,
 ) -> Hypothesis:
     """A validated Hypothesis from its msgpack `data` plus the claim fields as plain values.
 
@@ -78,6 +81,7 @@ def hypothesis_from_fields(
         claimed_by=claimed_by,
         token=token,
         deadline_ms=deadline_ms,
+        failures=json.loads(failures) if failures else [],
     )
     # model_validate on one dict: the same validation as Hypothesis(**...), ~0.6 us less per claim
     # (no keyword-argument merge, no __init__ wrapper; 2.69 vs 3.26 us, timeit, 2026-11-27)

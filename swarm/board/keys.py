@@ -18,7 +18,8 @@ under the same prefix, hence the same slot.
 |                               |        | (seq:hyp also takes `INCRBY 0` as the replication barrier |     |
 |                               |        | before WAIT: swarm.board.connection.Replication)          |     |
 | hyp:<id>                      | hash   | data (msgpack HypothesisIn), state, attempts, created_ms, | -   |
-|                               |        | score, queue, claimed_by, token, deadline_ms              |     |
+|                               |        | score, queue, claimed_by, token, deadline_ms, failures    |     |
+|                               |        | (JSON list of implementation failures: giveback.lua)      |     |
 | open:<any|t=TRACK>:<p|t>      | zset   | open hypothesis ids by (priority desc, age); p = has a   | -   |
 |                               |        | patch, t = text only                                      |     |
 | state:<state>                 | zset   | ids in that state (`models.State`), by creation order     | -   |
@@ -41,6 +42,14 @@ under the same prefix, hence the same slot.
 | agents                        | hash   | agent id -> msgpack AgentInfo                             | -   |
 | agents:status                 | hash   | agent id -> msgpack {state, current, last_ms}             | -   |
 | agents:expiry                 | zset   | agent id scored by heartbeat expiry (server ms)           | -   |
+| agents:health                 | hash   | agent id -> JSON {proposer: {state, reason, until_ms}} of | -   |
+|                               |        | its proposers that are backing off or paused              |     |
+| proposers:usage               | hash   | "<proposer>|<calls|failures|input_tokens|output_tokens|   | -   |
+|                               |        | cost_usd>" -> running total, every call (failed too)      |     |
+| proposers:implemented         | hash   | proposer -> hypotheses it turned into code (giveback.lua  | -   |
+|                               |        | counts a failure once this grew)                          |     |
+| arms:t=<track>                | hash   | "<proposer>|<runs|improved|delta|cost_usd>" -> the bandit | -   |
+|                               |        | state the track's agents share                            |     |
 | events                        | stream | human-readable log, capped at EVENTS_MAXLEN (approx.)     | -   |
 """
 
@@ -92,6 +101,9 @@ class Keys:
     agents = property(lambda self: self._k("agents"))
     agents_status = property(lambda self: self._k("agents:status"))
     agents_expiry = property(lambda self: self._k("agents:expiry"))
+    agents_health = property(lambda self: self._k("agents:health"))
+    proposers_usage = property(lambda self: self._k("proposers:usage"))
+    proposers_implemented = property(lambda self: self._k("proposers:implemented"))
     events = property(lambda self: self._k("events"))
 
     def hyp(self, hid: str) -> str:
@@ -127,3 +139,6 @@ class Keys:
 
     def noise(self, track: str) -> str:
         return self._k(f"noise:t={track}")
+
+    def arms(self, track: str) -> str:
+        return self._k(f"arms:t={track}")

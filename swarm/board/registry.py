@@ -13,6 +13,8 @@ the agent still holds, so an agent that leaves never leaves work claimed behind 
 
 from __future__ import annotations
 
+import json
+
 from swarm import defaults
 from swarm.board.core import pairs, s
 from swarm.board.events import EventsMixin
@@ -70,6 +72,7 @@ class RegistryMixin(EventsMixin):
                     k.state(State.FAILED),
                     k.events,
                     k.settings,
+                    k.agents_health,
                 ],
                 args=[k.prefix, agent_id, defaults.MAX_ATTEMPTS, defaults.EVENTS_MAXLEN],
             )
@@ -80,8 +83,10 @@ class RegistryMixin(EventsMixin):
         pipe.hgetall(self.k.agents)
         pipe.hgetall(self.k.agents_status)
         pipe.zrange(self.k.agents_expiry, 0, -1, withscores=True)
+        pipe.hgetall(self.k.agents_health)
         pipe.time()
-        infos, status, expiry, (sec, usec) = pipe.execute()
+        infos, status, expiry, health, (sec, usec) = pipe.execute()
+        hl = pairs(health)
         now = int(sec) * 1000 + int(usec) // 1000
         st = pairs(status)
         exp = {str(s(a)): int(score) for a, score in expiry}
@@ -95,6 +100,8 @@ class RegistryMixin(EventsMixin):
                     current=hb.get("current") or None,
                     last_ms=int(hb.get("last_ms", 0)),
                 )
+            if aid in hl:
+                rec["health"] = json.loads(hl[aid])
             rec["expires_ms"] = exp.get(aid, 0)
             rec["alive"] = exp.get(aid, 0) > now
             out.append(AgentRecord.model_validate(rec))

@@ -115,6 +115,20 @@ class AgentMetrics:
             buckets=defaults.LLM_LATENCY_BUCKETS_S,
             registry=r,
         )
+        self._llm_failures = Counter(
+            "swarm_llm_failures",
+            "Proposer call batches that failed (transport or HTTP errors after the SDK's retries, malformed "
+            "replies, edits that never applied).",
+            ["proposer"],
+            registry=r,
+        )
+        self._proposer_state = Gauge(
+            "swarm_proposer_state",
+            "1 for the state each proposer is in now: healthy, backoff (waiting after failures in a row) or "
+            "paused (probed again later).",
+            ["proposer", "state"],
+            registry=r,
+        )
         self._redis_errors = Counter("swarm_redis_errors", "Board operations that failed.", registry=r)
         # Series without labels exist from the start; labelled ones for this agent's track too, so a
         # dashboard shows 0 rather than "no data" before the first experiment.
@@ -198,13 +212,31 @@ class AgentMetrics:
         """Time from asking the board for work to holding a claim."""
         self._claim_wait.observe(max(0.0, seconds))
 
-    def llm_call(self, proposer: str, input_tokens: int, output_tokens: int, cost_usd: float, latency_s: float) -> None:
-        """One LLM call made by `proposer`."""
-        self._llm_calls.labels(proposer=proposer).inc()
+    def llm_call(
+        self,
+        proposer: str,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float,
+        latency_s: float,
+        *,
+        calls: int = 1,
+        failed: bool = False,
+    ) -> None:
+        """`calls` LLM calls made by `proposer` for one step (an ideation, an implementation with its edit
+        rounds, a repair); `failed`: the step failed (its calls still cost)."""
+        self._llm_calls.labels(proposer=proposer).inc(max(0, calls))
+        if failed:
+            self._llm_failures.labels(proposer=proposer).inc()
         self._llm_in.labels(proposer=proposer).inc(max(0, input_tokens))
         self._llm_out.labels(proposer=proposer).inc(max(0, output_tokens))
         self._llm_cost.labels(proposer=proposer).inc(max(0.0, cost_usd))
         self._llm_latency.labels(proposer=proposer).observe(max(0.0, latency_s))
+
+    def set_proposer_state(self, proposer: str, state: str) -> None:
+        """`proposer` is now healthy, backing off or paused (swarm.proposers.health)."""
+        for st in ("healthy", "backoff", "paused"):
+            self._proposer_state.labels(proposer=proposer, state=st).set(1 if st == state else 0)
 
     def redis_error(self) -> None:
         """A board operation failed (after which the agent backs off)."""

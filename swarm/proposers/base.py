@@ -24,6 +24,15 @@ from typing import Protocol
 from swarm.models import Direction, Status
 
 
+def source_label(name: str) -> str:
+    """The label results and hypotheses carry for proposer `name` (its spec without weight):
+    `classical`, or `llm:<provider>/<model>` (`anthropic:claude-x` -> `llm:anthropic/claude-x`)."""
+    if name == "classical" or name.startswith("llm:"):
+        return name
+    provider, _, model = name.partition(":")
+    return f"llm:{provider}/{model or provider}"
+
+
 @dataclass
 class Usage:
     """LLM accounting for one call (all zero for the classical proposer)."""

@@ -1,29 +1,38 @@
-"""Choosing a proposer per experiment: fixed weights, or a cost-aware bandit.
+"""Choosing a proposer per experiment (fixed weights or a cost-aware bandit), and each proposer's health.
 
     sel = Selector(proposers, weights=[s.weight for s in specs], bandit=False, seed=agent_seed)
-    p = sel.choose(need_implement=True)     # a proposer that can implement free-text hypotheses
+    p = sel.choose(need_implement=True, avoid={"openai:x"})   # healthy, can implement, not one that failed
     ...
-    sel.record(p.name, improved=promoted, delta=delta, cost_usd=usage.cost_usd)
+    sel.succeeded(p.name) / sel.failed(p.name, reason)          # health: back-off and pause (health.py)
+    sel.record(p.name, improved=kept, delta=gain, cost_usd=...)  # a finished experiment, for the bandit
+    sel.charge(p.name, cost_usd)                                 # a failed call's cost, for the bandit
 
-Weights: a seeded weighted draw among the eligible proposers (paused ones, whose `available()` is
-False, and, when `need_implement`, those with `can_implement = False` are skipped).
+Weights: a seeded weighted draw among the eligible proposers: weight > 0, healthy (not backing off or
+paused: `Health.ready`), able to implement free text when `need_implement`. `avoid` (the proposers that
+already failed to implement this hypothesis) is honoured when another eligible proposer exists.
 
 Bandit (`bandit=True`): Thompson sampling on improvement per dollar. Each arm keeps a Beta posterior
-on its improvement rate (promoted / run); a draw from it is divided by the arm's mean cost per
-experiment plus `cost_floor_usd`, the GPU time every experiment burns whatever proposed it (without
-it the free classical arm would always win). While any eligible arm has fewer than `min_obs`
-observations the configured weights decide, so thin data never overrides the user's choice.
+on its improvement rate (results kept, i.e. better than the leader they started from by the screening
+threshold, over experiments run); a draw from it is divided by the arm's mean cost per experiment plus
+`cost_floor_usd`, the GPU time every experiment burns whatever proposed it (without it the free
+classical arm would always win). While any eligible arm has fewer than `min_obs` experiments the
+configured weights decide, so thin data never overrides the user's choice. The counts live in an
+`ArmStore`: in memory by default; the agent gives the board's, shared by every agent of its track and
+kept across restarts.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from swarm.defaults import PROPOSER_BANDIT_COST_FLOOR_USD, PROPOSER_BANDIT_MIN_OBS
 from swarm.errors import ProposerError, UserError
 from swarm.proposers.base import Proposer
+from swarm.proposers.health import Health, HealthPolicy, HealthState
 
 
 @dataclass
@@ -35,12 +44,33 @@ class ArmStats:
 
     @property
     def mean_cost_usd(self) -> float:
-        return self.cost_usd / self.runs if self.runs else 0.0
+        return self.cost_usd / self.runs if self.runs else self.cost_usd
 
 
-def _available(p: Proposer) -> bool:
-    check = getattr(p, "available", None)
-    return bool(check()) if callable(check) else True
+class ArmStore(Protocol):
+    """Where the bandit's counts live (the agent's: the board's `arms:t=<track>`)."""
+
+    def load(self) -> dict[str, ArmStats]: ...
+
+    def add(self, name: str, runs: int, improved: int, delta: float, cost_usd: float) -> None: ...
+
+
+class MemoryArms:
+    def __init__(self) -> None:
+        self.stats: dict[str, ArmStats] = {}
+        self._lock = threading.Lock()
+
+    def load(self) -> dict[str, ArmStats]:
+        with self._lock:
+            return {n: ArmStats(s.runs, s.improved, s.delta_sum, s.cost_usd) for n, s in self.stats.items()}
+
+    def add(self, name: str, runs: int, improved: int, delta: float, cost_usd: float) -> None:
+        with self._lock:
+            s = self.stats.setdefault(name, ArmStats())
+            s.runs += runs
+            s.improved += improved
+            s.delta_sum += delta
+            s.cost_usd += cost_usd
 
 
 class Selector:
@@ -52,6 +82,7 @@ class Selector:
         seed: int | None = None,
         min_obs: int = PROPOSER_BANDIT_MIN_OBS,
         cost_floor_usd: float = PROPOSER_BANDIT_COST_FLOOR_USD,
+        health: HealthPolicy | None = None,
     ) -> None:
         if not proposers:
             raise UserError("at least one proposer is needed")
@@ -65,37 +96,61 @@ class Selector:
         self.min_obs = min_obs
         self.cost_floor_usd = cost_floor_usd
         self.rng = random.Random(seed)
-        self.stats = {p.name: ArmStats() for p in self.proposers}
+        self.health = {p.name: Health(p.name, health, rng=random.Random(self.rng.random())) for p in self.proposers}
+        self.arms: ArmStore = MemoryArms()
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.proposers]
 
     def _eligible(self, need_implement: bool) -> list[int]:
         return [
             i
             for i, p in enumerate(self.proposers)
-            if self.weights[i] > 0 and (p.can_implement or not need_implement) and _available(p)
+            if self.weights[i] > 0 and (p.can_implement or not need_implement) and self.health[p.name].ready()
         ]
 
-    def choose(self, need_implement: bool) -> Proposer:
-        """A proposer for the next experiment; ProposerError when none is eligible right now."""
+    def can_implement_now(self) -> bool:
+        """Whether some proposer could implement a free-text hypothesis now (a paused LLM claims none)."""
+        return bool(self._eligible(need_implement=True))
+
+    def choose(self, need_implement: bool, avoid: Iterable[str] = ()) -> Proposer:
+        """A proposer for the next call; ProposerError when none is eligible right now."""
         idx = self._eligible(need_implement)
         if not idx:
             what = "that can implement a hypothesis " if need_implement else ""
-            raise ProposerError(f"no proposer {what}is available (all paused or none configured)")
-        if self.bandit and all(self.stats[self.proposers[i].name].runs >= self.min_obs for i in idx):
-            return self.proposers[max(idx, key=self._sample)]
+            raise ProposerError(f"no proposer {what}is available now (backing off, paused, or none configured)")
+        avoid = set(avoid)
+        fresh = [i for i in idx if self.proposers[i].name not in avoid]
+        idx = fresh or idx
+        if self.bandit:
+            stats = self.arms.load()
+            if all(stats.get(self.proposers[i].name, ArmStats()).runs >= self.min_obs for i in idx):
+                return self.proposers[max(idx, key=lambda i: self._sample(stats[self.proposers[i].name]))]
         return self.proposers[self.rng.choices(idx, weights=[self.weights[i] for i in idx])[0]]
 
-    def _sample(self, i: int) -> float:
-        s = self.stats[self.proposers[i].name]
-        rate = self.rng.betavariate(1 + s.improved, 1 + s.runs - s.improved)
+    def _sample(self, s: ArmStats) -> float:
+        rate = self.rng.betavariate(1 + s.improved, 1 + max(0, s.runs - s.improved))
         return rate / (s.mean_cost_usd + self.cost_floor_usd)
+
+    # --- what happened -------------------------------------------------------------------------------
+    def succeeded(self, name: str) -> bool:
+        """A call of `name` worked; True when that ended a run of failures."""
+        h = self.health.get(name)
+        return h.ok() if h is not None else False
+
+    def failed(self, name: str, reason: str) -> HealthState | None:
+        """A call of `name` failed for reasons of the proposer; its new health (None: not ours)."""
+        h = self.health.get(name)
+        return h.failed(reason) if h is not None else None
 
     def record(self, name: str, improved: bool, delta: float, cost_usd: float) -> None:
         """One finished experiment of proposer `name` (unknown names are ignored: a proposer removed
         since the experiment started)."""
-        s = self.stats.get(name)
-        if s is None:
-            return
-        s.runs += 1
-        s.improved += int(improved)
-        s.delta_sum += delta
-        s.cost_usd += max(0.0, cost_usd)
+        if name in self.health:
+            self.arms.add(name, 1, int(improved), delta, max(0.0, cost_usd))
+
+    def charge(self, name: str, cost_usd: float) -> None:
+        """The cost of calls that produced no experiment (failed ideation or implementation)."""
+        if name in self.health and cost_usd > 0:
+            self.arms.add(name, 0, 0, 0.0, cost_usd)

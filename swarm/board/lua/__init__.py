@@ -37,6 +37,8 @@ NAMES = (
     "release",
     "complete",
     "cancel",
+    "giveback",
+    "reopen",
     "publish",
     "move_leader",
     "heartbeat",

@@ -9,7 +9,7 @@
 -- confirmations), looking at most ARGV[9] deep into each queue; the caller sends '1' only while another
 -- live agent of its track exists, so a lone agent still confirms its own candidates
 -- Returns {reaped} when nothing is eligible, else {reaped, id, token, deadline_ms, data, attempts,
--- created_ms}: only what the caller cannot know (state is claimed, claimed_by is ARGV[2]).
+-- created_ms, failures (JSON or "")}: only what the caller cannot know (state is claimed, claimed_by is ARGV[2]).
 -- The claim joins the agent's claims set; the agent joins claimants scored by its heartbeat expiry
 -- (an agent that never heartbeat is not there: only its lease can expire its claims).
 -- Each redis.call costs ~1 us of server time plus its reply, so this reads with as few calls as it can.
@@ -49,7 +49,7 @@ end
 local token = redis.call('INCR', KEYS[5])
 local deadline = int(now + lease_ms)
 local hk = ARGV[1] .. 'hyp:' .. best_id
-local f = redis.call('HMGET', hk, 'seq', 'data', 'attempts', 'created_ms')
+local f = redis.call('HMGET', hk, 'seq', 'data', 'attempts', 'created_ms', 'failures')
 redis.call('ZREM', best_q, best_id)
 redis.call('HSET', hk, 'state', 'claimed', 'claimed_by', ARGV[2], 'token', token, 'deadline_ms', deadline)
 redis.call('ZADD', KEYS[1], deadline, best_id)
@@ -59,4 +59,4 @@ redis.call('SADD', KEYS[10], best_id)
 local expires = redis.call('ZSCORE', KEYS[9], ARGV[2])
 if expires then redis.call('ZADD', KEYS[8], expires, ARGV[2]) end
 event(KEYS[6], ARGV[7], 'claim', ARGV[2] .. ' claimed ' .. best_id, 'hid', best_id, 'agent', ARGV[2])
-return {reaped, best_id, token, deadline, f[2], f[3] or '0', f[4] or '0'}
+return {reaped, best_id, token, deadline, f[2], f[3] or '0', f[4] or '0', f[5] or ''}

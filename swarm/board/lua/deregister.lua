@@ -4,7 +4,7 @@
 -- this usually finds none.
 -- KEYS[1] agents  KEYS[2] agents:status  KEYS[3] agents:expiry  KEYS[4] claimants  KEYS[5] claims:<agent>
 -- KEYS[6] leases  KEYS[7] state:open  KEYS[8] state:claimed  KEYS[9] state:failed  KEYS[10] events
--- KEYS[11] settings
+-- KEYS[11] settings  KEYS[12] agents:health
 -- ARGV[1] key prefix  ARGV[2] agent id  ARGV[3] default max attempts  ARGV[4] events maxlen
 -- Returns how many claims it handed back.
 local ks = {leases = KEYS[6], open = KEYS[7], claimed = KEYS[8], failed = KEYS[9], events = KEYS[10],
@@ -17,6 +17,7 @@ end
 redis.call('DEL', KEYS[5])
 redis.call('ZREM', KEYS[4], ARGV[2])
 redis.call('HDEL', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[12], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
 event(KEYS[10], ARGV[4], 'leave', ARGV[2] .. ' left', 'agent', ARGV[2])
