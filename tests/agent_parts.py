@@ -13,6 +13,7 @@ from swarm.agent.code_cache import CodeCache
 from swarm.agent.history import TrackHistory
 from swarm.agent.join import Seat, take_seat
 from swarm.agent.leases import Leases
+from swarm.agent.ledger import Ledger
 from swarm.agent.outbox import Outbox
 from swarm.agent.peers import Peers
 from swarm.agent.pipeline import Pipeline
@@ -44,6 +45,7 @@ class Parts:
     promoter: Promoter
     source: JobSource
     metrics: AgentMetrics
+    ledger: Ledger
     stop: threading.Event
 
     def pipeline(self, enabled: bool = True) -> Pipeline:
@@ -52,7 +54,7 @@ class Parts:
     def publisher(self, outbox: Outbox) -> Publisher:
         s = self.seat
         return Publisher(self.board, agent_id=AGENT, track=TRACK, settings=s.settings, ws=s.ws, leases=self.leases,
-                         promoter=self.promoter, outbox=outbox)
+                         promoter=self.promoter, outbox=outbox, ledger=self.ledger)
 
     def baseline_files(self) -> dict[str, str]:
         return self.seat.ws.baseline_files()
@@ -73,10 +75,11 @@ def make_parts(redis_url: str, swarm: str, workdir: Path, proposers: list[Propos
     peers = Peers(board, AGENT, TRACK)
     promoter = Promoter(board, agent_id=AGENT, track=TRACK, settings=seat.settings, history=history, code=code)
     metrics = AgentMetrics(AGENT, TRACK)
+    ledger = Ledger(board, agent_id=AGENT, track=TRACK, selector=selector, metrics=metrics)
     source = JobSource(board, agent_id=AGENT, track=TRACK, profile=seat.profile, settings=seat.settings, ws=seat.ws,
                        code=code, leases=leases, peers=peers, promoter=promoter, selector=selector, history=history,
-                       metrics=metrics)
-    return Parts(board, seat, history, code, leases, peers, promoter, source, metrics, threading.Event())
+                       metrics=metrics, ledger=ledger)
+    return Parts(board, seat, history, code, leases, peers, promoter, source, metrics, ledger, threading.Event())
 
 
 def publish(parts: Parts, files: dict[str, str], metric: float | None, *, kind: Kind = Kind.EXPLORE,

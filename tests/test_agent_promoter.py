@@ -109,8 +109,6 @@ def test_a_candidate_gets_its_confirmations_and_a_win_is_ported(redis_url: str, 
                                                                  tmp_path: Path) -> None:
     parts = make_parts(redis_url, swarm_name, tmp_path / "a")
     board, promoter = parts.board, parts.promoter
-    wins: list[tuple[str, float]] = []
-    promoter.on_win = lambda proposer, gain: wins.append((proposer, gain))
     gen1 = establish_baseline(parts)
     board.register(AgentInfo(agent_id="gpu-agent", track="gpu:H100"))  # another live track
     files = parts.edited(0.6)
@@ -124,7 +122,6 @@ def test_a_candidate_gets_its_confirmations_and_a_win_is_ported(redis_url: str, 
                                                 candidate_of=rid, seed=h.seed or 0)))
     leader = board.leader(TRACK)
     assert leader is not None and leader.result_id == rid and leader.generation == 2
-    assert len(wins) == 1 and abs(wins[0][1] - (1.501 - 1.0)) < 1e-9
     ports = [h for h in board.list_hypotheses(state="open", limit=50) if h.kind == Kind.PORT]
     assert [h.track for h in ports] == ["gpu:H100"] and ports[0].meta["base"] == gen1.patch_hash
 

@@ -96,7 +96,7 @@ def test_llm_edit_that_crashes_is_repaired_within_the_experiment(
         seat = parts.seat
         executor = Executor(seat.ws, seat.manifest, profile=seat.profile, budget_s=0.05, device="cpu", gpu="cpu",
                             runs_dir=tmp_path / "runs", editable=seat.settings.editable, stop=threading.Event(),
-                            context=parts.source.context, account=parts.source.account)
+                            context=parts.source.context, ledger=parts.ledger)
         outcome = executor.run(job)
         assert outcome.status == "ok", outcome.error
         assert 'FAIL = ""' in job.files["train.py"]
@@ -117,7 +117,7 @@ def test_an_invalid_job_is_not_run(redis_url: str, swarm_name: str, tmp_path: Pa
     seat = parts.seat
     executor = Executor(seat.ws, seat.manifest, profile=seat.profile, budget_s=0.05, device="cpu", gpu="cpu",
                         runs_dir=tmp_path / "runs", editable=seat.settings.editable, stop=threading.Event(),
-                        context=parts.source.context, account=parts.source.account)
+                        context=parts.source.context, ledger=parts.ledger)
     outcome = executor.run(job)
     assert outcome.status == "invalid" and outcome.error == job.invalid
     assert not (tmp_path / "runs").exists() and executor.busy_s == 0

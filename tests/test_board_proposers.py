@@ -53,6 +53,25 @@ def test_failures_count_once_the_proposer_implemented_other_work(board: Board) -
     assert any(e.kind == "giveback" and "failed" in e.text for e in board.events(50))
 
 
+def test_a_given_back_hypothesis_goes_behind_the_others_of_its_priority(board: Board) -> None:
+    first, second = post(board, "first"), post(board, "second")
+    urgent = board.post(HypothesisIn(text="urgent", source="human", author="me", track=TRACK, priority=5))[0]
+    c = board.claim("a1", TRACK)
+    assert c is not None and c.hypothesis.id == urgent
+    board.give_back(urgent, c.token, "llm:x", "down")
+    c = board.claim("a1", TRACK)  # still first: its priority is higher
+    assert c is not None and c.hypothesis.id == urgent
+    board.give_back(urgent, c.token, "llm:x", "down")
+    board.cancel(urgent)
+    c = board.claim("a1", TRACK)
+    assert c is not None and c.hypothesis.id == first
+    board.give_back(first, c.token, "llm:x", "down")
+    order = []
+    while (c := board.claim("a1", TRACK)) is not None:
+        order.append(c.hypothesis.id)
+    assert order == [second, first]
+
+
 def test_give_back_needs_the_current_token(board: Board) -> None:
     hid = post(board, "x")
     c = board.claim("a1", TRACK)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
+from conftest import free_port
 from llm_server import Scripted, ScriptedServer  # tests/ is on sys.path (rootdir conftest, no __init__)
 
 from swarm.errors import ProposerError
 from swarm.models import Direction, Status
 from swarm.proposers.base import PastResult, ProposalContext
 from swarm.proposers.llm import LLMCallFailed, LLMLimits, LLMProposer
-from swarm.proposers.providers import AnthropicClient, CircuitBreaker, OpenAIClient, Prices
-from swarm.proposers.select import Selector
+from swarm.proposers.providers import AnthropicClient, OpenAIClient, Prices
+from swarm.proposers.select import IMPLEMENT, Selector
 
 TRAIN = """import torch
 
@@ -54,17 +56,16 @@ def ctx(history: list[PastResult] | None = None) -> ProposalContext:
 def make(kind: str, srv: ScriptedServer, **kw: object) -> LLMProposer:
     timeout_s = float(kw.pop("timeout_s", 5.0))  # type: ignore[arg-type]
     retries = int(kw.pop("max_retries", 2))  # type: ignore[call-overload]
-    breaker = CircuitBreaker(failures=int(kw.pop("failures", 3)), pause_s=60)  # type: ignore[call-overload]
     client: AnthropicClient | OpenAIClient
     if kind == "anthropic":
         client = AnthropicClient(
             "anthropic:claude-test", "claude-test", "sk-test", base_url=srv.url,
-            timeout_s=timeout_s, max_retries=retries, prices=PRICES, breaker=breaker,
+            timeout_s=timeout_s, max_retries=retries, prices=PRICES,
         )  # fmt: skip
     else:
         client = OpenAIClient(
             "openai-compatible:qwen@" + srv.url + "/v1", "qwen", "EMPTY", base_url=srv.url + "/v1",
-            timeout_s=timeout_s, max_retries=retries, prices=PRICES, breaker=breaker, compatible=True,
+            timeout_s=timeout_s, max_retries=retries, prices=PRICES, compatible=True,
         )  # fmt: skip
     return LLMProposer(client.name, client, LLMLimits(**kw))  # type: ignore[arg-type]
 
@@ -238,23 +239,6 @@ def test_usage_estimated_when_server_omits_it(server: ScriptedServer) -> None:
     assert usage.input_tokens > 100 and usage.output_tokens > 10
 
 
-def test_breaker_pauses_provider_and_selector_skips_it(server: ScriptedServer) -> None:
-    server.push(*[Scripted(status=500)] * 2)
-    bad = make("openai-compatible", server, max_retries=0, failures=2)
-    good = make("anthropic", server)
-    sel = Selector([bad, good], [100.0, 1.0], seed=1)
-    for _ in range(2):
-        with pytest.raises(ProposerError):
-            bad.ideate(ctx(), 2)
-    assert not bad.available()
-    assert {sel.choose(need_implement=True).name for _ in range(20)} == {good.name}
-    with pytest.raises(ProposerError, match="paused"):
-        bad.ideate(ctx(), 2)
-    assert len(server.requests) == 2  # the paused provider made no request
-    bad.close()
-    good.close()
-
-
 def test_base_url_env_vars_are_honoured(server: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
     monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
@@ -267,3 +251,42 @@ def test_base_url_env_vars_are_honoured(server: ScriptedServer, monkeypatch: pyt
     o.close()
     assert [r.path for r in server.requests] == ["/v1/messages", "/v1/chat/completions"]
     assert server.requests[1].body["max_completion_tokens"] == 64  # OpenAI's own models
+
+
+OUTAGES = {
+    # mode: (scripted replies for one implementation, the failure is the endpoint's)
+    "connection refused": (None, True),
+    "HTTP 500": ([Scripted(status=500)] * 2, True),
+    "HTTP 429 with retry-after": ([Scripted(status=429, headers={"retry-after-ms": "50"})] * 2, True),
+    "timeout": ([Scripted(text="late", delay_s=1.0)] * 2, True),
+    "a reply in prose": ([Scripted(text="Sure, I would lower the learning rate a little.")] * 3, False),
+    "edits that never match": ([Scripted(text=blocks("NOT IN THE FILE\n", "LR = 0.03\n"))] * 3, False),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mode", list(OUTAGES))
+def test_each_outage_fails_costed_and_backs_the_proposer_off(server: ScriptedServer, kind: str, mode: str) -> None:
+    """Each outage, through the real SDK: LLMCallFailed with what it cost (the failed request counted as a
+    call), marked as the endpoint's fault or the reply's; three in a row pause the proposer."""
+    replies, transport = OUTAGES[mode]
+    if replies is None:  # a port nothing listens on
+        p = make(kind, SimpleNamespace(url=f"http://127.0.0.1:{free_port()}"), max_retries=1, timeout_s=0.3)  # type: ignore[arg-type]
+    else:
+        p = make(kind, server, max_retries=1, timeout_s=0.3, max_edit_attempts=3)
+    sel = Selector([p], [1.0], seed=0)
+    for _ in range(3):
+        if replies is not None:
+            server.push(*replies)
+        with pytest.raises(LLMCallFailed) as info:
+            p.implement("Raise the learning rate", ctx())
+        err = info.value
+        assert err.transport is transport
+        assert err.usage.calls == (1 if transport else 3)
+        if not transport:
+            assert err.usage.input_tokens > 0 and err.usage.cost_usd > 0  # billed replies are costed
+        sel.failed(p.name, str(err), IMPLEMENT)
+    p.close()
+    assert sel.state(p.name).state == "paused" and not sel.can_implement_now()
+    if replies is not None and transport:
+        assert len(server.requests) == 3 * 2  # each try: the request and the SDK's one retry

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from collections import Counter
 from dataclasses import dataclass
 
 import pytest
 
 from swarm.errors import ProposerError, UserError
-from swarm.proposers.select import Selector
+from swarm.proposers.health import Health, HealthPolicy
+from swarm.proposers.select import IDEATE, IMPLEMENT, Selector
 
 
 @dataclass
 class Arm:
     name: str
     can_implement: bool = True
-    up: bool = True
-
-    def available(self) -> bool:
-        return self.up
 
 
 def picks(sel: Selector, n: int, need_implement: bool = False) -> Counter[str]:
@@ -33,14 +32,32 @@ def test_weights_shape_the_draw_and_seed_repeats() -> None:
     assert got == again
 
 
-def test_need_implement_and_paused_are_skipped() -> None:
-    arms = [Arm("classical", can_implement=False), Arm("a"), Arm("b", up=False)]
+def test_need_implement_backing_off_and_avoid() -> None:
+    arms = [Arm("classical", can_implement=False), Arm("a"), Arm("b")]
     sel = Selector(arms, [10, 1, 1], seed=0)  # type: ignore[arg-type]
+    assert sel.failed("b", "HTTP 500", IMPLEMENT).state == "backoff"  # type: ignore[union-attr]
     assert set(picks(sel, 50, need_implement=True)) == {"a"}
-    arms[1].up = False
+    assert sel.can_implement_now()
+    sel.failed("a", "connection refused", IMPLEMENT)
     with pytest.raises(ProposerError, match="no proposer that can implement"):
         sel.choose(need_implement=True)
-    assert set(picks(sel, 20)) == {"classical"}
+    assert not sel.can_implement_now()
+    assert set(picks(sel, 200)) == {"classical", "a", "b"}  # backing off in implementation: still ideates
+    for _ in range(2):
+        sel.failed("a", "edits never apply", IMPLEMENT)
+    assert sel.state("a").state == "paused" and "implement: edits never apply" in sel.state("a").reason
+    assert set(picks(sel, 200)) == {"classical", "b"}  # paused as an implementer: asked for no ideas either
+    sel.failed("b", "prose", IDEATE)
+    assert set(picks(sel, 50)) == {"classical"}
+    assert sel.succeeded("a", IMPLEMENT) and not sel.succeeded("a", IMPLEMENT)  # recovered once
+    assert sel.state("a").state == "healthy"
+    # a proposer that failed on a hypothesis is avoided for it while another can take it
+    sel.succeeded("b", IMPLEMENT)
+    assert {sel.choose(True, avoid={"a"}).name for _ in range(30)} == {"b"}
+    sel.failed("b", "x", IMPLEMENT)
+    assert sel.choose(True, avoid={"a"}).name == "a"  # the only one left
+    assert sel.name_of("llm:z/z") is None and sel.name_of("llm:a/a") == sel.name_of("a") == "a"
+    assert sel.name_of("classical") == "classical"
 
 
 def test_bandit_falls_back_to_weights_while_data_is_thin() -> None:
@@ -63,6 +80,31 @@ def test_bandit_prefers_improvement_per_dollar() -> None:
     got = picks(sel, 500)
     assert got["cheap_good"] > 400, got
     sel.record("ghost", improved=True, delta=-1.0, cost_usd=0.0)  # unknown names are ignored
+    assert "ghost" not in sel.arms.load()
+
+
+def test_health_backs_off_then_pauses_then_probes() -> None:
+    now = [0.0]
+    policy = HealthPolicy(backoff_s=10, pause_after=3, pause_s=300, pause_max_s=1200, jitter=0.0)
+    h = Health("x", policy, clock=lambda: now[0])
+    tries = []
+    while now[0] < 3600:  # a proposer that fails every call, tried whenever it is ready
+        if h.ready():
+            tries.append(now[0])
+            h.failed("HTTP 500")
+        now[0] += 1
+    assert tries[:4] == [0, 10, 30, 330] and h.state().state == "paused"
+    assert [b - a for a, b in itertools.pairwise(tries[3:])] == [600, 1200, 1200]
+    assert len([t for t in tries if t < 300]) == 3
+    assert h.ok() and h.state().state == "healthy" and h.ready()
+
+
+def test_jitter_spreads_agents() -> None:
+    waits = set()
+    for seed in range(5):
+        h = Health("x", HealthPolicy(backoff_s=10), clock=lambda: 0.0, rng=random.Random(seed))
+        waits.add(round(h.failed("down").until, 3))
+    assert len(waits) == 5 and all(8 <= w <= 12 for w in waits)
 
 
 def test_bad_selector_arguments() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from swarm import defaults
 from swarm.agent.job import Job
+from swarm.agent.ledger import Ledger
 from swarm.code.validate import validate_edit
 from swarm.errors import ProposerError
 from swarm.experiment.manifest import Manifest
@@ -22,6 +23,7 @@ from swarm.experiment.runner import RunOutcome, RunStatus, kill_leftover, run_ex
 from swarm.experiment.workspace import Workspace
 from swarm.models import Leader
 from swarm.proposers.base import ProposalContext, Usage
+from swarm.proposers.select import IMPLEMENT
 
 # (arena_dir, files, seed, budget_s, cancel) -> RunOutcome: a simulated experiment (the swarm benchmark)
 SimRunner = Callable[[Path, dict[str, str], int, float, threading.Event], RunOutcome]
@@ -42,7 +44,7 @@ class Executor:
     editable: list[str]
     stop: threading.Event
     context: Callable[[Leader | None, dict[str, str]], ProposalContext]  # what an implementer sees to repair
-    account: Callable[[str, Usage], None]
+    ledger: Ledger  # every repair call's cost, and its proposer's health
     sim: SimRunner | None = None
     busy_s: float = field(default=0.0, init=False)  # time spent running: the duty cycle's numerator
 
@@ -70,10 +72,13 @@ class Executor:
                 fixed, usage = job.implementer.repair(
                     job.hyp.text, self.context(job.parent, self.ws.files()), job.files, outcome.error
                 )
-            except ProposerError:
+            except ProposerError as exc:
+                self.ledger.failed(job.implementer.name, exc, IMPLEMENT)
+                job.usage = job.usage.add(getattr(exc, "usage", None) or Usage())  # the result pays for it
                 break
             job.usage = job.usage.add(usage)
-            self.account(job.implementer.name, usage)
+            if usage.calls:
+                self.ledger.ok(job.implementer.name, usage, IMPLEMENT)
             if fixed is None or validate_edit(fixed, self.editable):
                 break
             job.files = fixed

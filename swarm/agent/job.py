@@ -21,6 +21,7 @@ class Job:
     usage: Usage = field(default_factory=Usage)
     brief_version: int = 0  # the brief (program.md) version on the board when the job was prepared
     stale_idea: bool = False  # a classical idea made on an older leader that no longer merges
+    giveback: tuple[str, str] | None = None  # (proposer, reason): its implementer failed, back to the board
 
     @property
     def kind(self) -> Kind:

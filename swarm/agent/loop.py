@@ -38,6 +38,7 @@ from swarm.agent.history import TrackHistory
 from swarm.agent.job import Job
 from swarm.agent.join import take_seat
 from swarm.agent.leases import Leases
+from swarm.agent.ledger import Ledger
 from swarm.agent.outbox import Outbox
 from swarm.agent.peers import Peers
 from swarm.agent.pipeline import Pipeline
@@ -157,23 +158,23 @@ class Agent:
         self.leases = Leases(board, settings.lease_s)
         self.peers = Peers(board, aid, track)
         self.promoter = Promoter(
-            board, agent_id=aid, track=track, settings=settings, history=self.history, code=self.code,
-            on_win=self.record_win,
-        )  # fmt: skip
+            board, agent_id=aid, track=track, settings=settings, history=self.history, code=self.code
+        )
+        self.ledger = Ledger(board, agent_id=aid, track=track, selector=self.selector, metrics=self.metrics)
         self.source = JobSource(
             board, agent_id=aid, track=track, settings=settings, profile=seat.profile, ws=ws, code=self.code,
             leases=self.leases, peers=self.peers, promoter=self.promoter, selector=self.selector,
-            history=self.history, metrics=self.metrics,
+            history=self.history, metrics=self.metrics, ledger=self.ledger,
         )  # fmt: skip
         self.executor = Executor(
             ws, seat.manifest, profile=seat.profile, budget_s=opts.budget_s, device=seat.device, gpu=opts.gpu,
             runs_dir=opts.workdir / "runs", editable=settings.editable, stop=self.stop, context=self.source.context,
-            account=self.source.account, sim=opts.runner,
+            ledger=self.ledger, sim=opts.runner,
         )  # fmt: skip
         self.executor.kill_leftover()
         self.publisher = Publisher(
             board, agent_id=aid, track=track, settings=settings, ws=ws, leases=self.leases, promoter=self.promoter,
-            outbox=self.outbox,
+            outbox=self.outbox, ledger=self.ledger,
         )  # fmt: skip
         self.pipeline = Pipeline(
             self.source, self.promoter, stop=self.stop, enabled=opts.pipeline, board_down=self.board_down
@@ -243,9 +244,6 @@ class Agent:
         self.metrics.set_duty_cycle(self.duty_cycle())
         if result.get("metric") is not None:
             self.metrics.set_last_metric(float(result["metric"]))
-
-    def record_win(self, proposer: str, gain: float) -> None:
-        self.selector.record(proposer, True, gain, 0.0)
 
     def board_down(self, exc: BaseException) -> None:
         log.warning("Redis trouble (%s): %s", threading.current_thread().name.partition("-")[0], exc)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import statistics
-from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 
 from swarm import defaults
@@ -57,22 +56,32 @@ class Promoter:
     settings: SwarmSettings
     history: TrackHistory
     code: CodeCache
-    on_win: Callable[[str, float], None] = lambda proposer, gain: None  # (proposer, gain) of each promotion made
 
     def judge(self, parent_patch_hash: str | None, metric: float | None) -> Status:
         """keep or discard, for an exploration run built on the leader whose code is `parent_patch_hash`:
         keep when it beats that leader beyond the screening threshold. Judged against the leader it
         started from, so a run whose parent was replaced while it ran is not thrown away for it (the
         promoter then rebases it onto the new leader instead of confirming it: `on_result`)."""
-        leader = self.board.leader(self.track)
-        if metric is None or leader is None or parent_patch_hash is None:
-            return Status.DISCARD
-        reference = leader.metric if leader.patch_hash == parent_patch_hash else self.metric_of(parent_patch_hash)
-        if reference is None:
+        reference = self.reference(parent_patch_hash)
+        if metric is None or reference is None:
             return Status.DISCARD
         noise = sigma(self.board.noise(self.track))
         ok = is_candidate(reference, metric, self.settings.direction, noise, self.settings.min_delta)
         return Status.KEEP if ok else Status.DISCARD
+
+    def reference(self, parent_patch_hash: str | None) -> float | None:
+        """The metric of the leader an exploration started from (None: no leader, or never led here)."""
+        leader = self.board.leader(self.track)
+        if leader is None or parent_patch_hash is None:
+            return None
+        return leader.metric if leader.patch_hash == parent_patch_hash else self.metric_of(parent_patch_hash)
+
+    def gain(self, parent_patch_hash: str | None, metric: float | None) -> float | None:
+        """How much better than the leader it started from `metric` is (negative: worse)."""
+        reference = self.reference(parent_patch_hash)
+        if metric is None or reference is None:
+            return None
+        return self.settings.direction.gain(reference, metric)
 
     def metric_of(self, patch_hash: str) -> float | None:
         """The metric of the track's most recent leader with that code (None: it never led here)."""
@@ -227,7 +236,6 @@ class Promoter:
             support=[r.result_id for r in kept],
         )
         if out.accepted:
-            self.on_win(cand.proposer, self.settings.direction.gain(leader.metric, mean))
             self.port_to_other_tracks(candidate_id, cand.track)
         elif out.reason == "stale_generation" and out.leader is not None and out.leader.result_id != candidate_id:
             self.rebase_candidate(candidate_id, out.leader)

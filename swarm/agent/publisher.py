@@ -21,6 +21,7 @@ from typing import Any
 from swarm import defaults
 from swarm.agent.job import Job
 from swarm.agent.leases import Leases
+from swarm.agent.ledger import Ledger
 from swarm.agent.outbox import Outbox
 from swarm.agent.promoter import Promoter
 from swarm.board import Board
@@ -46,6 +47,7 @@ class Publisher:
     leases: Leases
     promoter: Promoter
     outbox: Outbox
+    ledger: Ledger  # each exploration's outcome, for the bandit
 
     def record(self, job: Job, outcome: RunOutcome) -> dict[str, Any]:
         """The outbox entry of a finished job: its result (keep/discard is decided on delivery), the
@@ -105,14 +107,18 @@ class Publisher:
         result = ResultIn.model_validate(entry["result"])
         if entry.get("patch_text"):
             result.patch_hash = self.board.put_patch(entry["patch_text"])
+        gain = None
         if entry.get("judge"):  # decided now, against the leader as it is when the result lands
             result.status = self.promoter.judge(result.parent_patch_hash, result.metric)
+            gain = self.promoter.gain(result.parent_patch_hash, result.metric)
         published = self.board.publish(result)
         self.board.complete(entry["hid"], entry["token"], State.DONE)
         self.leases.drop(entry["hid"])
         if published.stale:
             log.warning("result %s was published with a lost lease: stored as stale", result.result_id)
             return
+        if published.stored:  # once, even when a retry delivers it again
+            self.ledger.outcome(result, gain)
         self.promoter.on_result(result)
 
 

@@ -18,6 +18,7 @@ from swarm.agent.context import build_context
 from swarm.agent.history import TrackHistory
 from swarm.agent.job import Job
 from swarm.agent.leases import Leases
+from swarm.agent.ledger import Ledger
 from swarm.agent.peers import Peers
 from swarm.agent.promoter import Promoter
 from swarm.board import Board
@@ -29,7 +30,7 @@ from swarm.experiment.workspace import Workspace
 from swarm.models import Claim, HypothesisIn, Kind, Leader, SwarmSettings
 from swarm.observe.metrics import AgentMetrics
 from swarm.proposers.base import ProposalContext, Usage, source_label
-from swarm.proposers.select import Selector
+from swarm.proposers.select import IDEATE, IMPLEMENT, Selector
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,14 @@ class JobSource:
     selector: Selector
     history: TrackHistory
     metrics: AgentMetrics
+    ledger: Ledger
     pre_ideated: bool = field(default=False, init=False)  # ideas posted while the track's baseline was measured
 
     @property
     def can_implement(self) -> bool:
-        """Whether free-text hypotheses can be claimed (some proposer turns text into an edit)."""
-        return any(p.can_implement for p in self.selector.proposers)
+        """Whether free-text hypotheses can be claimed now: some proposer turns text into an edit and is
+        not backing off or paused (a paused LLM claims no human's text, so none is given back for it)."""
+        return self.selector.can_implement_now()
 
     # --- claim -------------------------------------------------------------------------------------
     def prepare(self, on: Leader | None = None) -> Job | None:
@@ -91,6 +94,9 @@ class JobSource:
         if claim.hypothesis.kind == Kind.BASELINE:  # a baseline job left over: still worth its seed
             return Job(claim.hypothesis, claim.token, None, self.ws.baseline_files())
         job = self.implement(Job(claim.hypothesis, claim.token, leader))
+        if job.giveback is not None:  # its implementer failed: the hypothesis is back on the board
+            self.give_back(job)
+            return None
         if job.stale_idea:
             # A machine-made idea (the classical optimizer's) whose edit conflicts with the leader that
             # replaced the one it was proposed on: retire it rather than burn a slot on an `invalid`
@@ -149,15 +155,15 @@ class JobSource:
         try:
             proposer = self.selector.choose(need_implement=False)
         except ProposerError as exc:
-            log.warning("no proposer available: %s", exc)
+            self.ledger.idle(f"nothing to claim on {self.track} and {exc}")
             return Usage(), 0
         ctx = self.context(leader, self.code.files_of(base))
         try:
             ideas, usage = proposer.ideate(ctx, defaults.IDEAS_PER_CALL)
         except ProposerError as exc:
-            log.warning("proposer %s failed to ideate: %s", proposer.name, exc)
+            self.ledger.failed(proposer.name, exc, IDEATE)
             return Usage(), 0
-        self.account(proposer.name, usage)
+        self.ledger.ok(proposer.name, usage, IDEATE)
         posted = 0
         for idea in ideas:
             text = idea.title if not idea.rationale else f"{idea.title}\n\n{idea.rationale}"
@@ -199,25 +205,50 @@ class JobSource:
                 else:
                     job.files = merged
             else:
-                proposer = self.selector.choose(need_implement=True)
-                job.files, job.usage = proposer.implement(hyp.text, self.context(job.parent, leader_files))
-                job.implementer = proposer
-                self.account(proposer.name, job.usage)
-        except (UserError, ProposerError) as exc:
+                self.implement_text(job, leader_files)
+        except UserError as exc:
             job.invalid = f"could not implement: {exc}"
+        if job.giveback is not None:
+            return job
         if not job.invalid:
             job.invalid = validate_edit(job.files, self.settings.editable) or ""
         return job
+
+    def implement_text(self, job: Job, leader_files: dict[str, str]) -> None:
+        """A proposer turns the hypothesis' text into code, one that has not failed on it where another
+        can. When none can now, or the one chosen fails, the job is marked to be given back."""
+        assert job.parent is not None
+        try:
+            proposer = self.selector.choose(need_implement=True, avoid=job.hyp.failed_proposers)
+        except ProposerError as exc:
+            job.giveback = ("", str(exc))
+            return
+        try:
+            job.files, job.usage = proposer.implement(job.hyp.text, self.context(job.parent, leader_files))
+        except ProposerError as exc:
+            self.ledger.failed(proposer.name, exc, IMPLEMENT)
+            job.usage = getattr(exc, "usage", None) or Usage()
+            job.giveback = (proposer.name, str(exc))
+            return
+        self.ledger.ok(proposer.name, job.usage, IMPLEMENT)
+        self.board.implemented(proposer.name)
+        job.implementer = proposer
+
+    def give_back(self, job: Job) -> None:
+        """The hypothesis back on the board with why its implementation failed (lua/giveback.lua: it counts
+        against the hypothesis only once that proposer has implemented other work since)."""
+        assert job.giveback is not None
+        proposer, reason = job.giveback
+        to, counted = self.board.give_back(job.hyp.id, job.token, proposer, reason)
+        self.leases.drop(job.hyp.id)
+        log.warning("gave %s back to the board (%s; %d such failure(s) counted): %s",
+                    job.hyp.id, to or "lease already lost", counted, reason)  # fmt: skip
 
     def context(self, leader: Leader | None, files: dict[str, str]) -> ProposalContext:
         """What a proposer sees: the track's history and the brief, on the code `files`."""
         return build_context(
             self.board, self.settings, self.track, self.profile, leader, files, history=self.history
         )
-
-    def account(self, proposer: str, usage: Usage) -> None:
-        if usage.calls:
-            self.metrics.llm_call(proposer, usage.input_tokens, usage.output_tokens, usage.cost_usd, usage.latency_s)
 
     # --- sync ----------------------------------------------------------------------------------------
     def sync_workspace(self) -> Leader | None:
@@ -252,6 +283,9 @@ class JobSource:
         if merged is None:
             if self.can_implement and not job.hyp.patch_hash:  # its LLM implements it again on the new code
                 again = self.implement(replace(job, parent=leader, files={}, invalid="", implementer=None))
+                if again.giveback is not None:
+                    self.give_back(again)
+                    return None
                 return replace(again, usage=job.usage.add(again.usage))
             if job.hyp.source == "classical":
                 self.retire(job)

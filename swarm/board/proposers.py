@@ -34,7 +34,7 @@ class ProposersMixin(BoardCore):
         k = self.k
         keys = [
             k.hyp(hid), k.leases, k.state(State.OPEN), k.state(State.CLAIMED), k.state(State.FAILED),
-            k.events, k.claimants, k.settings, k.proposers_implemented,
+            k.events, k.claimants, k.settings, k.proposers_implemented, k.seq_hyp,
         ]  # fmt: skip
         why = " ".join(reason.split())[: defaults.GIVEBACK_REASON_MAX_CHARS]
         args = [hid, token, proposer, why, defaults.EVENTS_MAXLEN, k.prefix, defaults.MAX_ATTEMPTS,

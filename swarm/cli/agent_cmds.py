@@ -51,7 +51,9 @@ def make_selector(
     config = load_config(config_path)
     specs = resolve_specs(specs_text or ([] if config.proposers else default_specs(os.environ)), config)
     proposers = build_proposers(specs, config, lambda: ClassicalProposer(seed=seed))
-    return proposers, Selector(proposers, [s.weight for s in specs], bandit=bandit or config.bandit, seed=seed)
+    return proposers, Selector(
+        proposers, [s.weight for s in specs], bandit=bandit or config.bandit, seed=seed, health=config.limits.health()
+    )
 
 
 def setup_logging(level: str) -> None:

@@ -39,11 +39,14 @@ REPAIR_MEMORY = 1024  # hypotheses whose repair counts are remembered; an agent 
 
 
 class LLMCallFailed(ProposerError):
-    """The proposer gave up; `usage` is what the failed attempt cost (for the result's accounting)."""
+    """The proposer gave up; `usage` is what the failed attempt cost (for the result's accounting).
+    `transport`: the endpoint failed (connection, HTTP error, timeout, an empty body), whatever was
+    asked; otherwise the model answered but not usefully (prose for JSON, edits that never apply)."""
 
-    def __init__(self, message: str, usage: Usage) -> None:
+    def __init__(self, message: str, usage: Usage, transport: bool = False) -> None:
         super().__init__(message)
         self.usage = usage
+        self.transport = transport
 
 
 @dataclass(frozen=True)
@@ -66,10 +69,6 @@ class LLMProposer:
         self.limits = limits or LLMLimits()
         self._repairs: dict[str, int] = {}
 
-    def available(self) -> bool:
-        """False while the provider's circuit breaker has it paused; the selector skips it."""
-        return self.client.available()
-
     def close(self) -> None:
         self.client.close()
 
@@ -78,8 +77,8 @@ class LLMProposer:
     def _call(self, messages: list[Message], usage: list[Usage]) -> Reply:
         try:
             reply = self.client.complete(SYSTEM, messages, self.limits.max_output_tokens)
-        except ProposerError as err:
-            raise LLMCallFailed(str(err), _total(usage)) from err
+        except ProposerError as err:  # the failed call counts as a call (its tokens are unknown: 0)
+            raise LLMCallFailed(str(err), _total([*usage, Usage(calls=1)]), transport=True) from err
         usage.append(Usage(reply.input_tokens, reply.output_tokens, reply.cost_usd, reply.latency_s, 1))
         log.info(
             "llm call: proposer=%s input_tokens=%d output_tokens=%d cost_usd=%.5f latency_s=%.2f",

@@ -1,4 +1,4 @@
-"""Thin chat clients on the official SDKs, with accounting and a circuit breaker.
+"""Thin chat clients on the official SDKs, with accounting.
 
 - `AnthropicClient`: `anthropic.Anthropic(...).messages.create`.
 - `OpenAIClient`: `openai.OpenAI(...).chat.completions.create`, for `openai:` and, with a base URL, for
@@ -9,10 +9,8 @@ against anthropic 2.x and openai 3.x: `base_url=None` falls back to the variable
 gateways and proxies get the behaviour they expect. Retries with exponential backoff on 429, 5xx,
 connection errors and timeouts are the SDKs' own (`max_retries`; they honour `Retry-After`).
 
-On top of that each client has a `CircuitBreaker`: after `failures` consecutive calls that failed even
-after the SDK's retries, the provider is paused for `pause_s` (`available()` is False) so the agent goes
-on with its other proposers instead of burning its time on an outage. After the pause one trial call
-goes through; a success closes the breaker, a failure pauses it again.
+A call that still fails raises `ProviderError`; what follows (back-off, pause, probing again) is the
+proposer's health (swarm.proposers.health), which also counts replies that parse but are useless.
 
 Every call returns a `Reply`: text, input/output tokens (as the server reports them; estimated with
 swarm.proposers.tokens when a local server omits usage), latency and cost from the configured prices.
@@ -23,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,8 +28,6 @@ import anthropic
 import openai
 
 from swarm.defaults import (
-    PROPOSER_BREAKER_FAILURES,
-    PROPOSER_BREAKER_PAUSE_S,
     PROPOSER_MAX_RETRIES,
     PROPOSER_TIMEOUT_S,
 )
@@ -45,7 +40,7 @@ Message = dict[str, str]  # {"role": "user" | "assistant", "content": text}
 
 
 class ProviderError(ProposerError):
-    """A call failed after the SDK's retries, or the provider is paused by its circuit breaker."""
+    """A call failed after the SDK's retries, or its reply had no usable text."""
 
 
 @dataclass(frozen=True)
@@ -68,40 +63,10 @@ class Reply:
     cost_usd: float
 
 
-class CircuitBreaker:
-    """Pauses a provider after `failures` consecutive failed calls, for `pause_s` seconds."""
-
-    def __init__(
-        self,
-        failures: int = PROPOSER_BREAKER_FAILURES,
-        pause_s: float = PROPOSER_BREAKER_PAUSE_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.failures = failures
-        self.pause_s = pause_s
-        self.clock = clock
-        self.consecutive = 0
-        self.paused_until = 0.0
-
-    def available(self) -> bool:
-        return self.clock() >= self.paused_until
-
-    def success(self) -> None:
-        self.consecutive = 0
-        self.paused_until = 0.0
-
-    def failure(self) -> None:
-        self.consecutive += 1
-        if self.consecutive >= self.failures:
-            self.paused_until = self.clock() + self.pause_s
-
-
 class ChatClient(Protocol):
     """What LLMProposer needs from a provider."""
 
     name: str
-
-    def available(self) -> bool: ...
 
     def complete(self, system: str, messages: list[Message], max_tokens: int) -> Reply: ...
 
@@ -109,17 +74,13 @@ class ChatClient(Protocol):
 
 
 class _BaseClient:
-    """Shared breaker/accounting logic; subclasses implement `_call` with their SDK."""
+    """Shared accounting logic; subclasses implement `_call` with their SDK."""
 
     name: str
 
-    def __init__(self, name: str, prices: Prices, breaker: CircuitBreaker | None) -> None:
+    def __init__(self, name: str, prices: Prices) -> None:
         self.name = name
         self.prices = prices
-        self.breaker = breaker or CircuitBreaker()
-
-    def available(self) -> bool:
-        return self.breaker.available()
 
     def _call(
         self, system: str, messages: list[Message], max_tokens: int
@@ -130,21 +91,14 @@ class _BaseClient:
         raise NotImplementedError
 
     def complete(self, system: str, messages: list[Message], max_tokens: int) -> Reply:
-        if not self.breaker.available():
-            raise ProviderError(f"{self.name}: paused after {self.breaker.consecutive} consecutive failures")
         t0 = time.perf_counter()
         try:
             text, tin, tout = self._call(system, messages, max_tokens)
         except self._sdk_errors() as err:
-            self.breaker.failure()
             # The SDK's messages name status and body, never the key.
             log.warning("provider call failed: proposer=%s error=%s", self.name, type(err).__name__)
             raise ProviderError(f"{self.name}: {type(err).__name__}: {_short(str(err))}") from err
-        except ProviderError:
-            self.breaker.failure()
-            raise
         latency = time.perf_counter() - t0
-        self.breaker.success()
         if tin is None:
             tin = count_tokens(system) + sum(count_tokens(m["content"]) for m in messages)
         if tout is None:
@@ -169,9 +123,8 @@ class AnthropicClient(_BaseClient):
         timeout_s: float = PROPOSER_TIMEOUT_S,
         max_retries: int = PROPOSER_MAX_RETRIES,
         prices: Prices | None = None,
-        breaker: CircuitBreaker | None = None,
     ) -> None:
-        super().__init__(name, prices or Prices(), breaker)
+        super().__init__(name, prices or Prices())
         self.model = model
         # base_url=None lets the SDK read ANTHROPIC_BASE_URL.
         self.sdk = anthropic.Anthropic(
@@ -219,10 +172,9 @@ class OpenAIClient(_BaseClient):
         timeout_s: float = PROPOSER_TIMEOUT_S,
         max_retries: int = PROPOSER_MAX_RETRIES,
         prices: Prices | None = None,
-        breaker: CircuitBreaker | None = None,
         compatible: bool = False,
     ) -> None:
-        super().__init__(name, prices or Prices(), breaker)
+        super().__init__(name, prices or Prices())
         self.model = model
         self.compatible = compatible
         # base_url=None lets the SDK read OPENAI_BASE_URL.

@@ -3,12 +3,14 @@
     sel = Selector(proposers, weights=[s.weight for s in specs], bandit=False, seed=agent_seed)
     p = sel.choose(need_implement=True, avoid={"openai:x"})   # healthy, can implement, not one that failed
     ...
-    sel.succeeded(p.name) / sel.failed(p.name, reason)          # health: back-off and pause (health.py)
+    sel.succeeded(p.name, IMPLEMENT) / sel.failed(p.name, reason, IMPLEMENT)   # health (health.py)
     sel.record(p.name, improved=kept, delta=gain, cost_usd=...)  # a finished experiment, for the bandit
     sel.charge(p.name, cost_usd)                                 # a failed call's cost, for the bandit
 
-Weights: a seeded weighted draw among the eligible proposers: weight > 0, healthy (not backing off or
-paused: `Health.ready`), able to implement free text when `need_implement`. `avoid` (the proposers that
+Weights: a seeded weighted draw among the eligible proposers: weight > 0, healthy in the role asked
+(not backing off or paused: `Health.ready`; health is kept per role, ideation and implementation, and an
+implementer paused in implementation is not asked for ideas either), able to implement free text when
+`need_implement`. `avoid` (the proposers that
 already failed to implement this hypothesis) is honoured when another eligible proposer exists.
 
 Bandit (`bandit=True`): Thompson sampling on improvement per dollar. Each arm keeps a Beta posterior
@@ -31,8 +33,11 @@ from typing import Protocol
 
 from swarm.defaults import PROPOSER_BANDIT_COST_FLOOR_USD, PROPOSER_BANDIT_MIN_OBS
 from swarm.errors import ProposerError, UserError
-from swarm.proposers.base import Proposer
-from swarm.proposers.health import Health, HealthPolicy, HealthState
+from swarm.proposers.base import Proposer, source_label
+from swarm.proposers.health import BACKOFF, HEALTHY, PAUSED, Health, HealthPolicy, HealthState
+
+IDEATE, IMPLEMENT = "ideate", "implement"  # the roles a proposer's health is kept for (repair: implement)
+ROLES = (IDEATE, IMPLEMENT)
 
 
 @dataclass
@@ -96,19 +101,35 @@ class Selector:
         self.min_obs = min_obs
         self.cost_floor_usd = cost_floor_usd
         self.rng = random.Random(seed)
-        self.health = {p.name: Health(p.name, health, rng=random.Random(self.rng.random())) for p in self.proposers}
+        # one Health per role: a model that ideates well but whose edits never apply must not have its
+        # implementation failures wiped by every good ideation (it would be tried forever)
+        self.health = {
+            p.name: {role: Health(p.name, health, rng=random.Random(self.rng.random())) for role in ROLES}
+            for p in self.proposers
+        }
         self.arms: ArmStore = MemoryArms()
 
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.proposers]
 
+    def name_of(self, label: str) -> str | None:
+        """Our proposer behind a result's or hypothesis' source label (`llm:anthropic/x` or its name)."""
+        for p in self.proposers:
+            if label in (p.name, source_label(p.name)):
+                return p.name
+        return None
+
     def _eligible(self, need_implement: bool) -> list[int]:
-        return [
-            i
-            for i, p in enumerate(self.proposers)
-            if self.weights[i] > 0 and (p.can_implement or not need_implement) and self.health[p.name].ready()
-        ]
+        return [i for i, p in enumerate(self.proposers) if self.weights[i] > 0 and self._ready(p, need_implement)]
+
+    def _ready(self, p: Proposer, need_implement: bool) -> bool:
+        impl = self.health[p.name][IMPLEMENT]
+        if need_implement:
+            return p.can_implement and impl.ready()
+        # an implementer whose edits are paused is not asked for ideas either: its ideas are text it
+        # would have to implement (another agent's proposer may still take the ones on the board)
+        return self.health[p.name][IDEATE].ready() and not (p.can_implement and impl.state().state == PAUSED)
 
     def can_implement_now(self) -> bool:
         """Whether some proposer could implement a free-text hypothesis now (a paused LLM claims none)."""
@@ -134,15 +155,25 @@ class Selector:
         return rate / (s.mean_cost_usd + self.cost_floor_usd)
 
     # --- what happened -------------------------------------------------------------------------------
-    def succeeded(self, name: str) -> bool:
-        """A call of `name` worked; True when that ended a run of failures."""
-        h = self.health.get(name)
-        return h.ok() if h is not None else False
+    def succeeded(self, name: str, role: str) -> bool:
+        """A call of `name` in `role` (IDEATE, IMPLEMENT: repairs too) worked; True when that ended a run
+        of failures in that role."""
+        roles = self.health.get(name)
+        return roles[role].ok() if roles is not None else False
 
-    def failed(self, name: str, reason: str) -> HealthState | None:
-        """A call of `name` failed for reasons of the proposer; its new health (None: not ours)."""
-        h = self.health.get(name)
-        return h.failed(reason) if h is not None else None
+    def failed(self, name: str, reason: str, role: str) -> HealthState | None:
+        """A call of `name` in `role` failed for reasons of the proposer; its health (None: not ours)."""
+        roles = self.health.get(name)
+        if roles is None:
+            return None
+        roles[role].failed(f"{role}: {reason}")
+        return self.state(name)
+
+    def state(self, name: str) -> HealthState:
+        """The worse of the proposer's roles (paused over backoff over healthy; the later try on a tie)."""
+        states = [h.state() for h in self.health[name].values()]
+        rank = {HEALTHY: 0, BACKOFF: 1, PAUSED: 2}
+        return max(states, key=lambda s: (rank[s.state], s.until))
 
     def record(self, name: str, improved: bool, delta: float, cost_usd: float) -> None:
         """One finished experiment of proposer `name` (unknown names are ignored: a proposer removed

@@ -45,20 +45,23 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swarm.defaults import (
-    PROPOSER_BREAKER_FAILURES,
-    PROPOSER_BREAKER_PAUSE_S,
+    PROPOSER_BACKOFF_S,
     PROPOSER_CONTEXT_TOKENS,
     PROPOSER_FUZZY_THRESHOLD,
     PROPOSER_MAX_EDIT_ATTEMPTS,
     PROPOSER_MAX_OUTPUT_TOKENS,
     PROPOSER_MAX_REPAIRS,
     PROPOSER_MAX_RETRIES,
+    PROPOSER_PAUSE_AFTER,
+    PROPOSER_PAUSE_MAX_S,
+    PROPOSER_PAUSE_S,
     PROPOSER_TIMEOUT_S,
 )
 from swarm.errors import UserError
 from swarm.proposers.base import Proposer
+from swarm.proposers.health import HealthPolicy
 from swarm.proposers.llm import LLMLimits, LLMProposer
-from swarm.proposers.providers import AnthropicClient, ChatClient, CircuitBreaker, OpenAIClient, Prices
+from swarm.proposers.providers import AnthropicClient, ChatClient, OpenAIClient, Prices
 
 Kind = Literal["classical", "anthropic", "openai", "openai-compatible"]
 DEFAULT_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
@@ -99,8 +102,13 @@ class Limits(BaseModel):
     context_tokens: int = Field(default=PROPOSER_CONTEXT_TOKENS, ge=1000, le=2_000_000)
     max_output_tokens: int = Field(default=PROPOSER_MAX_OUTPUT_TOKENS, ge=256, le=200_000)
     fuzzy_threshold: float = Field(default=PROPOSER_FUZZY_THRESHOLD, gt=0.5, le=1.0)
-    breaker_failures: int = Field(default=PROPOSER_BREAKER_FAILURES, ge=1, le=100)
-    breaker_pause_s: float = Field(default=PROPOSER_BREAKER_PAUSE_S, ge=0, le=86_400)
+    backoff_s: float = Field(default=PROPOSER_BACKOFF_S, ge=0, le=3600)
+    pause_after: int = Field(default=PROPOSER_PAUSE_AFTER, ge=1, le=100)
+    pause_s: float = Field(default=PROPOSER_PAUSE_S, ge=0, le=86_400)
+    pause_max_s: float = Field(default=PROPOSER_PAUSE_MAX_S, ge=0, le=86_400)
+
+    def health(self) -> HealthPolicy:
+        return HealthPolicy(self.backoff_s, self.pause_after, self.pause_s, max(self.pause_s, self.pause_max_s))
 
 
 class ProposersConfig(BaseModel):
@@ -235,13 +243,7 @@ def api_key(spec: ProposerSpec, env: Mapping[str, str]) -> str:
 def make_client(spec: ProposerSpec, limits: Limits, env: Mapping[str, str]) -> ChatClient:
     key = api_key(spec, env)
     prices = Prices(spec.input_usd_per_mtok, spec.output_usd_per_mtok)
-    breaker = CircuitBreaker(limits.breaker_failures, limits.breaker_pause_s)
-    common = {
-        "timeout_s": limits.timeout_s,
-        "max_retries": limits.max_retries,
-        "prices": prices,
-        "breaker": breaker,
-    }
+    common = {"timeout_s": limits.timeout_s, "max_retries": limits.max_retries, "prices": prices}
     if spec.kind == "anthropic":
         return AnthropicClient(spec.name, spec.model, key, **common)  # type: ignore[arg-type]
     if spec.kind == "openai":

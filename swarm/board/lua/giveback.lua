@@ -4,8 +4,10 @@
 -- other hypotheses since (the fault is then plausibly the idea's, not the proposer's): `ok_at` is the
 -- proposer's count of implementations (proposers:implemented) at the failure; a failure counts when
 -- that count has grown. Every giveback re-counts; attempts + counted >= max_attempts ends it failed.
+-- Back in its queue it goes behind the others of its priority (a new age), so one hypothesis a
+-- proposer keeps failing on does not stay at the head of the queue, failing it again and again.
 -- KEYS[1] hyp:<id>  KEYS[2] leases  KEYS[3] state:open  KEYS[4] state:claimed  KEYS[5] state:failed
--- KEYS[6] events  KEYS[7] claimants  KEYS[8] settings  KEYS[9] proposers:implemented
+-- KEYS[6] events  KEYS[7] claimants  KEYS[8] settings  KEYS[9] proposers:implemented  KEYS[10] seq:hyp
 -- ARGV[1] id  ARGV[2] token  ARGV[3] proposer  ARGV[4] reason  ARGV[5] events maxlen  ARGV[6] key prefix
 -- ARGV[7] default max attempts  ARGV[8] failures kept (the newest)
 -- Returns {state, counted} ('open' | 'failed'), or {'refused', 0} when the token is not current.
@@ -38,8 +40,10 @@ if attempts + counted >= max_attempts then
   redis.call('HSET', KEYS[1], 'state', 'failed')
   redis.call('ZADD', KEYS[5], f[5], ARGV[1])
 else
-  redis.call('HSET', KEYS[1], 'state', 'open')
-  redis.call('ZADD', f[3], f[4], ARGV[1])
+  local score = tonumber(f[4])
+  score = score - (score % 1000000000000) + redis.call('INCR', KEYS[10])
+  redis.call('HSET', KEYS[1], 'state', 'open', 'score', int(score))
+  redis.call('ZADD', f[3], int(score), ARGV[1])
   redis.call('ZADD', KEYS[3], f[5], ARGV[1])
 end
 event(KEYS[6], ARGV[5], 'giveback', ARGV[3] .. ' could not implement ' .. ARGV[1] .. ': ' .. ARGV[4] ..
