@@ -221,3 +221,161 @@ def test_cli_unreachable_redis_is_one_line(clean_env: dict[str, str], tmp_path: 
     url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
     line = one_line_error(swarm_cli(["--redis", url, "status"], clean_env, tmp_path))
     assert "127.0.0.1" in line and "hunter2" not in line and "***" in line
+
+
+# --- log and brief --json, reopen, implementation failures, proposer health --------------------------
+
+
+def _board(redis_url: str, swarm_name: str):  # type: ignore[no-untyped-def]
+    from swarm.board import Board
+
+    return Board.connect(redis_url, swarm_name)
+
+
+def _fail_by_givebacks(board, text: str) -> str:  # type: ignore[no-untyped-def]
+    """Post `text` and have it failed by implementation failures (the 4th giveback counts the 3 before)."""
+    from swarm.board import HypothesisIn, State
+
+    hid, _ = board.post(HypothesisIn(text=text, track="cpu:2c"))
+    for i in range(4):
+        c = board.claim("a1", "cpu:2c")
+        assert c is not None and c.hypothesis.id == hid
+        why = f"APIConnectionError: Connection refused ({i})" + ("\n  at line 3" + " y" * 100 if i == 3 else "")
+        board.give_back(hid, c.token, "anthropic:claude-x", why)
+        board.implemented("anthropic:claude-x")
+    assert board.get(hid).state == State.FAILED
+    return hid
+
+
+def test_log_and_brief_show_json(run, redis_url: str, swarm_name: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert json.loads(run("log", "--json").stdout) == []  # an empty swarm: an empty list, not an error
+    assert json.loads(run("brief", "show", "--json").stdout) == {"version": 0, "text": ""}
+    assert "no brief set" in one_line_error(run("brief", "show", ok=False))  # the text form still says so
+    run("init", "--arena", str(make_arena(tmp_path / "arena")))
+    hid = run("post", "Raise the LR").stdout.strip()
+    run("cancel", hid)
+    events = json.loads(run("log", "--json").stdout)
+    assert [e["kind"] for e in events][-2:] == ["post", "cancel"]
+    assert set(events[-1]) == {"id", "time_ms", "kind", "text", "fields"} and hid in events[-1]["text"]
+    assert events[-1]["fields"]["hid"] == hid and isinstance(events[-1]["time_ms"], int)
+    assert json.loads(run("log", "--json", "--limit", "1").stdout) == events[-1:]
+    assert "--limit must be >= 0" in one_line_error(run("log", "--limit", "-1", ok=False))
+    brief = json.loads(run("brief", "show", "--json").stdout)
+    assert brief["version"] == 1 and "Brief" in brief["text"]
+    (tmp_path / "b2.md").write_text("new brief\n")
+    run("brief", "set", "b2.md")
+    assert json.loads(run("brief", "show", "--json").stdout) == {"version": 2, "text": "new brief\n"}
+
+
+def test_log_json_follow_prints_json_lines(
+    redis_url: str, swarm_name: str, clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    import signal
+
+    from swarm.board import HypothesisIn
+
+    board = _board(redis_url, swarm_name)
+    first, _ = board.post(HypothesisIn(text="before the follow"))
+    env = dict(clean_env, SWARM_REDIS_URL=redis_url, SWARM_NAME=swarm_name, PYTHONPATH=str(Path(__file__).parents[1]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swarm", "log", "--json", "--follow"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        old = json.loads(proc.stdout.readline())  # the existing events first, one object a line
+        assert old["kind"] == "post" and old["fields"]["hid"] == first
+        second, _ = board.post(HypothesisIn(text="after the follow started"))
+        new = json.loads(proc.stdout.readline())
+        assert new["kind"] == "post" and new["fields"]["hid"] == second
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        board.r.close()
+    assert proc.returncode == 0, err  # Ctrl-C ends a follow cleanly
+    assert "Traceback" not in err and "Aborted" not in err
+
+
+def test_reopen(run, redis_url: str, swarm_name: str) -> None:  # type: ignore[no-untyped-def]
+    board = _board(redis_url, swarm_name)
+    hid = _fail_by_givebacks(board, "A hypothesis the outage failed")
+    assert run("reopen", hid).stdout == f"reopened {hid} (was failed)\n"
+    (h,) = json.loads(run("hypotheses", "--state", "open", "--json").stdout)
+    assert h["id"] == hid and h["attempts"] == 0
+    refused = run("reopen", hid, ok=False)
+    assert "is open" in one_line_error(refused) and refused.returncode == 2  # a user error
+    c = board.claim("a1", "cpu:2c")
+    assert c is not None
+    assert "is claimed" in one_line_error(run("reopen", hid, ok=False))
+    board.complete(hid, c.token)
+    assert run("reopen", hid).stdout.strip() == f"reopened {hid} (was done)"
+    run("cancel", hid)
+    assert run("reopen", hid).stdout.strip() == f"reopened {hid} (was cancelled)"
+    missing = run("reopen", "hnope", ok=False)
+    assert "no hypothesis 'hnope'" in one_line_error(missing) and missing.returncode == 4  # not found
+    assert [e["kind"] for e in json.loads(run("log", "--json").stdout)].count("reopen") == 3
+    board.r.close()
+
+
+def test_reopen_in_a_subprocess(redis_url: str, swarm_name: str, clean_env: dict[str, str], tmp_path: Path) -> None:
+    board = _board(redis_url, swarm_name)
+    hid = _fail_by_givebacks(board, "Failed, then reopened by a human")
+    env = dict(clean_env, SWARM_REDIS_URL=redis_url, SWARM_NAME=swarm_name)
+    p = swarm_cli(["reopen", hid], env, tmp_path)
+    assert p.returncode == 0 and p.stdout == f"reopened {hid} (was failed)\n", p.stderr
+    assert "is open" in one_line_error(swarm_cli(["reopen", hid], env, tmp_path))
+    board.r.close()
+
+
+def test_hypotheses_show_implementation_failures(run, redis_url: str, swarm_name: str) -> None:  # type: ignore[no-untyped-def]
+    from swarm.board import HypothesisIn
+
+    board = _board(redis_url, swarm_name)
+    hid = _fail_by_givebacks(board, "A hypothesis the outage failed")
+    fine, _ = board.post(HypothesisIn(text="Never tried"))
+    out = run("hypotheses").stdout.splitlines()
+    row = next(i for i, ln in enumerate(out) if ln.startswith(hid))
+    note = out[row + 1]
+    assert note.startswith("    failures 4 (3 counted): last by anthropic:claude-x: APIConnectionError: Connection")
+    assert "\n" not in note and note.endswith("...") and len(note) < 140  # the newest reason, one short line
+    fine_row = next(i for i, ln in enumerate(out) if ln.startswith(fine))
+    assert fine_row + 1 == len(out) or not out[fine_row + 1].startswith("    ")  # nothing under a clean one
+    (h,) = json.loads(run("hypotheses", "--state", "failed", "--json").stdout)
+    assert h["id"] == hid and len(h["failures"]) == 4
+    assert h["failures"][0] == {
+        "proposer": "anthropic:claude-x", "reason": "APIConnectionError: Connection refused (0)", "agent": "a1",
+        "ms": h["failures"][0]["ms"], "ok_at": h["failures"][0]["ok_at"], "counted": True, "reopened": False,
+    }  # fmt: skip
+    assert [f["counted"] for f in h["failures"]] == [True, True, True, False]
+    failed = run("hypotheses", "--state", "failed").stdout
+    assert hid in failed and fine not in failed and "failures 4 (3 counted)" in failed
+    opened = run("hypotheses", "--state", "open").stdout
+    assert fine in opened and hid not in opened
+    run("reopen", hid)
+    assert "failures 4 (0 counted, 4 before a reopen)" in run("hypotheses", "--state", "open").stdout
+    board.r.close()
+
+
+def test_agents_show_unhealthy_proposers(run, redis_url: str, swarm_name: str) -> None:  # type: ignore[no-untyped-def]
+    from swarm.models import AgentInfo, ProposerHealth
+
+    board = _board(redis_url, swarm_name)
+    for aid in ("a1", "a2"):
+        board.register(AgentInfo(agent_id=aid, track="cpu:2c", proposers=["anthropic:x", "classical"]))
+    paused = ProposerHealth(state="paused", reason="APIConnectionError: Connection error.", failures=3, until_ms=5)
+    board.set_health("a1", {"anthropic:x": paused, "openai:y": ProposerHealth(state="backoff", failures=1)})
+    out = run("agents").stdout.splitlines()
+    a1 = next(i for i, ln in enumerate(out) if ln.startswith("a1 "))
+    assert out[a1 + 1 : a1 + 3] == [
+        "    paused anthropic:x (3 failures: APIConnectionError: Connection error.)",
+        "    backoff openai:y (1 failure)",
+    ]
+    assert out[a1 + 3].startswith("a2 ") and len(out) == a1 + 4  # a healthy agent: no line under it
+    recs = {a["agent_id"]: a for a in json.loads(run("agents", "--json").stdout)}
+    assert recs["a1"]["health"]["anthropic:x"] == {
+        "state": "paused", "reason": "APIConnectionError: Connection error.", "failures": 3, "until_ms": 5,
+    }  # fmt: skip
+    assert recs["a1"]["health"]["openai:y"]["state"] == "backoff" and recs["a2"]["health"] == {}
+    board.set_health("a1", {})
+    assert len(run("agents").stdout.splitlines()) == 3  # header and two agents
+    board.r.close()

@@ -21,7 +21,7 @@ from test_report import record_board
 from swarm import defaults
 from swarm.board import Board
 from swarm.errors import UserError
-from swarm.models import Status
+from swarm.models import ProposerHealth, Status
 from swarm.observe.exporter import board_registry
 from swarm.observe.metrics import AgentMetrics
 
@@ -96,6 +96,38 @@ def test_agent_metrics_over_http() -> None:
         # never a per-hypothesis label: cardinality stays bounded by status x proposer x track
         labels = {name for (_, lbls) in got for name, _ in lbls}
         assert labels <= {"agent_id", "track", "status", "proposer", "le"}
+    finally:
+        m.close()
+
+
+def test_failed_llm_calls_and_proposer_state_over_http() -> None:
+    m = AgentMetrics("a", "cpu")
+    port = m.serve(0)
+    try:
+        m.llm_call("anthropic:x", 500, 0, 0.001, 30.0, calls=3, failed=True)  # a step of 3 calls that failed
+        m.llm_call("anthropic:x", 800, 100, 0.002, 4.0, calls=2)
+        m.llm_call("classical", 0, 0, 0.0, 0.0, calls=0, failed=True)  # a failure without a call
+        m.set_proposer_state("anthropic:x", "backoff")
+        m.set_proposer_state("anthropic:x", "paused")
+        m.set_proposer_state("classical", "healthy")
+        got = scrape(port)
+
+        def v(name: str, **labels: str) -> float:
+            return got[(name, tuple(sorted(labels.items())))]
+
+        assert v("swarm_llm_calls_total", proposer="anthropic:x") == 5
+        assert v("swarm_llm_failures_total", proposer="anthropic:x") == 1  # failed steps, not calls
+        assert v("swarm_llm_input_tokens_total", proposer="anthropic:x") == 1300
+        assert v("swarm_llm_latency_seconds_count", proposer="anthropic:x") == 2
+        assert v("swarm_llm_calls_total", proposer="classical") == 0
+        assert v("swarm_llm_failures_total", proposer="classical") == 1
+        # exactly one state is 1 per proposer: the latest
+        states = {
+            st: v("swarm_proposer_state", proposer="anthropic:x", state=st) for st in ("healthy", "backoff", "paused")
+        }
+        assert states == {"healthy": 0, "backoff": 0, "paused": 1}
+        assert v("swarm_proposer_state", proposer="classical", state="healthy") == 1
+        assert v("swarm_proposer_state", proposer="classical", state="paused") == 0
     finally:
         m.close()
 
@@ -262,7 +294,12 @@ def _start_exporter(redis_url: str, swarm_name: str, env: dict[str, str]) -> tup
 def test_exporter_over_http_from_a_recorded_board(
     redis_url: str, swarm_name: str, tmp_path: Path, clean_env: dict[str, str]
 ) -> None:
-    record_board(Board.connect(redis_url, swarm_name), tmp_path)
+    board = Board.connect(redis_url, swarm_name)
+    record_board(board, tmp_path)
+    board.add_usage("anthropic:claude", calls=9, failures=4, input_tokens=20000, output_tokens=900, cost_usd=0.3)
+    paused = ProposerHealth(state="paused", reason="HTTP 500", failures=3)
+    board.set_health("node1-gpu0", {"anthropic:claude": paused, "tpe": ProposerHealth(state="backoff")})
+    board.r.close()
     proc, port = _start_exporter(redis_url, swarm_name, clean_env)
     try:
         got = scrape(port)
@@ -300,6 +337,15 @@ def test_exporter_over_http_from_a_recorded_board(
     assert v("swarm_board_proposer_promotions", proposer="none") == 2  # the two baselines
     assert v("swarm_board_proposer_cost_usd", proposer="claude") == pytest.approx(0.15)
     assert v("swarm_board_proposer_tokens", proposer="claude", direction="input") == 15000
+    # the usage totals (every call, failed ones too) under the result label of the agents' spec name
+    llm = "llm:anthropic/claude"
+    assert v("swarm_board_proposer_llm_calls", proposer=llm) == 9
+    assert v("swarm_board_proposer_llm_failures", proposer=llm) == 4
+    assert v("swarm_board_proposer_cost_usd", proposer=llm) == pytest.approx(0.3)
+    assert v("swarm_board_proposer_tokens", proposer=llm, direction="output") == 900
+    assert v("swarm_board_proposer_llm_calls", proposer="claude") == 0  # results only: no totals recorded
+    assert v("swarm_board_proposer_paused_agents", proposer=llm) == 1
+    assert v("swarm_board_proposer_paused_agents", proposer="llm:tpe/tpe") == 0  # backing off is not paused
 
 
 def test_exporter_reports_an_unreachable_board(redis_server: RedisServer, swarm_name: str, tmp_path: Path) -> None:

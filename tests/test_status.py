@@ -27,8 +27,20 @@ from redis.retry import Retry
 from test_board_core import make_arena
 
 from swarm.board import Board
-from swarm.models import AgentInfo, Hypothesis, HypothesisIn, Leader, Result, ResultIn, State, Status
-from swarm.observe.accounting import NO_PROPOSER, board_proposer_stats, proposer_stats
+from swarm.models import (
+    AgentInfo,
+    AgentRecord,
+    Hypothesis,
+    HypothesisIn,
+    Leader,
+    ProposerHealth,
+    ProposerUsage,
+    Result,
+    ResultIn,
+    State,
+    Status,
+)
+from swarm.observe.accounting import NO_PROPOSER, board_proposer_stats, paused_agents, proposer_stats
 from swarm.observe.watch import AgentRow, Frame, render, take_frame, watch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,7 +138,7 @@ def test_proposer_stats_from_a_board(board: Board, tmp_path: Path) -> None:
     assert c.acceptance_rate == pytest.approx(1 / 3) and c.crash_rate == pytest.approx(1 / 3)
     assert (c.input_tokens, c.output_tokens) == (3000, 600)
     assert c.cost_usd == pytest.approx(0.035) and c.cost_per_promotion_usd == pytest.approx(0.035)
-    assert c.llm_calls == 3 and c.mean_llm_latency_s == pytest.approx(3.0)  # the confirmation made no call
+    assert c.llm_results == 3 and c.mean_llm_latency_s == pytest.approx(3.0)  # the confirmation made no call
 
     k = stats["classical"]
     assert (k.results, k.experiments, k.kept, k.promoted, k.failed, k.moves) == (4, 4, 1, 1, 2, 1)
@@ -236,16 +248,19 @@ def test_status_table_has_per_proposer_lines(cli: Any, board: Board, tmp_path: P
     code, out, err = cli("status")
     assert code == 0, err
     lines = out.splitlines()
-    assert "proposers (10 results):" in lines
+    assert "proposers (10 results; calls, tokens and cost: swarm totals):" in lines
     header = next(ln for ln in lines if ln.strip().startswith("proposer "))
-    want = ["proposer", "runs", "promoted", "accept", "crash", "tokens", "in/out", "cost", "per", "promotion", "llm"]
+    want = ["proposer", "calls", "failed", "runs", "promoted", "accept", "crash", "tokens", "in/out", "cost", "per",
+            "promotion", "llm"]  # fmt: skip
     assert header.split() == want
+    # no usage totals on this board (agents from before them): tokens and cost are the results' sums
     claude = next(ln for ln in lines if ln.strip().startswith(CLAUDE))
-    assert claude.split() == [CLAUDE, "3", "1", "33%", "33%", "3000/600", "$0.0350", "$0.0350", "3.0s"]
+    assert claude.split() == [CLAUDE, "0", "0", "3", "1", "33%", "33%", "3000/600", "$0.0350", "$0.0350", "3.0s"]
     classical = next(ln for ln in lines if ln.strip().startswith("classical"))
-    assert classical.split() == ["classical", "4", "1", "25%", "50%", "0/0", "$0.0000", "$0.0000", "-"]
+    assert classical.split() == ["classical", "0", "0", "4", "1", "25%", "50%", "0/0", "$0.0000", "$0.0000", "-"]
     human = next(ln for ln in lines if ln.strip().startswith("human"))
-    assert human.split() == ["human", "1", "0", "0%", "0%", "0/0", "$0.0000", "-", "-"]
+    assert human.split() == ["human", "0", "0", "1", "0", "0%", "0%", "0/0", "$0.0000", "-", "-"]
+    assert "proposer health:" not in lines  # every proposer healthy: no section
 
 
 def test_status_watch_refuses_bad_options(cli: Any) -> None:
@@ -329,10 +344,11 @@ def test_render_shows_every_section() -> None:
     assert "queue: 7 open, 2 claimed" in lines
     nxt = [ln.split()[0] for ln in lines if ln.strip().startswith("h5")]
     assert nxt == ["h50", "h51"]
-    assert "proposers (newest 3 results):" in lines
+    assert "proposers (newest 3 results; calls, tokens and cost: swarm totals):" in lines
     classical = next(ln for ln in lines if ln.strip().startswith("classical "))
-    assert classical.split()[:5] == ["classical", "2", "1", "50%", "50%"]
-    assert any(ln.split()[:2] == [CLAUDE, "1"] and "$0.2500" in ln for ln in lines)
+    assert classical.split()[:7] == ["classical", "0", "0", "2", "1", "50%", "50%"]
+    assert any(ln.split()[:4] == [CLAUDE, "0", "0", "1"] and "$0.2500" in ln for ln in lines)
+    assert "proposer health:" not in lines
 
 
 def test_render_cuts_lines_at_the_width() -> None:
@@ -405,7 +421,7 @@ def test_watch_draws_n_frames_in_a_subprocess(
     assert "\x1b[" not in out  # not a terminal: frames one after another, no escape codes
     headers = [ln for ln in out.splitlines() if ln.startswith(f"swarm {swarm_name}  ")]
     assert len(headers) == 3
-    assert out.count("proposers (newest 10 results):") == 3 and CLAUDE in out
+    assert out.count("proposers (newest 10 results; calls, tokens and cost: swarm totals):") == 3 and CLAUDE in out
 
 
 def test_watch_exits_cleanly_on_ctrl_c(redis_url: str, swarm_name: str, clean_env: dict[str, str]) -> None:
@@ -451,3 +467,143 @@ def test_exporter_and_report_use_the_same_figures(board: Board, tmp_path: Path) 
     assert rows["human"].startswith("| human | 1 | 1 | 0% | 0 | 0 | 0.0000 | 0 / 0 | - |")
     assert rows["classical"].startswith("| classical | 4 | 1 | 25% | 1 | 2 | 0.0000 | 0 / 0 | 0.0000 |")
     assert rows[CLAUDE].startswith(f"| {CLAUDE} | 3 | 1 | 33% | 1 | 1 | 0.0350 | 3000 / 600 | 0.0350 |")
+
+
+# --- usage totals and proposer health -------------------------------------------------------------
+
+SPEC = "anthropic:claude-sonnet-4-5"  # the agents' spec name of CLAUDE (its result label)
+QWEN = "openai-compatible:qwen@http://127.0.0.1:9/v1"
+QWEN_LABEL = "llm:openai-compatible/qwen@http://127.0.0.1:9/v1"
+
+
+def test_usage_totals_replace_the_results_sums() -> None:
+    rs = [_result("r1", CLAUDE, cost=0.25), _result("r2", "classical"), _result("r3", "human")]
+    usage = {
+        SPEC: ProposerUsage(calls=10, failures=2, input_tokens=5000, output_tokens=700, cost_usd=1.0),
+        CLAUDE: ProposerUsage(calls=1, failures=1, input_tokens=100, output_tokens=10, cost_usd=0.5),  # same label
+        QWEN: ProposerUsage(calls=3, failures=3),
+    }
+    stats = proposer_stats(rs, [_leader("r1", 1)], usage)
+    c = stats[CLAUDE]
+    assert (c.calls, c.failed_calls, c.input_tokens, c.output_tokens) == (11, 3, 5100, 710)
+    assert c.cost_usd == pytest.approx(1.5) and c.cost_per_promotion_usd == pytest.approx(1.5)
+    assert (c.results, c.experiments, c.promoted) == (1, 1, 1)  # still from the results and moves
+    assert c.as_dict()["calls"] == 11 and c.as_dict()["failed_calls"] == 3
+    q = stats[QWEN_LABEL]  # calls only, every one failed: a row all the same
+    assert (q.calls, q.failed_calls, q.results, q.experiments, q.acceptance_rate) == (3, 3, 0, 0, None)
+    assert stats["human"].calls == 0 and sorted(stats) == sorted([CLAUDE, QWEN_LABEL, "classical", "human"])
+    # without totals (a board from before them) the results' sums stand, as before
+    assert proposer_stats(rs, [], {}) == proposer_stats(rs, [])
+    assert proposer_stats(rs, [])[CLAUDE].cost_usd == 0.25 and proposer_stats(rs, [])[CLAUDE].calls == 0
+
+
+def _agent(aid: str, alive: bool, health: dict[str, ProposerHealth]) -> AgentRecord:
+    return AgentRecord(agent_id=aid, track=T, proposers=[SPEC, "classical"], alive=alive, health=health)
+
+
+def test_paused_agents_counts_live_agents_per_label() -> None:
+    paused = ProposerHealth(state="paused", reason="HTTP 500", failures=3)
+    backoff = ProposerHealth(state="backoff", reason="timeout", failures=1)
+    agents = [
+        _agent("a", True, {SPEC: paused, QWEN: backoff}),
+        _agent("b", True, {SPEC: paused, QWEN: paused}),
+        _agent("c", False, {SPEC: paused}),  # dead: calls nobody
+        _agent("d", True, {}),
+    ]
+    assert paused_agents(agents) == {CLAUDE: 2, QWEN_LABEL: 1}
+    assert paused_agents([]) == {}
+
+
+def health_board(board: Board, tmp_path: Path) -> None:
+    """build()'s board, plus usage totals the agents recorded and three agents' proposer health."""
+    build(board, tmp_path)
+    # every call: the three experiments' implementations plus ideation and two failed calls
+    board.add_usage(SPEC, calls=5, failures=2, input_tokens=9000, output_tokens=1200, cost_usd=0.08)
+    board.add_usage(SPEC, calls=2, failures=0, input_tokens=1000, output_tokens=300, cost_usd=0.04)
+    board.add_usage(QWEN, calls=3, failures=3, input_tokens=0, output_tokens=0, cost_usd=0.0)
+    for aid, ttl in (("n1", None), ("n2", None), ("n3", 0.001)):  # n3 is dead
+        board.register(AgentInfo(agent_id=aid, track=T, proposers=[SPEC, QWEN, "classical"]), ttl_s=ttl)
+    why = "APIConnectionError: Connection refused by 127.0.0.1:9 " + "x" * 200
+    board.set_health("n1", {SPEC: ProposerHealth(state="paused", reason=why, failures=3, until_ms=1)})
+    board.set_health(
+        "n2",
+        {
+            SPEC: ProposerHealth(state="paused", reason="HTTP 529 overloaded", failures=4),
+            QWEN: ProposerHealth(state="backoff", reason="timeout", failures=1),
+        },
+    )
+    board.set_health("n3", {QWEN: ProposerHealth(state="paused", reason="gone", failures=3)})
+    time.sleep(0.01)
+
+
+def test_status_report_exporter_and_view_agree_on_usage_and_health(cli: Any, board: Board, tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from swarm.observe.exporter import board_registry
+    from swarm.observe.report import collect, render_markdown
+
+    health_board(board, tmp_path)
+    code, out, err = cli("status", "--json")
+    assert code == 0, err
+    st = json.loads(out)
+    c = st["proposers"][CLAUDE]
+    assert (c["calls"], c["failed_calls"], c["input_tokens"], c["output_tokens"]) == (7, 2, 10000, 1500)
+    assert c["cost_usd"] == pytest.approx(0.12) and c["cost_per_promotion_usd"] == pytest.approx(0.12)
+    assert (c["experiments"], c["promoted"]) == (3, 1)
+    q = st["proposers"][QWEN_LABEL]
+    assert (q["calls"], q["failed_calls"], q["experiments"], q["acceptance_rate"]) == (3, 3, 0, None)
+    assert st["proposers"]["classical"]["calls"] == 0
+    health = st["proposer_health"]
+    assert sorted(health) == ["n1", "n2", "n3"] and health["n3"]["alive"] is False
+    assert health["n2"]["proposers"][QWEN] == {"state": "backoff", "reason": "timeout", "failures": 1, "until_ms": 0}
+    assert health["n1"]["proposers"][SPEC]["state"] == "paused"
+
+    code, out, err = cli("status")
+    assert code == 0, err
+    lines = out.splitlines()
+    claude = next(ln for ln in lines if ln.strip().startswith(CLAUDE))
+    assert claude.split() == [CLAUDE, "7", "2", "3", "1", "33%", "33%", "10000/1500", "$0.1200", "$0.1200", "3.0s"]
+    qwen = next(ln for ln in lines if ln.strip().startswith(QWEN_LABEL))
+    assert qwen.split() == [QWEN_LABEL, "3", "3", "0", "0", "-", "-", "0/0", "$0.0000", "-", "-"]
+    sick = lines[lines.index("proposer health:") + 1 :]
+    assert sick[0].startswith(f"  n1: paused {SPEC} (3 failures: APIConnectionError: Connection refused by")
+    assert sick[0].endswith("...)") and len(sick[0]) < 140  # the reason cut to one line
+    assert sick[1:] == [
+        f"  n2: paused {SPEC} (4 failures: HTTP 529 overloaded)",
+        f"  n2: backoff {QWEN} (1 failure: timeout)",
+        f"  n3 (DEAD): paused {QWEN} (3 failures: gone)",
+    ]
+
+    got = {
+        (smp.name, tuple(sorted(smp.labels.items()))): smp.value
+        for fam in text_string_to_metric_families(generate_latest(board_registry(board)).decode())
+        for smp in fam.samples
+    }
+
+    def v(name: str, **labels: str) -> float:
+        return got[(name, tuple(sorted(labels.items())))]
+
+    assert v("swarm_board_proposer_llm_calls", proposer=CLAUDE) == 7
+    assert v("swarm_board_proposer_llm_failures", proposer=CLAUDE) == 2
+    assert v("swarm_board_proposer_llm_failures", proposer=QWEN_LABEL) == 3
+    assert v("swarm_board_proposer_cost_usd", proposer=CLAUDE) == pytest.approx(0.12)
+    assert v("swarm_board_proposer_tokens", proposer=CLAUDE, direction="input") == 10000
+    assert v("swarm_board_proposer_tokens", proposer="classical", direction="output") == 0
+    assert v("swarm_board_proposer_acceptance_ratio", proposer=CLAUDE) == pytest.approx(1 / 3)
+    assert v("swarm_board_proposer_paused_agents", proposer=CLAUDE) == 2  # n1, n2
+    assert v("swarm_board_proposer_paused_agents", proposer=QWEN_LABEL) == 0  # backing off on n2; n3 is dead
+    assert v("swarm_board_proposer_paused_agents", proposer="classical") == 0  # a live agent runs it
+    assert ("swarm_board_proposer_paused_agents", (("proposer", "human"),)) not in got  # no agent runs "human"
+
+    md = render_markdown(collect(board))
+    rows = {ln.split(" | ")[0].lstrip("| "): ln for ln in md.splitlines() if ln.startswith("| ")}
+    assert rows[CLAUDE] == f"| {CLAUDE} | 3 | 1 | 33% | 1 | 1 | 0.1200 | 10000 / 1500 | 0.1200 | 7 | 2 |"
+    assert rows[QWEN_LABEL] == f"| {QWEN_LABEL} | 0 | 0 | - | 0 | 0 | 0.0000 | 0 / 0 | - | 3 | 3 |"
+    assert rows["classical"].endswith("| 0 | 0 |")
+
+    frame = take_frame(board)
+    assert frame.proposers == board_proposer_stats(board)[0]
+    text = render(frame).splitlines()
+    assert any(ln.split()[:4] == [CLAUDE, "7", "2", "3"] for ln in text)
+    assert f"  n2: backoff {QWEN} (1 failure: timeout)" in text[text.index("proposer health:") :]

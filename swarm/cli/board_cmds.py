@@ -1,10 +1,12 @@
-"""Board commands for humans: init, post, hypotheses, cancel, results, leader, best, agents, log,
-status, brief. Each parses its input, calls `swarm.board.Board`, and prints a table or (`--json`)
-one JSON document. Bad input is a `UserError`: one line `error: ...`, a non-zero exit, nothing written.
+"""Board commands for humans: init, post, hypotheses, cancel, reopen, results, leader, best, agents,
+log, status, brief. Each parses its input, calls `swarm.board.Board`, and prints a table or (`--json`)
+one JSON document (`log --json --follow`: one JSON object per line, JSON Lines). Bad input is a
+`UserError`: one line `error: ...`, a non-zero exit, nothing written.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,9 @@ from swarm.cli.app import app, emit_json, state
 from swarm.cli.hypofile import parse_path
 from swarm.code.diff import check_patch_text
 from swarm.errors import UserError
-from swarm.models import HypothesisIn, State, parse_enum
+from swarm.models import Event, Hypothesis, HypothesisIn, State, parse_enum
 from swarm.observe.accounting import board_proposer_stats
-from swarm.observe.watch import proposer_lines, watch
+from swarm.observe.watch import health_lines, health_text, proposer_lines, short_reason, watch
 
 brief_app = typer.Typer(help="Show or set the brief (program.md) LLM proposers read.", no_args_is_help=True)
 app.add_typer(brief_app, name="brief")
@@ -29,12 +31,32 @@ def _fmt_ms(ms: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else "-"
 
 
-def _table(rows: list[list[str]], header: list[str]) -> None:
+def _table(rows: list[list[str]], header: list[str], notes: list[list[str]] | None = None) -> None:
+    """Print the rows under the header, columns aligned; `notes[i]`: lines printed under row i, indented."""
     if not rows:
         return
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
+    typer.echo("  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip())
+    for i, r in enumerate(rows):
         typer.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        for line in notes[i] if notes else []:
+            typer.echo(f"    {line}")
+
+
+def _failures_note(h: Hypothesis) -> list[str]:
+    """`failures 3 (1 counted): last by anthropic:x: reason` for a hypothesis with failed implementations."""
+    if not h.failures:
+        return []
+    counted = sum(f.counted for f in h.failures)
+    before = sum(f.reopened for f in h.failures)
+    last = h.failures[-1]
+    why = short_reason(last.reason)
+    extra = f", {before} before a reopen" if before else ""
+    return [f"failures {len(h.failures)} ({counted} counted{extra}): last by {last.proposer}: {why or '-'}"]
+
+
+def _event_line(e: Event) -> str:
+    return f"{_fmt_ms(e.time_ms)}  {e.kind:<8} {e.text}"
 
 
 def _dump(items: list[BaseModel] | dict[str, Any]) -> Any:
@@ -130,7 +152,7 @@ def hypotheses(
         ]
         for h in hs
     ]
-    _table(rows, ["id", "state", "prio", "tries", "track", "source", "kind", "title"])
+    _table(rows, ["id", "state", "prio", "tries", "track", "source", "kind", "title"], [_failures_note(h) for h in hs])
 
 
 @app.command()
@@ -138,6 +160,14 @@ def cancel(ctx: typer.Context, hid: str = typer.Argument(..., metavar="ID")) -> 
     """Cancel an open or claimed hypothesis."""
     state(ctx).board().cancel(hid)
     typer.echo(f"cancelled {hid}")
+
+
+@app.command()
+def reopen(ctx: typer.Context, hid: str = typer.Argument(..., metavar="ID")) -> None:
+    """Put a failed, done or cancelled hypothesis back on the board (attempts 0; its earlier
+    implementation failures stay listed and no longer count)."""
+    was = state(ctx).board().reopen(hid)
+    typer.echo(f"reopened {hid} (was {was})")
 
 
 @app.command()
@@ -241,24 +271,39 @@ def agents(ctx: typer.Context, json_: bool = typer.Option(False, "--json")) -> N
         ]
         for a in recs
     ]
-    _table(rows, ["agent", "alive", "state", "track", "host", "gpu", "current", "last beat", "metrics"])
+    notes = [[health_text(p, h) for p, h in sorted(a.health.items())] for a in recs]
+    _table(rows, ["agent", "alive", "state", "track", "host", "gpu", "current", "last beat", "metrics"], notes)
 
 
 @app.command()
 def log(
     ctx: typer.Context,
     limit: int = typer.Option(50, "--limit"),
-    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events (Ctrl-C ends)."),
+    json_: bool = typer.Option(
+        False, "--json", help="A JSON list of the events; with --follow one JSON object per line (JSON Lines)."
+    ),
 ) -> None:
-    """The event log (post, claim, result, leader move, requeue, join/leave)."""
+    """The event log (post, claim, result, leader move, requeue, giveback, reopen, join/leave)."""
+    if limit < 0:
+        raise UserError("--limit must be >= 0")
     board = state(ctx).board()
-    last = "0-0"
-    for e in board.events(limit):
-        typer.echo(f"{_fmt_ms(e.time_ms)}  {e.kind:<8} {e.text}")
-        last = e.id
-    if follow:
+    events = board.events(limit) if limit else []
+    # follow on from the last event shown; an empty log: from its start (nothing posted meanwhile is
+    # missed); --limit 0: from now
+    last = events[-1].id if events else ("0-0" if limit else "$")
+    if json_ and not follow:
+        emit_json(_dump(list(events)))
+        return
+    for e in events:
+        typer.echo(json.dumps(e.model_dump(mode="json"), sort_keys=True) if json_ else _event_line(e))
+    if not follow:
+        return
+    try:
         for e in board.follow(after_id=last):
-            typer.echo(f"{_fmt_ms(e.time_ms)}  {e.kind:<8} {e.text}")
+            typer.echo(json.dumps(e.model_dump(mode="json"), sort_keys=True) if json_ else _event_line(e))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a follow ends: exit 0, no "Aborted!"
 
 
 @app.command()
@@ -272,8 +317,9 @@ def status(
         defaults.STATUS_MAX_RESULTS, "--max-results", help="Newest results the per-proposer figures cover."
     ),
 ) -> None:
-    """Counts by state, live agents, leaders per track, experiments in the last hour, and per-proposer
-    experiments, acceptance (promoted / run), crash rate, tokens and cost. --watch: the live view."""
+    """Counts by state, live agents, leaders per track, experiments in the last hour, per-proposer
+    calls (failed ones too), experiments, acceptance (promoted / run), crash rate, tokens and cost,
+    and the proposers agents paused or are backing off from. --watch: the live view."""
     board = state(ctx).board()
     if watch_:
         if json_:
@@ -290,6 +336,11 @@ def status(
     stats, counted = board_proposer_stats(board, max_results)
     st["proposers"] = {p: s.as_dict() for p, s in stats.items()}
     st["proposers_results"] = counted
+    recs = [a for a in board.agents() if a.health]
+    st["proposer_health"] = {
+        a.agent_id: {"alive": a.alive, "proposers": {p: h.model_dump() for p, h in sorted(a.health.items())}}
+        for a in recs
+    }
     if json_:
         emit_json(st)
         return
@@ -301,15 +352,22 @@ def status(
     for t, ld in st["leaders"].items():
         typer.echo(f"leader {t}: gen={ld['generation']} metric={ld['metric']:.6f} agent={ld['agent_id']}")
     if stats:
-        typer.echo(f"proposers ({counted} results):")
+        typer.echo(f"proposers ({counted} results; calls, tokens and cost: swarm totals):")
         for line in proposer_lines(stats):
+            typer.echo(line)
+    if recs:
+        typer.echo("proposer health:")
+        for line in health_lines([(a.agent_id, a.alive, a.health) for a in recs]):
             typer.echo(line)
 
 
 @brief_app.command("show")
-def brief_show(ctx: typer.Context) -> None:
-    """Print the current brief."""
+def brief_show(ctx: typer.Context, json_: bool = typer.Option(False, "--json")) -> None:
+    """Print the current brief (--json: {"version", "text"}; version 0 when none is set)."""
     version, text = state(ctx).board().brief()
+    if json_:
+        emit_json({"version": version, "text": text})
+        return
     if not version:
         raise UserError(
             "no brief set (swarm init sets it from the arena's brief file; or `swarm brief set FILE`)"

@@ -1,40 +1,58 @@
-"""Per-proposer accounting: what each proposer's ideas cost and how often they became the leader.
+"""Per-proposer accounting: what each proposer costs, how often its calls fail, and how often its ideas
+became the leader.
 
-    stats = proposer_stats(board.results(limit=10_000), {t: board.leader_history(t) for t in tracks})
+    stats = proposer_stats(board.results(limit=10_000), {t: board.leader_history(t) for t in tracks},
+                           usage=board.proposer_usage())
     stats["llm:anthropic/claude-sonnet-4-5"].acceptance_rate      # promoted / experiments
     board_proposer_stats(board)                                    # the same, read from a live board
+    paused_agents(board.agents())                                  # {proposer: live agents that paused it}
 
 Every rejected or broken proposal burns a full GPU run, so the figure that decides what a proposer is
 worth is its acceptance rate, and what it costs is its spend per promotion. One function computes
-them from board records only, so `swarm status`, the live view, the report and the exporter agree:
+them from board records only, so `swarm status`, the live view, the report and the exporter agree.
 
-- A result belongs to `Result.proposer` ("none" when empty: runs the agent made on its own).
-- experiments: its exploration results (`Kind.EXPLORE`; ports and rebased candidates run as
-  explore). Baseline seed runs and confirmations re-measure code that is already decided: they are
-  not new proposals and count in `results` only.
-- kept: experiments that passed screening (status keep: a candidate worth confirming).
-- promoted: experiments a leader move names as its `result_id` (the move's candidate; the move's
-  supporting confirmation runs are not counted again).
-- failed: experiments that ended crash, timeout or invalid (`Status.failed`).
-- moves: results of any kind a leader move names (a track's baseline move included).
-- acceptance_rate = promoted / experiments; crash_rate = failed / experiments (None with no experiment).
-- input_tokens, output_tokens, cost_usd: summed over every result of the proposer, whatever its kind
-  (the spend is real either way). LLM calls made for ideation are not stored on results and are not
-  included (they are on the agents' /metrics).
-- cost_per_promotion_usd = cost_usd / promoted (None with no promotion).
-- mean_llm_latency_s: mean `llm_latency_s` over the results that made an LLM call (None without one).
+Two sources, one row per proposer (its result label: `classical`, `llm:<provider>/<model>`):
+
+- The board's usage totals (`board.proposer_usage()`, keyed by the agents' proposer spec names, mapped
+  to result labels with `swarm.proposers.base.source_label`; spec names with the same label add up):
+  every LLM call the swarm made, ideation, implementation and repair, failed calls included.
+  - calls, failed_calls: calls made; call batches that failed (after the SDK's retries).
+  - input_tokens, output_tokens, cost_usd: summed over all of them, swarm-wide, never windowed.
+  A proposer without usage totals (a board, or a snapshot, written before agents recorded them) keeps
+  the sums stored on its results, whatever their kind, as before: ideation and failed calls missing.
+- Results and leader moves (the newest results the caller read, and the full leader history):
+  - A result belongs to `Result.proposer` ("none" when empty: runs the agent made on its own).
+  - experiments: its exploration results (`Kind.EXPLORE`; ports and rebased candidates run as
+    explore). Baseline seed runs and confirmations re-measure code that is already decided: they are
+    not new proposals and count in `results` only.
+  - kept: experiments that passed screening (status keep: a candidate worth confirming).
+  - promoted: experiments a leader move names as its `result_id` (the move's candidate; the move's
+    supporting confirmation runs are not counted again).
+  - failed: experiments that ended crash, timeout or invalid (`Status.failed`).
+  - moves: results of any kind a leader move names (a track's baseline move included).
+  - mean_llm_latency_s: mean `llm_latency_s` over the results that made an LLM call (None without one).
+
+Derived: acceptance_rate = promoted / experiments; crash_rate = failed / experiments (None with no
+experiment); cost_per_promotion_usd = cost_usd / promoted (None with no promotion). When the results
+read are a window of a longer swarm, the cost is still the swarm's total, so the cost per promotion
+is an upper bound; `swarm status` and `swarm report` read every result up to 200,000.
+
+A proposer that made calls but has no result yet (all its calls failed, or its ideas are still
+queued) still gets a row: that is the proposer an operator most needs to see.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from swarm import defaults
-from swarm.models import Kind, Leader, Result, Status
+from swarm.models import AgentRecord, Kind, Leader, ProposerUsage, Result, Status
+from swarm.proposers.base import source_label
 
-__all__ = ["NO_PROPOSER", "ProposerStats", "board_proposer_stats", "proposer_stats"]
+__all__ = ["NO_PROPOSER", "ProposerStats", "board_proposer_stats", "paused_agents", "proposer_stats"]
 
 NO_PROPOSER = "none"  # the label of results published without a proposer (baseline runs)
 
@@ -50,10 +68,12 @@ class ProposerStats:
     promoted: int = 0
     failed: int = 0
     moves: int = 0
+    calls: int = 0  # LLM calls (usage totals); 0 without them
+    failed_calls: int = 0  # LLM call batches that failed (usage totals)
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
-    llm_calls: int = 0  # results that made at least one LLM call (the latency mean's denominator)
+    llm_results: int = 0  # results that made at least one LLM call (the latency mean's denominator)
     llm_latency_s: float = 0.0  # summed over those results
 
     @property
@@ -70,7 +90,7 @@ class ProposerStats:
 
     @property
     def mean_llm_latency_s(self) -> float | None:
-        return self.llm_latency_s / self.llm_calls if self.llm_calls else None
+        return self.llm_latency_s / self.llm_results if self.llm_results else None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (`swarm status --json`): counts, sums and the derived rates."""
@@ -83,6 +103,8 @@ class ProposerStats:
             "moves": self.moves,
             "acceptance_rate": self.acceptance_rate,
             "crash_rate": self.crash_rate,
+            "calls": self.calls,
+            "failed_calls": self.failed_calls,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cost_usd": self.cost_usd,
@@ -100,13 +122,30 @@ def _moved_ids(leader_histories: Mapping[str, Iterable[Leader]] | Iterable[Leade
     return {m.result_id for m in moves}
 
 
+def usage_by_label(usage: Mapping[str, ProposerUsage]) -> dict[str, ProposerUsage]:
+    """The board's usage totals (keyed by spec name) per result label; names with one label add up."""
+    out: dict[str, ProposerUsage] = {}
+    for name, u in usage.items():
+        label = source_label(name)
+        a = out.setdefault(label, ProposerUsage())
+        a.calls += u.calls
+        a.failures += u.failures
+        a.input_tokens += u.input_tokens
+        a.output_tokens += u.output_tokens
+        a.cost_usd += u.cost_usd
+    return out
+
+
 def proposer_stats(
-    results: Iterable[Result], leader_histories: Mapping[str, Iterable[Leader]] | Iterable[Leader]
+    results: Iterable[Result],
+    leader_histories: Mapping[str, Iterable[Leader]] | Iterable[Leader],
+    usage: Mapping[str, ProposerUsage] | None = None,
 ) -> dict[str, ProposerStats]:
-    """Figures per proposer, sorted by name, from `results` and the tracks' leader moves.
+    """Figures per proposer, sorted by name, from `results`, the tracks' leader moves and `usage`.
 
     `leader_histories` is `{track: board.leader_history(track)}` (or any iterable of moves). A result
-    seen twice (same `result_id`) counts once.
+    seen twice (same `result_id`) counts once. `usage` is `board.proposer_usage()`: where it has a
+    proposer, its calls, tokens and cost replace the sums over that proposer's results.
     """
     moved = _moved_ids(leader_histories)
     acc: dict[str, ProposerStats] = {}
@@ -129,8 +168,12 @@ def proposer_stats(
         a.output_tokens += r.llm_output_tokens
         a.cost_usd += r.llm_cost_usd
         if r.llm_input_tokens or r.llm_output_tokens or r.llm_latency_s:
-            a.llm_calls += 1
+            a.llm_results += 1
             a.llm_latency_s += r.llm_latency_s
+    for label, u in usage_by_label(usage or {}).items():
+        a = acc.setdefault(label, ProposerStats(label))
+        a.calls, a.failed_calls = u.calls, u.failures
+        a.input_tokens, a.output_tokens, a.cost_usd = u.input_tokens, u.output_tokens, u.cost_usd
     return {p: acc[p] for p in sorted(acc)}
 
 
@@ -138,7 +181,17 @@ def board_proposer_stats(
     board: Any, max_results: int = defaults.STATUS_MAX_RESULTS
 ) -> tuple[dict[str, ProposerStats], int]:
     """(figures per proposer, results counted) from a live `swarm.board.Board`: the newest
-    `max_results` results and the full leader history of every track."""
+    `max_results` results, the full leader history of every track and the usage totals."""
     results = board.results(limit=max_results)
     histories = {t: board.leader_history(t) for t in board.leaders()}  # a track with moves has a leader
-    return proposer_stats(results, histories), len(results)
+    return proposer_stats(results, histories, board.proposer_usage()), len(results)
+
+
+def paused_agents(agents: Iterable[AgentRecord]) -> dict[str, int]:
+    """Result label -> how many live agents have that proposer paused now (a dead agent's last health
+    record is not counted: it no longer calls anyone)."""
+    n: Counter[str] = Counter()
+    for a in agents:
+        if a.alive:
+            n.update({source_label(p) for p, h in a.health.items() if h.state == "paused"})
+    return dict(sorted(n.items()))

@@ -18,12 +18,18 @@ Series (all gauges; documented for users in docs/operations.md):
     swarm_board_experiments{track,proposer,status}      results in the window by outcome
     swarm_board_proposer_acceptance_ratio{proposer}     promoted / explore runs in the window (observe.accounting)
     swarm_board_proposer_promotions{proposer}           results in the window that became a leader
-    swarm_board_proposer_cost_usd{proposer}             LLM spend of results in the window
-    swarm_board_proposer_tokens{proposer,direction}     LLM tokens (input/output) in the window
+    swarm_board_proposer_llm_calls{proposer}            LLM calls, swarm total (board usage)
+    swarm_board_proposer_llm_failures{proposer}         LLM call batches that failed, swarm total
+    swarm_board_proposer_cost_usd{proposer}             LLM spend, swarm total
+    swarm_board_proposer_tokens{proposer,direction}     LLM tokens (input/output), swarm total
+    swarm_board_proposer_paused_agents{proposer}        live agents that have the proposer paused now
 
-"The window" is the newest `defaults.EXPORTER_RESULTS_WINDOW` results: per-proposer figures are over
-recent work, bounded so a scrape stays cheap however long the swarm has run. "Last hour" counts results
-whose `finished_ms` is within an hour of the Redis server's clock.
+"The window" is the newest `defaults.EXPORTER_RESULTS_WINDOW` results: run and promotion figures are
+over recent work, bounded so a scrape stays cheap however long the swarm has run. Calls, failures,
+tokens and cost are the board's running totals of every call (one hash read), so they are counters in
+all but type: `increase()` over them works until the swarm is deleted; a proposer without totals (a
+board from before they existed) reports its results' sums in the window, as `observe.accounting`
+says. "Last hour" counts results whose `finished_ms` is within an hour of the Redis server's clock.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ from prometheus_client.registry import Collector
 from swarm import defaults
 from swarm.errors import SwarmError, UserError
 from swarm.models import State
-from swarm.observe.accounting import NO_PROPOSER, proposer_stats
+from swarm.observe.accounting import NO_PROPOSER, paused_agents, proposer_stats
+from swarm.proposers.base import source_label
 
 __all__ = ["BoardCollector", "board_registry", "serve_forever"]
 
@@ -54,7 +61,8 @@ log = logging.getLogger(__name__)
 class BoardCollector(Collector):
     """A prometheus_client collector that reads the board on each `collect()`.
 
-    `board` is a `swarm.board.Board` (anything with counts/agents/leaders/leader_history/results).
+    `board` is a `swarm.board.Board` (anything with counts/agents/leaders/leader_history/results/
+    proposer_usage).
     Every family is always emitted, empty when the board cannot be read, so the set of names is
     stable and `swarm_board_up` says whether the numbers are current.
     """
@@ -116,15 +124,30 @@ class BoardCollector(Collector):
                 "Results in the window that became a leader.",
                 labels=["proposer"],
             ),
+            "calls": g(
+                "swarm_board_proposer_llm_calls",
+                "LLM calls per proposer over the swarm (every call, failed ones included).",
+                labels=["proposer"],
+            ),
+            "fails": g(
+                "swarm_board_proposer_llm_failures",
+                "LLM call batches that failed per proposer over the swarm.",
+                labels=["proposer"],
+            ),
             "cost": g(
                 "swarm_board_proposer_cost_usd",
-                "LLM spend of results in the window, US dollars.",
+                "LLM spend per proposer over the swarm, US dollars.",
                 labels=["proposer"],
             ),
             "tokens": g(
                 "swarm_board_proposer_tokens",
-                "LLM tokens of results in the window.",
+                "LLM tokens per proposer over the swarm.",
                 labels=["proposer", "direction"],
+            ),
+            "paused": g(
+                "swarm_board_proposer_paused_agents",
+                "Live agents that have the proposer paused now (after failures in a row).",
+                labels=["proposer"],
             ),
         }
 
@@ -133,7 +156,8 @@ class BoardCollector(Collector):
         for state in sorted({st.value for st in State} | set(counts)):
             fam["hyp"].add_metric([state], float(counts.get(state, 0)))
 
-        live = Tally(a.track for a in self.board.agents() if a.alive)
+        agents = self.board.agents()
+        live = Tally(a.track for a in agents if a.alive)
         for track, n in sorted(live.items()):
             fam["live"].add_metric([track], float(n))
 
@@ -154,13 +178,20 @@ class BoardCollector(Collector):
         by_outcome = Tally((r.track, r.proposer or NO_PROPOSER, r.status.value) for r in results)
         for (track, p, status), n in sorted(by_outcome.items()):
             fam["exps"].add_metric([track, p, status], float(n))
-        for p, st in proposer_stats(results, histories).items():
+        stats = proposer_stats(results, histories, self.board.proposer_usage())
+        for p, st in stats.items():
             if st.acceptance_rate is not None:
                 fam["accept"].add_metric([p], st.acceptance_rate)
             fam["promo"].add_metric([p], float(st.moves))  # baseline moves included, as the help says
+            fam["calls"].add_metric([p], float(st.calls))
+            fam["fails"].add_metric([p], float(st.failed_calls))
             fam["cost"].add_metric([p], st.cost_usd)
             fam["tokens"].add_metric([p, "input"], float(st.input_tokens))
             fam["tokens"].add_metric([p, "output"], float(st.output_tokens))
+        paused = paused_agents(agents)
+        running = {source_label(p) for a in agents if a.alive for p in a.proposers}
+        for p in sorted(running | set(paused)):  # 0 for a live agent's healthy proposer: no gap in the series
+            fam["paused"].add_metric([p], float(paused.get(p, 0)))
 
 
 def board_registry(board: Any) -> CollectorRegistry:

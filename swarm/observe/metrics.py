@@ -23,9 +23,11 @@ Series (all prefixed `swarm_`; documented for users in docs/operations.md):
     swarm_llm_output_tokens_total{proposer}               counter    completion tokens
     swarm_llm_cost_usd_total{proposer}                    counter    LLM spend in US dollars
     swarm_llm_latency_seconds{proposer}                   histogram  latency of one LLM call
+    swarm_llm_failures_total{proposer}                    counter    proposer call batches that failed
+    swarm_proposer_state{proposer,state}                  gauge      1 for its state now: healthy, backoff, paused
     swarm_redis_errors_total                              counter    board operations that failed
 
-Labels stay few and bounded (status, proposer, track); never a hypothesis or result id.
+Labels stay few and bounded (status, proposer, track, proposer state); never a hypothesis or result id.
 """
 
 from __future__ import annotations

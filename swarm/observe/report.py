@@ -6,9 +6,9 @@
 The chart is the picture the original autoresearch made famous, per hardware track: every
 experiment a dot over time (kept, discarded, failed in different colours), the running best as a step
 line, each leader move labelled with its hypothesis title. The markdown has the leader history with
-each move's diff, per-proposer acceptance and cost, per-agent throughput and duty cycle, and failures
-by kind. Both are built from board reads only, so a live board and an exported snapshot give the same
-report.
+each move's diff, per-proposer acceptance, calls (failed ones too) and cost, per-agent throughput and
+duty cycle, and failures by kind. Both are built from board reads only, so a live board and an
+exported snapshot give the same report.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # after the backend choice
 from swarm import defaults
 from swarm.code.diff import EMPTY_PATCH, apply_patch, make_patch
 from swarm.errors import NotFound, SwarmError, UserError
-from swarm.models import AgentRecord, Direction, Leader, Result, Status, SwarmSettings
+from swarm.models import AgentRecord, Direction, Leader, ProposerUsage, Result, Status, SwarmSettings
 from swarm.observe.accounting import proposer_stats
 
 __all__ = ["ReportData", "collect", "render_chart", "render_markdown", "write_report"]
@@ -51,6 +51,7 @@ class ReportData:
     agents: list[AgentRecord]
     diffs: dict[str, str] = field(default_factory=dict)  # result id of a move -> diff from the previous leader
     generated_ms: int = 0
+    usage: dict[str, ProposerUsage] = field(default_factory=dict)  # board.proposer_usage(): every LLM call
 
     @property
     def tracks(self) -> list[str]:
@@ -128,6 +129,7 @@ def collect(board: Any, max_results: int = defaults.REPORT_MAX_RESULTS) -> Repor
         agents=board.agents(),
         diffs=_move_diffs(board, history, editable),
         generated_ms=board.server_ms(),
+        usage=board.proposer_usage(),
     )
 
 
@@ -319,17 +321,22 @@ def render_markdown(data: ReportData, chart_name: str = "progress.png") -> str:
         "## Proposers",
         "",
         "| proposer | experiments | kept | acceptance | promotions | failed | LLM cost (USD) "
-        "| tokens in / out | cost per promotion |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| tokens in / out | cost per promotion | LLM calls | failed calls |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for p, st in proposer_stats(data.results, data.history).items():
+    for p, st in proposer_stats(data.results, data.history, data.usage).items():
         per_promo = st.cost_per_promotion_usd
         out.append(
             f"| {_cell(p)} | {st.experiments} | {st.kept} | {_pct(st.promoted, st.experiments)} | {st.promoted} | "
             f"{st.failed} | {st.cost_usd:.4f} | {st.input_tokens} / {st.output_tokens} | "
-            f"{'-' if per_promo is None else f'{per_promo:.4f}'} |"
+            f"{'-' if per_promo is None else f'{per_promo:.4f}'} | {st.calls} | {st.failed_calls} |"
         )
-    out.append("")
+    out += [
+        "",
+        "LLM calls, failed calls, tokens and cost cover every call the swarm made (ideation and failed calls "
+        "included); experiments and promotions come from the results above.",
+        "",
+    ]
 
     # agents
     out += [

@@ -6,8 +6,9 @@
 
 A frame shows the hypotheses by state, each track's leader (generation, metric, hypothesis), every
 agent (alive or dead, track, state, what it is running and for how long), the top of the queue,
-the newest results and one line per proposer (from `swarm.observe.accounting`, over the newest
-`WATCH_RESULTS_WINDOW` results so a redraw stays cheap on a long-running swarm).
+the newest results, one line per proposer (from `swarm.observe.accounting`: runs and promotions over
+the newest `WATCH_RESULTS_WINDOW` results so a redraw stays cheap on a long-running swarm; calls,
+tokens and cost the swarm's totals) and the proposers an agent has paused or is backing off from.
 
 How long an agent has run its hypothesis comes from the claim event of that hypothesis by that
 agent (server clock). When the event is no longer in the capped event log, the view shows how long
@@ -29,12 +30,16 @@ from typing import Any, TextIO
 from swarm import defaults
 from swarm.board.connection import BOARD_DOWN
 from swarm.errors import NotFound
-from swarm.models import Hypothesis, Leader, Result, State
+from swarm.models import Hypothesis, Leader, ProposerHealth, Result, State
 from swarm.observe.accounting import ProposerStats, proposer_stats
 
-__all__ = ["AgentRow", "Frame", "proposer_lines", "render", "take_frame", "watch"]
+__all__ = [
+    "AgentRow", "Frame", "health_lines", "health_text", "proposer_lines", "render", "short_reason", "take_frame",
+    "watch",
+]  # fmt: skip
 
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen: every ANSI/VT100 terminal understands it
+REASON_SHOWN_CHARS = 80  # of why a proposer is unhealthy: the exception and its first words fit one line
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class AgentRow:
     since_ms: int | None  # when it started what it is doing (server clock); None: unknown
     since_exact: bool  # False: only a lower bound (first seen in this state by this view)
     last_ms: int  # its last heartbeat
+    health: dict[str, ProposerHealth] = field(default_factory=dict)  # its proposers backing off or paused
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,7 @@ def take_frame(
                 since_ms=since,
                 since_exact=exact,
                 last_ms=a.last_ms,
+                health=a.health,
             )
         )
     live = {(r.agent_id, r.state, r.current or "") for r in rows}
@@ -148,7 +155,7 @@ def take_frame(
         top_open=top,
         recent=recent,
         titles=titles,
-        proposers=proposer_stats(results, histories),
+        proposers=proposer_stats(results, histories, board.proposer_usage()),
         results_counted=len(results),
         interval_s=interval_s,
         notes=notes,
@@ -192,6 +199,8 @@ def proposer_lines(stats: dict[str, ProposerStats], indent: str = "  ") -> list[
     rows = [
         [
             p,
+            str(s.calls),
+            str(s.failed_calls),
             str(s.experiments),
             str(s.promoted),
             _pct(s.acceptance_rate),
@@ -203,8 +212,31 @@ def proposer_lines(stats: dict[str, ProposerStats], indent: str = "  ") -> list[
         ]
         for p, s in stats.items()
     ]
-    header = ["proposer", "runs", "promoted", "accept", "crash", "tokens in/out", "cost", "per promotion", "llm"]
+    header = ["proposer", "calls", "failed", "runs", "promoted", "accept", "crash", "tokens in/out", "cost",
+              "per promotion", "llm"]  # fmt: skip
     return _table(rows, header, indent)
+
+
+def short_reason(text: str) -> str:
+    """Why something failed, on one line of at most REASON_SHOWN_CHARS characters."""
+    one = " ".join(text.split())
+    return one if len(one) <= REASON_SHOWN_CHARS else one[: REASON_SHOWN_CHARS - 3] + "..."
+
+
+def health_text(proposer: str, h: ProposerHealth) -> str:
+    """One unhealthy proposer: `paused anthropic:x (3 failures: APIConnectionError ...)`."""
+    n = f"{h.failures} failure{'' if h.failures == 1 else 's'}"
+    reason = short_reason(h.reason)
+    return f"{h.state} {proposer} ({n}: {reason})" if reason else f"{h.state} {proposer} ({n})"
+
+
+def health_lines(agents: list[tuple[str, bool, dict[str, ProposerHealth]]], indent: str = "  ") -> list[str]:
+    """`agent: paused x (...)` per unhealthy proposer of each (agent id, alive, health); dead agents marked."""
+    return [
+        f"{indent}{aid}{'' if alive else ' (DEAD)'}: {health_text(p, h)}"
+        for aid, alive, health in agents
+        for p, h in sorted(health.items())
+    ]
 
 
 def _agent_doing(a: AgentRow, now_ms: int) -> tuple[str, str]:
@@ -282,10 +314,13 @@ def render(frame: Frame, width: int | None = None) -> str:
     out.append("")
     # proposers
     if frame.proposers:
-        out.append(f"proposers (newest {frame.results_counted} results):")
+        out.append(f"proposers (newest {frame.results_counted} results; calls, tokens and cost: swarm totals):")
         out += proposer_lines(frame.proposers)
     else:
         out.append("proposers: no results yet")
+    sick = health_lines([(a.agent_id, a.alive, a.health) for a in frame.agents if a.health])
+    if sick:
+        out += ["proposer health:", *sick]
     out += frame.notes
     if width is not None:
         out = [ln if len(ln) <= width else ln[: max(width - 1, 0)] + "~" for ln in out]
