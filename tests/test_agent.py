@@ -378,6 +378,8 @@ def runs_under(workdir: Path, script: str = "objective.py") -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
+        if script != "guard.py" and any(a.endswith(b"guard.py") for a in argv):
+            continue  # a guard's command line holds its run's: not the run itself
         if any(a.endswith(script.encode()) for a in argv) and str(workdir).encode() in b" ".join(argv):
             pids.append(int(entry.name))
     return pids
@@ -395,8 +397,9 @@ def test_a_run_dies_with_its_agent_and_a_restart_cleans_up_what_was_left(
     wait_for(lambda: not runs_under(workdir), 5, "the run to die with its agent")
     # The agent and the run's guard killed together (a whole-host OOM kill): the run is orphaned ...
     agent = spawn(redis_url, swarm_name, workdir, "--budget", "60")
-    guards = wait_for(lambda: runs_under(workdir, "guard.py"), 30, "a guarded run to start")
-    assert isinstance(guards, list)
+    # both the guard and its run started (the guard alone killed before it spawns the run leaves nothing)
+    wait_for(lambda: runs_under(workdir, "guard.py") and runs_under(workdir), 30, "a guarded run to start")
+    guards = runs_under(workdir, "guard.py")
     for pid in guards:
         os.kill(pid, signal.SIGKILL)
     agent.kill()
