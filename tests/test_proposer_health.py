@@ -31,6 +31,7 @@ from swarm.code.diff import make_patch
 from swarm.experiment.runner import RunOutcome
 from swarm.models import Kind
 from swarm.proposers.base import Idea, ProposalContext, Usage
+from swarm.proposers.health import HealthPolicy
 from swarm.proposers.llm import LLMCallFailed
 from swarm.proposers.select import Selector
 
@@ -217,3 +218,33 @@ def test_a_failed_implementation_goes_back_and_to_another_proposer(
     assert usage["anthropic:bad"].cost_usd == pytest.approx(0.02) and usage["openai:good"].failures == 0
     assert any(e.kind == "giveback" for e in board.events(100))
     assert json.loads(h.model_dump_json())["failures"][0]["proposer"] == "anthropic:bad"
+
+
+class Repeater(Scripted1):
+    """A paid model that gives the same idea every time: new once, then only duplicates."""
+
+    def __init__(self) -> None:
+        super().__init__("openai:parrot", "good")
+        self.calls = 0
+
+    def ideate(self, ctx: ProposalContext, n: int) -> tuple[list[Idea], Usage]:
+        self.calls += 1
+        files = {"train.py": ctx.files["train.py"].replace("X = 0.2 ", "X = 0.3 ")}
+        return [Idea("X to 0.3", patch=make_patch(ctx.files, files))], Usage(100, 10, 0.001, 0.01, 1)
+
+
+def test_a_model_that_repeats_itself_backs_off_instead_of_being_asked_every_poll(
+    redis_url: str, swarm_name: str, tmp_path: Path
+) -> None:
+    board = init(redis_url, swarm_name)
+    parrot = Repeater()
+    sel = Selector([parrot], [1.0], seed=0, health=HealthPolicy(backoff_s=2, pause_after=3, pause_s=60))  # type: ignore[list-item]
+    opts = AgentOptions(workdir=tmp_path / "a", arena=SYNTH, track=TRACK, runner=sim_run, pipeline=False)
+    agent = Agent(board, opts, [parrot], sel)  # type: ignore[list-item]
+    threading.Timer(15, agent.request_stop).start()
+    agent.run()
+    # asked once with a new idea (run), then nothing new at ~2 s, 4 s and 8 s later: paused. Asked on every
+    # idle poll (2 s) it would have been called about 7 times in the 15 s
+    assert parrot.calls <= 5, parrot.calls
+    assert sel.state("openai:parrot").state == "paused" and "no new idea" in sel.state("openai:parrot").reason
+    assert board.proposer_usage()["openai:parrot"].calls == parrot.calls

@@ -78,8 +78,10 @@ class Ledger:
             log.info("proposer %s works again (%s)", name, role)
             self.health_changed(name, self.selector.state(name).state)
 
-    def failed(self, name: str, exc: ProposerError, role: str) -> None:
-        usage = getattr(exc, "usage", None) or Usage()
+    def failed(self, name: str, exc: ProposerError, role: str, usage: Usage | None = None) -> None:
+        """A call of `name` in `role` failed for reasons of the proposer (`usage`: what it cost, else the
+        error's own)."""
+        usage = usage or getattr(exc, "usage", None) or Usage()
         self.spent(name, usage, failed=True)
         # an endpoint that fails (transport, HTTP errors) fails whatever is asked: every role backs off
         st = None

@@ -163,7 +163,6 @@ class JobSource:
         except ProposerError as exc:
             self.ledger.failed(proposer.name, exc, IDEATE)
             return Usage(), 0
-        self.ledger.ok(proposer.name, usage, IDEATE)
         posted = 0
         for idea in ideas:
             text = idea.title if not idea.rationale else f"{idea.title}\n\n{idea.rationale}"
@@ -183,6 +182,12 @@ class JobSource:
                 posted += new
             except (UserError, ValueError) as exc:
                 log.warning("dropping a malformed idea from %s: %s", proposer.name, exc)
+        if posted == 0 and usage.calls:  # a paid call that gave nothing new: backs off like a failure,
+            # or a model that repeats itself would be asked again every few seconds
+            why = f"{proposer.name}: no new idea ({len(ideas)} given, all already on the board)"
+            self.ledger.failed(proposer.name, ProposerError(why), IDEATE, usage=usage)
+        else:
+            self.ledger.ok(proposer.name, usage, IDEATE)
         return usage, posted
 
     # --- implement -----------------------------------------------------------------------------------

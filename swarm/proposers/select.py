@@ -9,7 +9,7 @@
 
 Weights: a seeded weighted draw among the eligible proposers: weight > 0, healthy in the role asked
 (not backing off or paused: `Health.ready`; health is kept per role, ideation and implementation, and an
-implementer paused in implementation is not asked for ideas either), able to implement free text when
+implementer that may not implement now is not asked for ideas either), able to implement free text when
 `need_implement`. `avoid` (the proposers that
 already failed to implement this hypothesis) is honoured when another eligible proposer exists.
 
@@ -127,9 +127,10 @@ class Selector:
         impl = self.health[p.name][IMPLEMENT]
         if need_implement:
             return p.can_implement and impl.ready()
-        # an implementer whose edits are paused is not asked for ideas either: its ideas are text it
-        # would have to implement (another agent's proposer may still take the ones on the board)
-        return self.health[p.name][IDEATE].ready() and not (p.can_implement and impl.state().state == PAUSED)
+        # an implementer that may not implement now is not asked for ideas either: its ideas are text
+        # that needs an implementation (asked anyway, a model whose edits fail but whose ideas parse
+        # would be called every few seconds for ideas nobody here can run)
+        return self.health[p.name][IDEATE].ready() and not (p.can_implement and not impl.ready())
 
     def can_implement_now(self) -> bool:
         """Whether some proposer could implement a free-text hypothesis now (a paused LLM claims none)."""
