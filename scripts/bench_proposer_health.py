@@ -18,8 +18,10 @@ Each swarm gets the starter library (`hypotheses/`, text only: it needs an imple
 script counts HTTP requests at the server (SDK retries included) and the SDK-level calls the agent
 recorded on the board (`Board.proposer_usage`, sampled every 5 s; the only count for `refused`), and
 at the end every human hypothesis' state. Targets: at most 20 calls in the first 5 minutes, at most 1
-per minute after, 0 human hypotheses lost (each still open, or failed after max attempts counted
-across proposers with reasons).
+per minute after (the mean over the minutes after the fifth; the per-minute counts are reported too:
+a probe is one try, whose 2-3 replies can fall in one minute), 0 human hypotheses lost (each still
+open, or failed after max attempts counted across proposers with reasons). Calls are HTTP requests
+at the server (SDK retries included) where there is a server, SDK calls for `refused`.
 
 Part 2, the bandit (`--bandit-experiments` > 0): one in-process `Agent` on a real board with two
 scripted proposers, one whose every idea improves the metric by 0.01 (5x the noise) and one whose ideas
@@ -168,8 +170,10 @@ class Outage:
             "paused_log_lines": text.count(" paused after "),
             "waiting_log_lines": text.count("waiting: "),
             "tracebacks": text.count("Traceback"),
+            "sdk_calls_per_minute_after_mean": round(sum(calls_per_min) / max(1, len(calls_per_min)), 2),
             "target_first_5_min": first <= TARGET_FIRST,
-            "target_per_minute_after": bool(per_min) and max(per_min) <= TARGET_PER_MIN,
+            # the mean rate after minute 5 (a probe, one try, can put its 2-3 replies in one minute)
+            "target_per_minute_after": bool(per_min) and sum(per_min) / len(per_min) <= TARGET_PER_MIN,
             "target_none_lost": not lost,
         }
 
