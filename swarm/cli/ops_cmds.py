@@ -10,6 +10,7 @@ import typer
 from swarm import defaults
 from swarm.board.snapshot import export_swarm, import_swarm, read_snapshot, temporary_board
 from swarm.cli.app import app, state
+from swarm.errors import UserError
 from swarm.observe.exporter import serve_forever
 
 
@@ -63,13 +64,32 @@ def export_cmd(
 def import_cmd(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="A snapshot written by `swarm export`."),
+    as_name: str | None = typer.Option(
+        None, "--as", help="Import under this swarm name (a copy beside the original), not the exported one."
+    ),
 ) -> None:
-    """Load a snapshot into this Redis, as the swarm it was exported from (never over an existing one)."""
+    """Load a snapshot into this Redis, as the swarm it was exported from or `--as NAME` (never over an
+    existing swarm)."""
     snap = read_snapshot(file)
     st = state(ctx)
-    if st.swarm not in (defaults.SWARM_NAME, snap.swarm):
-        typer.echo(f"note: the snapshot is swarm {snap.swarm!r}; it is imported under that name", err=True)
+    # --swarm names the swarm every other command works on; here the name comes from the snapshot or
+    # --as. A --swarm that says otherwise was once ignored (the import then refused: the exported name
+    # existed), so it is refused up front, naming the option that does it.
+    source = ctx.find_root().get_parameter_source("swarm")
+    on_command_line = getattr(source, "name", "") == "COMMANDLINE"
+    if on_command_line and as_name is None and st.swarm != snap.swarm:
+        raise UserError(
+            f"the snapshot is swarm {snap.swarm!r}; import takes a new name from --as, not --swarm: "
+            f"swarm import {file} --as {st.swarm}"
+        )
+    if on_command_line and as_name is not None and st.swarm != as_name:
+        raise UserError(f"--swarm {st.swarm} and --as {as_name} name different swarms; give only --as")
+    if as_name is None and st.swarm not in (defaults.SWARM_NAME, snap.swarm):  # SWARM_NAME from the env
+        typer.echo(
+            f"note: the snapshot is swarm {snap.swarm!r}; it is imported under that name (--as NAME to rename)",
+            err=True,
+        )
     # connect to the server only; the swarm named on the command line need not exist
     board = st.board()
-    n = import_swarm(board.r, snap)
-    typer.echo(f"imported: swarm={snap.swarm} keys={n}")
+    n = import_swarm(board.r, snap, as_name)
+    typer.echo(f"imported: swarm={as_name or snap.swarm} from={snap.swarm} keys={n}")
