@@ -568,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
         "defaults": {
             "NOISE_SEEDS": defaults.NOISE_SEEDS,
             "CONFIRM_RUNS": defaults.CONFIRM_RUNS,
-            "NOISE_Z": defaults.NOISE_Z,
+            "SCREEN_ALPHA": defaults.SCREEN_ALPHA,
+            "PROMOTE_ALPHA": defaults.PROMOTE_ALPHA,
         },
         "runs": runs,
         "promotions_all_runs": {"total": len(moves), "false": sum(m["false"] for m in moves)},

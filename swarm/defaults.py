@@ -98,13 +98,18 @@ RENEW_EVERY_S = 30.0  # lease renewal period while holding a claim; far below LE
 AGENT_HEARTBEAT_S = 10.0  # registry heartbeat period; HEARTBEAT_TTL_S is 6x this before an agent shows dead
 IDLE_POLL_S = 2.0  # sleep between empty claim attempts when no proposer can add work
 HISTORY_KEEP_RESULTS = 5000  # results of its track an agent keeps decoded (10x what a proposal reads)
-NOISE_SEEDS = 3  # seeded baseline runs per track; their spread is the track's seed noise
+NOISE_SEEDS = 5  # seeded baseline runs per track: the first noise estimate (4 degrees of freedom) and the
+#                  baseline's mean; with 3 (2 df) the t thresholds of a new track's first candidates are ~2x wider
 BASELINE_RETRY_S = 5.0  # a failed baseline seed is replaced by a new seed after 5 s, 10 s, 20 s, ...: a
 #                         contention timeout clears at once, a broken arena does not hammer the GPUs
 BASELINE_RETRY_MAX_S = 600.0  # ... at most 10 minutes apart: a fixed host or driver is noticed soon enough
 BASELINE_FAILURES_LOUD = 3  # from the 3rd failed seed on, each failure is an error and a board event
-CONFIRM_RUNS = 3  # runs behind a promotion: the candidate's own run plus 2 confirmations with other seeds
-NOISE_Z = 2.0  # promote only when the mean gain exceeds z standard errors (~2.3% one-sided false promotions)
+# The promotion rule (swarm/agent/noise.py), chosen by measuring it (scripts/bench_promotion.py, docs/agent.md):
+# 2.1% of no-effect changes promoted (95% CI 1.4-3.2%), 87% of true 2-SD gains (82-91%), 1.85 runs spent per
+# no-effect change. The earlier 3 runs, 1 SD screening and z = 2 gave 1.4% and only 54% at 2 SDs.
+CONFIRM_RUNS = 4  # runs behind a promotion: the candidate's own run plus 3 confirmations with other seeds
+SCREEN_ALPHA = 0.3  # a no-effect run's chance of passing screening (t quantile): a real gain is rarely lost here
+PROMOTE_ALPHA = 0.05  # the one-sided t test of a candidate's mean against the leader's, pooled seed noise
 IDEAS_PER_CALL = 3  # hypotheses asked from a proposer when the board has none open for the track
 LOOK_AROUND_S = 2.0  # an agent re-reads the registry (who else is on its track) at most this often per claim
 AVOID_SCAN = 16  # queue entries a claim looks through for one its agent need not leave to others

@@ -260,6 +260,7 @@ class ResultIn(_Strict):
     kind: Literal[Kind.EXPLORE, Kind.CONFIRM, Kind.BASELINE] = Kind.EXPLORE  # a port runs as an exploration
     candidate_of: str | None = Field(default=None, max_length=128)
     meta: dict[str, Scalar] = Field(default_factory=dict)
+    sandbox: str = Field(default="", max_length=32)  # what the run ran in: "bwrap", "none"; "": not run, or unknown
 
     @field_validator("track")
     @classmethod
@@ -338,6 +339,7 @@ class AgentInfo(_Strict):
     pid: int | None = None
     # "host:port" of its /metrics (the port it found free), "" when not served; for discovery by Prometheus
     metrics_addr: str = Field(default="", max_length=300)
+    sandbox: str = Field(default="", max_length=32)  # its runs': "bwrap", "none" (unsandboxed); "": unknown
 
     @field_validator("track")
     @classmethod

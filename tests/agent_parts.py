@@ -9,6 +9,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from swarm import defaults
 from swarm.agent.code_cache import CodeCache
 from swarm.agent.history import TrackHistory
 from swarm.agent.join import Seat, take_seat
@@ -102,7 +103,7 @@ def publish(parts: Parts, files: dict[str, str], metric: float | None, *, kind: 
 
 
 def establish_baseline(parts: Parts) -> Leader:
-    for s in range(3):
+    for s in range(defaults.NOISE_SEEDS):
         publish(parts, parts.baseline_files(), 1.50 + 0.001 * s, kind=Kind.BASELINE, seed=s)
     parts.promoter.finalize_baseline()
     leader = parts.board.leader(TRACK)
@@ -115,7 +116,7 @@ def move_leader_to(parts: Parts, files: dict[str, str], metric: float) -> Leader
     leader = parts.board.leader(TRACK)
     assert leader is not None
     cand = publish(parts, files, metric, parent=leader.patch_hash)
-    for s in (1, 2):
+    for s in range(1, defaults.CONFIRM_RUNS):
         publish(parts, files, metric, kind=Kind.CONFIRM, parent=leader.patch_hash, candidate_of=cand, seed=s)
     parts.promoter.promote(cand)
     moved = parts.board.leader(TRACK)

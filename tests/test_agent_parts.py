@@ -14,6 +14,7 @@ import pytest
 import redis
 from agent_parts import AGENT, TRACK, establish_baseline, make_parts
 
+from swarm import defaults
 from swarm.agent.code_cache import CodeCache
 from swarm.agent.job import Job
 from swarm.agent.leases import Leases
@@ -93,10 +94,11 @@ def test_publisher_delivers_through_the_outbox_and_hands_the_result_on(
     assert result.parent_patch_hash == leader.patch_hash and result.training_s == 1.9 and result.steps == 40
     assert board.get(job.hyp.id).state == State.DONE and job.hyp.id not in parts.leases.held()
     confirms = [h for h in board.list_hypotheses(state=State.OPEN, limit=20) if h.kind == Kind.CONFIRM]
-    assert len(confirms) == 2  # the promoter took it: a candidate gets its confirmations
+    assert len(confirms) == defaults.CONFIRM_RUNS - 1  # the promoter took it: a candidate gets its confirmations
     publisher.deliver(entry)  # delivered twice (a crash halfway): nothing changes
     assert len([r for r in board.results(limit=50) if r.hypothesis_id == job.hyp.id]) == 1
-    assert len([h for h in board.list_hypotheses(state=State.OPEN, limit=20) if h.kind == Kind.CONFIRM]) == 2
+    again = [h for h in board.list_hypotheses(state=State.OPEN, limit=20) if h.kind == Kind.CONFIRM]
+    assert len(again) == len(confirms)
     # a crash is published as a crash, with its error, and never judged
     crash = Job(board.get(confirms[0].id), 0, leader, files)
     failed = publisher.record(crash, RunOutcome("crash", None, 1.0, {}, "Traceback ...\nValueError: boom"))

@@ -19,7 +19,7 @@ def test_candidate_on_a_stale_leader_is_rebased_not_promoted(redis_url: str, swa
     parts = make_parts(redis_url, swarm_name, tmp_path / "a")
     board, promoter, source = parts.board, parts.promoter, parts.source
     base_ids = [publish(parts, parts.baseline_files(), 1.50 + 0.001 * s, kind=Kind.BASELINE, seed=s)
-                for s in range(3)]
+                for s in range(defaults.NOISE_SEEDS)]
     promoter.finalize_baseline()
     gen1 = board.leader(TRACK)
     assert gen1 is not None and gen1.generation == 1 and set(base_ids) >= {gen1.result_id}
@@ -28,12 +28,12 @@ def test_candidate_on_a_stale_leader_is_rebased_not_promoted(redis_url: str, swa
     cand_a = publish(parts, a_files, 1.10, parent=gen1.patch_hash)
     b_files = {"train.py": parts.baseline_files()["train.py"].replace("Y = 0.8 ", "Y = 0.4")}
     cand_b = publish(parts, b_files, 1.05, parent=gen1.patch_hash)
-    for s in (1, 2):
+    for s in range(1, defaults.CONFIRM_RUNS):
         publish(parts, b_files, 1.05, kind=Kind.CONFIRM, parent=gen1.patch_hash, candidate_of=cand_b, seed=s)
     promoter.promote(cand_b)
     gen2 = board.leader(TRACK)
     assert gen2 is not None and gen2.generation == 2 and gen2.result_id == cand_b
-    for s in (1, 2):
+    for s in range(1, defaults.CONFIRM_RUNS):
         publish(parts, a_files, 1.10, kind=Kind.CONFIRM, parent=gen1.patch_hash, candidate_of=cand_a, seed=s)
     promoter.promote(cand_a)
     after = board.leader(TRACK)
@@ -140,9 +140,11 @@ def test_the_next_job_is_built_on_a_promotion_the_running_confirmation_will_make
                                          parent=cand, seed=seed))
         return Job(board.get(hid), 0, gen1)  # type: ignore[arg-type]
 
-    assert promoter.speculative_leader(confirm_hyp(1).hyp) is None  # seed 2 is still to come: not decisive
-    publish(parts, files, 1.11, kind=Kind.CONFIRM, parent=gen1.patch_hash, candidate_of=cand, seed=1)
-    spec = promoter.speculative_leader(confirm_hyp(2).hyp)
+    last = defaults.CONFIRM_RUNS - 1  # the seed of the deciding confirmation
+    assert promoter.speculative_leader(confirm_hyp(1).hyp) is None  # others are still to come: not decisive
+    for seed in range(1, last):
+        publish(parts, files, 1.11, kind=Kind.CONFIRM, parent=gen1.patch_hash, candidate_of=cand, seed=seed)
+    spec = promoter.speculative_leader(confirm_hyp(last).hyp)
     assert spec is not None and spec.generation == 2 and spec.result_id == cand
     assert spec.patch_hash == board.result(cand).patch_hash
     # The next job is made on the candidate's code; when the promotion lands it needs no rebase.
@@ -150,7 +152,7 @@ def test_the_next_job_is_built_on_a_promotion_the_running_confirmation_will_make
     assert job is not None and job.parent == spec and job.hyp.meta["base"] == spec.patch_hash
     assert "X = 0.5" in parts.code.files_of(job.parent.patch_hash)["train.py"]
     assert job.hyp.id in parts.leases.held()  # the claim is held (renewed) from the moment it is made
-    publish(parts, files, 1.10, kind=Kind.CONFIRM, parent=gen1.patch_hash, candidate_of=cand, seed=2)
+    publish(parts, files, 1.10, kind=Kind.CONFIRM, parent=gen1.patch_hash, candidate_of=cand, seed=last)
     promoter.promote(cand)
     real = board.leader(TRACK)
     assert real is not None and real.result_id == cand
@@ -158,9 +160,11 @@ def test_the_next_job_is_built_on_a_promotion_the_running_confirmation_will_make
     assert again is not None and again.parent == real and again.files == job.files
     # A candidate whose runs so far do not clear the threshold is not speculated on.
     other = publish(parts, parts.edited(0.55), 1.09, parent=real.patch_hash)
-    publish(parts, parts.edited(0.55), 1.2, kind=Kind.CONFIRM, parent=real.patch_hash, candidate_of=other, seed=1)
-    hid, _ = board.post(HypothesisIn(text=f"confirm {other} seed 2", track=TRACK, kind=Kind.CONFIRM, parent=other,
-                                     seed=2))
+    for seed in range(1, last):
+        publish(parts, parts.edited(0.55), 1.2, kind=Kind.CONFIRM, parent=real.patch_hash, candidate_of=other,
+                seed=seed)
+    hid, _ = board.post(HypothesisIn(text=f"confirm {other} seed {last}", track=TRACK, kind=Kind.CONFIRM,
+                                     parent=other, seed=last))
     assert promoter.speculative_leader(board.get(hid)) is None
 
 
@@ -174,7 +178,7 @@ def test_an_exploration_whose_parent_moved_while_it_ran_is_rebased_when_it_beat_
     gen2 = move_leader_to(parts, {"train.py": parts.baseline_files()["train.py"].replace("Y = 0.8 ", "Y = 0.4 ")},
                           1.20)
     # Two explorations that started on gen 1 and finished after the move to gen 2.
-    assert promoter.judge(gen1.patch_hash, 1.5008) == Status.DISCARD  # inside the noise of its own parent
+    assert promoter.judge(gen1.patch_hash, 1.5016) == Status.DISCARD  # inside the noise of its own parent
     assert promoter.judge(gen1.patch_hash, 1.30) == Status.KEEP  # beats gen 1 (not gen 2): kept ...
     assert promoter.judge(gen2.patch_hash, 1.30) == Status.DISCARD  # (on gen 2 it would be no gain)
     assert promoter.judge("f" * 64, 1.0) == Status.DISCARD  # a parent that never led this track

@@ -25,9 +25,9 @@ from swarm.proposers.classical import ClassicalProposer
 def test_a_new_track_runs_its_baseline_seeds_first(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
     parts = make_parts(redis_url, swarm_name, tmp_path / "a")
     parts.board.post(HypothesisIn(text="a human idea, posted early", track=TRACK, priority=10))
-    jobs = [parts.source.prepare() for _ in range(3)]
-    assert [j.kind if j else None for j in jobs] == [Kind.BASELINE] * 3
-    assert sorted(j.seed for j in jobs if j) == [0, 1, 2]
+    jobs = [parts.source.prepare() for _ in range(defaults.NOISE_SEEDS)]
+    assert [j.kind if j else None for j in jobs] == [Kind.BASELINE] * defaults.NOISE_SEEDS
+    assert sorted(j.seed for j in jobs if j) == list(range(defaults.NOISE_SEEDS))
     assert all(j.files == parts.baseline_files() and j.parent is None for j in jobs if j)
     assert set(parts.leases.held()) == {j.hyp.id for j in jobs if j}
     # the human idea waits: nothing can be judged before the baseline leader exists
@@ -85,7 +85,7 @@ def test_llm_edit_that_crashes_is_repaired_within_the_experiment(
         specs = resolve_specs([f"openai-compatible:fixer@{srv.url}/v1"], config)
         props = build_proposers(specs, config, lambda: ClassicalProposer(seed=0))
         parts = make_parts(redis_url, swarm_name, tmp_path / "a", proposers=props)
-        for s in range(3):
+        for s in range(defaults.NOISE_SEEDS):
             publish(parts, parts.baseline_files(), 1.5 + 0.001 * s, kind=Kind.BASELINE, seed=s)
         parts.promoter.finalize_baseline()
         parts.board.post(HypothesisIn(text="Add a failure switch next to X", priority=50, track=TRACK))
@@ -140,19 +140,20 @@ def test_a_failed_baseline_seed_is_replaced_by_a_new_seed_after_its_back_off(
 ) -> None:
     monkeypatch.setattr(defaults, "BASELINE_RETRY_S", 0.5)
     parts = make_parts(redis_url, swarm_name, tmp_path / "a")
-    jobs = {j.seed: j for j in (parts.source.prepare() for _ in range(3)) if j is not None}
-    finish(parts, jobs[0], 1.50)
-    finish(parts, jobs[1], None, Status.TIMEOUT)  # e.g. two agents fighting over the cores
-    finish(parts, jobs[2], 1.52)
-    assert parts.board.leader(TRACK) is None  # two finished seeds are not a noise estimate
+    n = defaults.NOISE_SEEDS
+    jobs = {j.seed: j for j in (parts.source.prepare() for _ in range(n)) if j is not None}
+    for s in range(n):  # seed 1 times out (e.g. two agents fighting over the cores), the others finish
+        finish(parts, jobs[s], *((None, Status.TIMEOUT) if s == 1 else (1.50 + 0.01 * s,)))  # type: ignore[arg-type]
+    assert parts.board.leader(TRACK) is None  # n - 1 finished seeds are not the noise estimate asked for
     assert parts.source.prepare() is None  # the new seed waits for its back-off ...
     time.sleep(0.6)
     retry = parts.source.prepare()  # ... then runs
-    assert retry is not None and retry.kind == Kind.BASELINE and retry.seed == 3
-    finish(parts, retry, 1.54)
+    assert retry is not None and retry.kind == Kind.BASELINE and retry.seed == n
+    finish(parts, retry, 1.60)
+    values = [1.50 + 0.01 * s for s in range(n) if s != 1] + [1.60]
     leader = parts.board.leader(TRACK)
-    assert leader is not None and abs(leader.metric - 1.52) < 1e-9  # the mean of the runs that finished
-    assert parts.board.noise(TRACK) == pytest.approx([1.50, 1.52, 1.54])
+    assert leader is not None and abs(leader.metric - sum(values) / n) < 1e-9  # the mean of the runs that finished
+    assert parts.board.noise(TRACK) == pytest.approx(values)
 
 
 def test_a_baseline_that_keeps_failing_is_retried_ever_more_slowly_and_said_loudly(
@@ -160,18 +161,19 @@ def test_a_baseline_that_keeps_failing_is_retried_ever_more_slowly_and_said_loud
 ) -> None:
     monkeypatch.setattr(defaults, "BASELINE_RETRY_S", 1.0)
     parts = make_parts(redis_url, swarm_name, tmp_path / "a")
-    for _ in range(3):
+    n = defaults.NOISE_SEEDS
+    for _ in range(n):
         job = parts.source.prepare()
         assert job is not None
         finish(parts, job, None, Status.CRASH)
     assert parts.source.prepare() is None  # nothing due yet: no spin, no exit
     time.sleep(1.2)
     job = parts.source.prepare()
-    assert job is not None and job.seed == 3  # the first retry, after 1 s
-    assert parts.source.prepare() is None  # the next ones wait 2 s and 4 s after their failures
+    assert job is not None and job.seed == n  # the first retry, after 1 s
+    assert parts.source.prepare() is None  # the next ones wait 2 s, 4 s, ... after their failures
     time.sleep(1.0)
     other = parts.source.prepare()
-    assert other is not None and other.seed == 4
+    assert other is not None and other.seed == n + 1
     events = [e for e in parts.board.events(limit=50) if e.kind == "baseline_failing"]
-    assert len(events) == 1 and "failure 3" in events[0].text  # the third failure is said on the board
+    assert len(events) == n - 2 and "failure 3" in events[0].text  # from the third failure on, said on the board
     assert [baseline_retry_s(i) for i in range(3)] == [1.0, 2.0, 4.0]

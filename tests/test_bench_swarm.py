@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from swarm import defaults
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -43,7 +45,7 @@ def test_bench_swarm_smoke(redis_url: str, tmp_path: Path) -> None:
     for r in runs:
         assert r["errors"] == []
         # the 3 seeded baseline runs count as experiments; the swarm then explored on its leader
-        assert r["results"]["by_kind"].get("baseline") == 3
+        assert r["results"]["by_kind"].get("baseline") == defaults.NOISE_SEEDS
         assert r["results"]["by_kind"].get("explore", 0) >= 1
         assert r["results"]["duplicates"] == 0
         assert r["whole"]["experiments"] >= 4

@@ -114,8 +114,9 @@ def test_post_dedup_and_validation(board: Board) -> None:
     assert [x.id for x in board.list_hypotheses(limit=2)] == [c2, c1]
 
 
-def _result(rid: str, metric: float, track: str = TRACK) -> ResultIn:
-    return ResultIn(result_id=rid, agent_id="a", track=track, status="keep", metric=metric, kind="baseline")
+def _result(rid: str, metric: float, track: str = TRACK, patch: str = EMPTY_PATCH) -> ResultIn:
+    return ResultIn(result_id=rid, agent_id="a", track=track, status="keep", metric=metric, kind="baseline",
+                    patch_hash=patch)
 
 
 def test_results_idempotent_and_listed_newest_first(board: Board) -> None:
@@ -135,7 +136,7 @@ from swarm.board import Board, ResultIn
 b = Board.connect(sys.argv[1], sys.argv[2])
 metric = float(sys.argv[3])
 rid = "r" + sys.argv[4]
-b.publish(ResultIn(result_id=rid, agent_id=rid, track="cpu:2c", status="keep", metric=metric))
+b.publish(ResultIn(result_id=rid, agent_id=rid, track="cpu:2c", status="keep", metric=metric, patch_hash="0" * 64))
 for _ in range(200):  # retry on stale generation, as an agent rebasing onto the new leader would
     cur = b.leader("cpu:2c")
     if cur is not None and not cur.metric > metric:
@@ -191,6 +192,18 @@ def test_move_leader_rules_min_delta_and_pubsub(board: Board, tmp_path: Path) ->
             break
     assert got == [1, 2]
     assert board.leader_moves(after_id=board.leader_moves()[0][0])[0][1].metric == 0.98
+
+
+def test_move_leader_checks_the_named_results_patch_with_or_without_support(board: Board, tmp_path: Path) -> None:
+    board.init(make_arena(tmp_path / "arena"))
+    other = "1" * 64
+    board.publish(_result("base", 1.0))
+    assert board.move_leader(TRACK, 0, 1.0, other, None, "a", "base").reason == "unknown_result"  # alone
+    board.publish(_result("s1", 1.0))
+    assert board.move_leader(TRACK, 0, 1.0, other, None, "a", "base", support=["s1"]).reason == "unknown_result"
+    board.publish(_result("odd", 1.0, patch=other))  # a supporting run of other code
+    assert board.move_leader(TRACK, 0, 1.0, EMPTY_PATCH, None, "a", "base", support=["odd"]).reason == "unknown_result"
+    assert board.move_leader(TRACK, 0, 1.0, EMPTY_PATCH, None, "a", "base", support=["s1"]).accepted
 
 
 def test_noise_first_writer_wins(board: Board) -> None:

@@ -25,6 +25,7 @@ from conftest import free_port
 from llm_server import Scripted, ScriptedServer
 from test_agent import init
 
+from swarm import defaults
 from swarm.agent.loop import Agent, AgentOptions
 from swarm.board import Board, HypothesisIn, State
 from swarm.code.diff import make_patch
@@ -165,8 +166,8 @@ def test_the_bandit_shifts_claims_to_the_proposer_that_improves(
     arms = board.arms(TRACK)  # the counts are on the board: every result reached the selector
     assert arms["openai:good"]["runs"] + arms["openai:useless"]["runs"] == len(explore)
     good, useless = arms["openai:good"], arms["openai:useless"]
-    # a no-effect change passes screening now and then by noise (docs/agent.md): rarely, not never
-    assert good["improved"] >= 0.8 * good["runs"] and useless["improved"] <= 0.2 * useless["runs"], arms
+    # a no-effect change passes screening by noise now and then (SCREEN_ALPHA, 30%), a real gain nearly always
+    assert good["improved"] >= 0.8 * good["runs"] and useless["improved"] <= 0.6 * useless["runs"], arms
     assert arms["openai:good"]["cost_usd"] > 0
     # a restarted agent starts from what the track learned: the arms are read from the board
     again = Selector(props, [1.0, 1.0], bandit=True, seed=4)  # type: ignore[list-item]
@@ -203,7 +204,8 @@ def test_a_failed_implementation_goes_back_and_to_another_proposer(
     board = init(redis_url, swarm_name)
     hid, _ = board.post(HypothesisIn(text="Move X to the middle", source="human", author="me", priority=10))
     bad, good = Implementer("anthropic:bad", works=False), Implementer("openai:good", works=True)
-    opts = AgentOptions(workdir=tmp_path / "a", arena=SYNTH, track=TRACK, runner=sim_run, max_experiments=4)
+    opts = AgentOptions(workdir=tmp_path / "a", arena=SYNTH, track=TRACK, runner=sim_run,
+                        max_experiments=defaults.NOISE_SEEDS + 1)
     # the failing one first (weight 1000), then the other: avoided for this hypothesis, and backing off
     agent = Agent(board, opts, [bad, good], Selector([bad, good], [1000.0, 1.0], seed=0))  # type: ignore[list-item]
     agent.run()

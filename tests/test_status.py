@@ -92,6 +92,7 @@ def publish(
             llm_output_tokens=tout,
             llm_cost_usd=cost,
             llm_latency_s=lat,
+            patch_hash="0" * 64,
         )
     )
     assert out.stored and not out.stale

@@ -3,10 +3,13 @@ process group under the supervisor's clock (`swarm.experiment.runner`), and a cr
 edit handed back to that LLM with the traceback tail for up to `PROPOSER_MAX_REPAIRS` fixes.
 
 An invalid job is not run at all: its outcome is `invalid` with the reason, and no GPU time is spent.
+Each run's outcome names the sandbox it ran in (`fields["sandbox"]`: the arena's report, else what was
+asked); a run without one is a warning when the agent was not told `--sandbox off`.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -20,10 +23,13 @@ from swarm.code.validate import validate_edit
 from swarm.errors import ProposerError
 from swarm.experiment.manifest import Manifest
 from swarm.experiment.runner import RunOutcome, RunStatus, kill_leftover, run_experiment
+from swarm.experiment.sandbox import BWRAP, NONE, SandboxChoice
 from swarm.experiment.workspace import Workspace
 from swarm.models import Leader
 from swarm.proposers.base import ProposalContext, Usage
 from swarm.proposers.select import IMPLEMENT
+
+log = logging.getLogger(__name__)
 
 # (arena_dir, files, seed, budget_s, cancel) -> RunOutcome: a simulated experiment (the swarm benchmark)
 SimRunner = Callable[[Path, dict[str, str], int, float, threading.Event], RunOutcome]
@@ -46,6 +52,7 @@ class Executor:
     context: Callable[[Leader | None, dict[str, str]], ProposalContext]  # what an implementer sees to repair
     ledger: Ledger  # every repair call's cost, and its proposer's health
     sim: SimRunner | None = None
+    sandbox: SandboxChoice | None = None  # None: the arena decides ({sandbox} = auto)
     busy_s: float = field(default=0.0, init=False)  # time spent running: the duty cycle's numerator
 
     @property
@@ -94,7 +101,7 @@ class Executor:
         try:
             if self.sim is not None:
                 return self.sim(self.ws.dir, files, job.seed, budget, self.stop)
-            return run_experiment(
+            outcome = run_experiment(
                 self.ws.dir,
                 self.manifest,
                 profile=self.profile,
@@ -106,7 +113,21 @@ class Executor:
                 run_dir=self.runs_dir / f"{int(time.time())}-{job.hyp.id[:12]}-s{job.seed}{suffix}",
                 cancel=self.stop,
                 marker=self.marker,
+                sandbox=self.sandbox.kind if self.sandbox else "auto",
             )
+            return self.note_sandbox(outcome)
         finally:
             self.busy_s += time.monotonic() - t0
             self.ws.record(f"{job.kind} {job.hyp.id}: {job.hyp.title}", files)
+
+    def note_sandbox(self, outcome: RunOutcome) -> RunOutcome:
+        """Name the sandbox the run had in its fields (the arena's report; without one, what was asked
+        when the arena takes it, else none) and warn about a run that had none."""
+        asked = self.sandbox.kind if self.sandbox else NONE
+        reported = outcome.fields.get("sandbox")
+        kind = reported if reported in (BWRAP, NONE) else asked
+        outcome.fields["sandbox"] = kind
+        if kind == NONE and (self.sandbox is None or self.sandbox.warn_each or self.sandbox.sandboxed):
+            why = self.sandbox.reason if self.sandbox and self.sandbox.reason else "the arena ran it bare"
+            log.warning("run %s was NOT sandboxed (%s)", Path(outcome.log_path).parent.name or "-", why)
+        return outcome

@@ -33,6 +33,7 @@ from swarm import defaults
 from swarm.board import Board
 from swarm.errors import Conflict, UserError
 from swarm.experiment.manifest import Manifest, load_manifest
+from swarm.experiment.sandbox import SandboxChoice, SandboxMode, choose_sandbox
 from swarm.experiment.workspace import Workspace
 from swarm.models import SwarmSettings
 
@@ -49,6 +50,7 @@ class Seat:
     profile: str
     track: str
     device: str  # "cuda" or "cpu"
+    sandbox: SandboxChoice  # what the runs get (decided once, here)
 
 
 def detect_track(profile: str, gpu: str) -> str:
@@ -61,10 +63,17 @@ def detect_track(profile: str, gpu: str) -> str:
 
 
 def take_seat(
-    board: Board, workdir: Path, arena: Path | None, gpu: str, profile: str | None, track: str | None
+    board: Board,
+    workdir: Path,
+    arena: Path | None,
+    gpu: str,
+    profile: str | None,
+    track: str | None,
+    sandbox: SandboxMode | str = SandboxMode.AUTO,
 ) -> Seat:
     """Create the swarm from `arena` (or check `arena` against its pin), build the workspace under
-    `workdir`, pick the profile ("auto": gpu when CUDA is asked for) and the track."""
+    `workdir`, pick the profile ("auto": gpu when CUDA is asked for), the track and the sandbox
+    (`--sandbox required` on a host or arena without one: a UserError, before the agent registers)."""
     workdir.mkdir(parents=True, exist_ok=True)
     settings = board.settings()
     if settings is None:
@@ -82,7 +91,8 @@ def take_seat(
     if profile == "auto":
         profile = "gpu" if cuda and "gpu" in manifest.profiles else next(iter(manifest.profiles))
     manifest.profile(profile)  # ArenaError if unknown
-    return Seat(settings, ws, manifest, profile, track or detect_track(profile, gpu), "cuda" if cuda else "cpu")
+    box = choose_sandbox(sandbox, manifest)
+    return Seat(settings, ws, manifest, profile, track or detect_track(profile, gpu), "cuda" if cuda else "cpu", box)
 
 
 # --- the host's cores, shared by its CPU agents ---------------------------------------------------------

@@ -71,6 +71,7 @@ class AgentOptions:
     pipeline: bool = True  # prepare the next experiment while one runs
     runner: SimRunner | None = None  # simulated experiments (the swarm benchmark); None: the arena's command
     seed: int = 0  # seeds the proposer choice
+    sandbox: str = "auto"  # --sandbox: auto | required | off (swarm.experiment.sandbox)
 
 
 class Agent:
@@ -147,7 +148,7 @@ class Agent:
     def join(self) -> None:
         """Take a seat in the swarm (swarm, workspace, profile, track), build the collaborators, register."""
         opts, board, aid = self.opts, self.board, self.agent_id
-        seat = take_seat(board, opts.workdir, opts.arena, opts.gpu, opts.profile, opts.track)
+        seat = take_seat(board, opts.workdir, opts.arena, opts.gpu, opts.profile, opts.track, opts.sandbox)
         self.settings, self.ws, self.track = seat.settings, seat.ws, seat.track
         settings, ws, track = seat.settings, seat.ws, seat.track
         self.metrics = AgentMetrics(aid, track)
@@ -169,7 +170,7 @@ class Agent:
         self.executor = Executor(
             ws, seat.manifest, profile=seat.profile, budget_s=opts.budget_s, device=seat.device, gpu=opts.gpu,
             runs_dir=opts.workdir / "runs", editable=settings.editable, stop=self.stop, context=self.source.context,
-            ledger=self.ledger, sim=opts.runner,
+            ledger=self.ledger, sim=opts.runner, sandbox=seat.sandbox,
         )  # fmt: skip
         self.executor.kill_leftover()
         self.publisher = Publisher(
@@ -183,7 +184,7 @@ class Agent:
             AgentInfo(
                 agent_id=aid, host=socket.gethostname(), gpu=opts.gpu, track=track,
                 proposers=[p.name for p in self.proposers], version=__version__, pid=os.getpid(),
-                metrics_addr=self.metrics.address(socket.gethostname()),
+                metrics_addr=self.metrics.address(socket.gethostname()), sandbox=seat.sandbox.kind,
             )
         )  # fmt: skip
         board.heartbeat(aid, "joined", None)

@@ -22,7 +22,7 @@ from dataclasses import KW_ONLY, dataclass
 from swarm import defaults
 from swarm.agent.code_cache import CodeCache
 from swarm.agent.history import TrackHistory
-from swarm.agent.noise import is_candidate, should_promote, sigma
+from swarm.agent.noise import is_candidate, pooled, should_promote, sigma
 from swarm.board import Board
 from swarm.code.diff import EMPTY_PATCH, make_patch
 from swarm.models import (
@@ -65,9 +65,31 @@ class Promoter:
         reference = self.reference(parent_patch_hash)
         if metric is None or reference is None:
             return Status.DISCARD
-        noise = sigma(self.board.noise(self.track))
-        ok = is_candidate(reference, metric, self.settings.direction, noise, self.settings.min_delta)
+        leader = self.board.leader(self.track)
+        parent = leader if leader is not None and leader.patch_hash == parent_patch_hash else None
+        noise, df = self.noise()
+        n_leader = self.runs_behind(parent) if parent is not None else defaults.CONFIRM_RUNS
+        ok = is_candidate(reference, metric, self.settings.direction, noise, df, self.settings.min_delta, n_leader)
         return Status.KEEP if ok else Status.DISCARD
+
+    def noise(self) -> tuple[float, int]:
+        """The track's seed noise, pooled over every group of runs of one code (baseline seeds, each
+        candidate's runs), with its degrees of freedom (`noise.pooled`); the baseline's alone before
+        the history has them."""
+        groups: dict[str, list[float]] = {}
+        for r in self.history.newest():
+            if r.metric is not None and r.status in (Status.KEEP, Status.DISCARD) and r.kind != Kind.PORT:
+                groups.setdefault(r.patch_hash or EMPTY_PATCH, []).append(float(r.metric))
+        s, df = pooled(groups.values())
+        if df == 0:
+            base = self.board.noise(self.track)
+            return sigma(base), max(0, len(base) - 1)
+        return s, df
+
+    @staticmethod
+    def runs_behind(leader: Leader) -> int:
+        """How many runs the leader's metric is the mean of."""
+        return defaults.NOISE_SEEDS if leader.patch_hash == EMPTY_PATCH else defaults.CONFIRM_RUNS
 
     def reference(self, parent_patch_hash: str | None) -> float | None:
         """The metric of the leader an exploration started from (None: no leader, or never led here)."""
@@ -242,9 +264,10 @@ class Promoter:
 
     def beats_leader(self, leader: Leader, values: list[float]) -> tuple[bool, float, float]:
         """(promote?, mean, threshold) of a candidate's runs against `leader` under the track's noise."""
-        noise = sigma(self.board.noise(leader.track))
-        n_leader = defaults.NOISE_SEEDS if leader.patch_hash == EMPTY_PATCH else defaults.CONFIRM_RUNS
-        return should_promote(leader.metric, values, self.settings.direction, noise, self.settings.min_delta, n_leader)
+        noise, df = self.noise()
+        return should_promote(
+            leader.metric, values, self.settings.direction, noise, df, self.settings.min_delta, self.runs_behind(leader)
+        )
 
     def speculative_leader(self, running: Hypothesis) -> Leader | None:
         """The leader `running` will make if it is a candidate's last confirmation and the candidate's runs

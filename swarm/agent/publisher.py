@@ -76,6 +76,7 @@ class Publisher:
             steps=_int(f.get("steps")),
             tokens=_int(f.get("tokens")),
             peak_mem_mb=_num(f.get("peak_mem_mb")),
+            sandbox=str(f.get("sandbox") or ""),
             error=outcome.error[-defaults.ERROR_MAX_CHARS :],
             llm_input_tokens=job.usage.input_tokens,
             llm_output_tokens=job.usage.output_tokens,

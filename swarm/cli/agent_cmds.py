@@ -95,6 +95,11 @@ def agent(
     track: str | None = typer.Option(None, help="Override the detected hardware track."),
     no_pipeline: bool = typer.Option(False, help="Do not prepare the next experiment while one runs."),
     seed: int = typer.Option(0, help="Seed of the proposer choice and the classical optimizer."),
+    sandbox: str = typer.Option(
+        "auto",
+        help="Run each experiment in bubblewrap: auto (when this host and the arena allow it, else warn on "
+        "every result), required (refuse to start without it), off.",
+    ),
     log_level: str = typer.Option("info", help="debug, info, warning."),
 ) -> None:
     """Join the swarm and run experiments until stopped (SIGTERM/Ctrl-C release the claims held)."""
@@ -102,6 +107,8 @@ def agent(
     st = state(ctx)
     if gpu != "cpu" and not gpu.isdigit():
         raise UserError(f"--gpu must be a device index or cpu, not {gpu!r}")
+    if sandbox not in ("auto", "required", "off"):
+        raise UserError(f"--sandbox must be auto, required or off, not {sandbox!r}")
     # Before torch and numpy are imported (they size their thread pools from OMP_NUM_THREADS once):
     # a CPU agent takes its share of this host's cores, held until the process ends; the training
     # child inherits OMP_NUM_THREADS through the runner's allow-list, so the track says what ran.
@@ -138,6 +145,7 @@ def agent(
         metrics_scan=scan,
         pipeline=not no_pipeline,
         seed=seed,
+        sandbox=sandbox,
     )
     runner = Agent(st.board(), opts, proposers, selector)
 

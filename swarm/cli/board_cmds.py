@@ -271,7 +271,11 @@ def agents(ctx: typer.Context, json_: bool = typer.Option(False, "--json")) -> N
         ]
         for a in recs
     ]
-    notes = [[health_text(p, h) for p, h in sorted(a.health.items())] for a in recs]
+    notes = [
+        [health_text(p, h) for p, h in sorted(a.health.items())]
+        + (["runs UNSANDBOXED (no bwrap, or --sandbox off)"] if a.sandbox == "none" else [])
+        for a in recs
+    ]
     _table(rows, ["agent", "alive", "state", "track", "host", "gpu", "current", "last beat", "metrics"], notes)
 
 
@@ -336,7 +340,9 @@ def status(
     stats, counted = board_proposer_stats(board, max_results)
     st["proposers"] = {p: s.as_dict() for p, s in stats.items()}
     st["proposers_results"] = counted
-    recs = [a for a in board.agents() if a.health]
+    everyone = board.agents()
+    recs = [a for a in everyone if a.health]
+    st["unsandboxed_agents"] = [a.agent_id for a in everyone if a.alive and a.sandbox == "none"]
     st["proposer_health"] = {
         a.agent_id: {"alive": a.alive, "proposers": {p: h.model_dump() for p, h in sorted(a.health.items())}}
         for a in recs
@@ -348,6 +354,8 @@ def status(
     typer.echo(f"swarm: {st['swarm']}")
     typer.echo("hypotheses: " + " ".join(f"{k}={v}" for k, v in c.items()))
     typer.echo(f"agents: alive={st['agents_alive']} dead={st['agents_dead']}")
+    if st["unsandboxed_agents"]:
+        typer.echo(f"agents running UNSANDBOXED: {', '.join(st['unsandboxed_agents'])}")
     typer.echo(f"experiments_last_hour: {st['experiments_last_hour']}")
     for t, ld in st["leaders"].items():
         typer.echo(f"leader {t}: gen={ld['generation']} metric={ld['metric']:.6f} agent={ld['agent_id']}")

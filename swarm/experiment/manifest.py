@@ -16,9 +16,10 @@ and the profiles (budget and hard timeout per profile).
     direction = "minimize"                 # or "maximize"
 
     [run]
-    # placeholders: {python} {profile} {budget_s} {seed} {out} {device}
+    # placeholders: {python} {profile} {budget_s} {seed} {out} {device} {sandbox} (bwrap|none|auto:
+    # an arena whose harness sandboxes its children takes it; swarm.experiment.sandbox)
     command = ["{python}", "-m", "harness", "run", "--profile", "{profile}", "--budget", "{budget_s}",
-               "--seed", "{seed}", "--out", "{out}", "--device", "{device}"]
+               "--seed", "{seed}", "--out", "{out}", "--device", "{device}", "--sandbox", "{sandbox}"]
     result = "json"                        # "json": read the JSON file {out}; "regex": search the log
     metric_key = "val_bpb"                 # json mode: key of the metric in {out}
     metric_regex = ""                      # regex mode: one capture group holding the number

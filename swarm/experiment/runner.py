@@ -1,4 +1,4 @@
-"""Running one experiment: the arena's command in a sandboxed child process, and its result.
+"""Running one experiment: the arena's command in a child process of its own, and its result.
 
 `run_experiment()` builds the command from the arena manifest, starts it in its own process group
 (start_new_session) with a scrubbed environment, sends its output to a per-experiment log file (never
@@ -12,6 +12,10 @@ Why each guard exists:
 - scrubbed environment + a private HOME: code proposed by an LLM or another agent runs here; it must
   not see API keys, Redis credentials or the user's dotfiles.
 - log file: a child that prints gigabytes must not fill a pipe buffer and deadlock us.
+
+The sandbox (no network, a PID namespace, a read-only filesystem, no validation tokens while training)
+is the arena harness's, around each of its children: `sandbox` fills the command's {sandbox}
+placeholder (`bwrap`, `none`, or `auto`: the harness decides), see swarm.experiment.sandbox.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ log = logging.getLogger(__name__)
 
 # Variables passed through to the experiment. Everything else (API keys, Redis URLs and passwords,
 # cloud credentials, SSH agents) is dropped. Prefix matches cover locale and threading knobs.
-ENV_ALLOW = {"PATH", "LANG", "TZ", "TMPDIR", "USER", "LOGNAME", "TERM", "SYSTEMROOT", "ARENA_CACHE"}
+ENV_ALLOW = {"PATH", "LANG", "TZ", "TMPDIR", "USER", "LOGNAME", "TERM", "SYSTEMROOT", "ARENA_CACHE", "ARENA_BWRAP"}
 ENV_ALLOW_PREFIXES = (
     "LC_",
     "OMP_",
@@ -175,17 +179,21 @@ def run_experiment(
     cancel: threading.Event | None = None,
     extra_env: dict[str, str] | None = None,
     marker: Path | None = None,
+    sandbox: str = "auto",
 ) -> RunOutcome:
     """Run the arena once in `arena_dir`; logs and the JSON result go to `run_dir`. The command runs
     under the guard (`guard.py`), so it dies with this process; `marker` (if given) names the run's
-    process group while it runs, for `kill_leftover` should this process and the guard both be killed."""
+    process group while it runs, for `kill_leftover` should this process and the guard both be killed.
+    `sandbox` goes to the command's {sandbox} placeholder (an arena without one ignores it)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     home = run_dir / "home"
     home.mkdir(exist_ok=True)
     out = run_dir / "result.json"
     out.unlink(missing_ok=True)
     log_path = run_dir / "run.log"
-    arena_cmd = build_command(manifest, profile=profile, budget_s=_num(budget_s), seed=seed, out=out, device=device)
+    arena_cmd = build_command(
+        manifest, profile=profile, budget_s=_num(budget_s), seed=seed, out=out, device=device, sandbox=sandbox
+    )
     cmd = [sys.executable, GUARD, "--parent", str(os.getpid()), "--", *arena_cmd]
     env = scrubbed_env(home, gpu, extra_env)
     start = time.monotonic()

@@ -1,6 +1,7 @@
 -- move_leader.lua: compare-and-set of a track's leader.
 -- Accepted only when the expected generation is current (0: no leader yet), the named result exists
--- on this track with this metric and is not stale, and (unless this is the first leader) the metric
+-- on this track with this metric, ran exactly this patch and is not stale, and (unless this is the
+-- first leader) the metric
 -- beats the current one by more than zero and at least min_delta in the swarm's direction.
 -- KEYS[1] leader:t=<track>  KEYS[2] history:t=<track>  KEYS[3] leader:moves  KEYS[4] results:meta
 -- KEYS[5] settings  KEYS[6] events  KEYS[7] leader:tracks  KEYS[8] results (msgpack records)
@@ -20,6 +21,8 @@ if stale == '1' then return {'stale_result'} end
 local new = tonumber(ARGV[3])
 if #ARGV <= 12 then
   if rtrack ~= ARGV[1] or rmetric == '' or tonumber(rmetric) ~= new then return {'unknown_result'} end
+  local rec = cmsgpack.unpack(redis.call('HGET', KEYS[8], ARGV[7]))
+  if rec['patch_hash'] ~= ARGV[4] then return {'unknown_result'} end
 else
   local sum, n = 0, 0
   for i = 7, #ARGV do
