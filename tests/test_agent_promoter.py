@@ -90,8 +90,8 @@ def test_noise_rule_does_not_promote_null_changes(redis_url: str, swarm_name: st
         if now.generation != leader.generation:
             promoted += 1
             leader = now
-    assert screened <= 8  # screening at 1 sigma passes ~16% of nulls
-    assert promoted <= 1  # the rule's rate is ~2.3%; 20 nulls give 0 in expectation 0.5
+    assert screened <= 12  # screening passes ~30% of nulls (SCREEN_ALPHA)
+    assert promoted <= 1  # the measured rate is ~2% (scripts/bench_promotion.py); 20 nulls give 0.4 in expectation
     # and a real improvement (X much closer to the optimum) is promoted
     good = {"train.py": base["train.py"].replace("X = 0.2 ", "X = 0.6")}
     metric = run(good, 0)
