@@ -33,12 +33,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -50,14 +48,12 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from llm_server import Request, Scripted, ScriptedServer  # noqa: E402  (the tests' scripted server)
+from scripted_proposers import Marker, marker_run  # noqa: E402  (the tests' scripted proposers)
 
 from swarm.agent.loop import Agent, AgentOptions  # noqa: E402
 from swarm.board import Board  # noqa: E402
 from swarm.board.embedded import RedisProcess, free_port  # noqa: E402
-from swarm.code.diff import make_patch  # noqa: E402
-from swarm.experiment.runner import RunOutcome  # noqa: E402
 from swarm.models import Kind, State  # noqa: E402
-from swarm.proposers.base import Idea, ProposalContext, Usage  # noqa: E402
 from swarm.proposers.select import Selector  # noqa: E402
 
 SYNTH = REPO / "tests" / "arenas" / "synth"
@@ -197,33 +193,6 @@ def outages(minutes: float, modes: list[str]) -> list[dict[str, Any]]:
 # --- part 2: the bandit ------------------------------------------------------------------------------
 
 
-def sim_run(arena_dir: Path, files: dict[str, str], seed: int, budget_s: float, cancel: threading.Event) -> RunOutcome:
-    code = files["train.py"]
-    cancel.wait(0.02)
-    noise = random.Random(f"{seed}{code}").gauss(0.0, 0.002)
-    return RunOutcome("ok", 1.0 - 0.01 * code.count("# good") + noise, 0.02, {})
-
-
-class Marker:
-    """A scripted proposer: one idea per call, adding a `# good` (better by 0.01) or `# bad` line."""
-
-    can_implement = False
-
-    def __init__(self, name: str, mark: str) -> None:
-        self.name, self.mark = name, mark
-
-    def ideate(self, ctx: ProposalContext, n: int) -> tuple[list[Idea], Usage]:
-        tag = uuid.uuid4().hex[:8]
-        files = {"train.py": ctx.files["train.py"].rstrip("\n") + f"\n# {self.mark} {tag}\n"}
-        return [Idea(f"{self.mark} {tag}", patch=make_patch(ctx.files, files))], Usage(100, 10, 0.001, 0.01, 1)
-
-    def implement(self, hypothesis: str, ctx: ProposalContext) -> tuple[dict[str, str], Usage]:
-        raise NotImplementedError
-
-    def repair(self, *a: object) -> tuple[None, Usage]:
-        return None, Usage()
-
-
 def bandit(experiments: int, seeds: int) -> list[dict[str, Any]]:
     out = []
     with tempfile.TemporaryDirectory(prefix="bench-bandit-") as tmp:
@@ -237,7 +206,7 @@ def bandit(experiments: int, seeds: int) -> list[dict[str, Any]]:
                                     "--arena", str(SYNTH)], check=True, capture_output=True, cwd=REPO)  # fmt: skip
                     board = Board.connect(redis.url, swarm)
                     props = [Marker("openai:improving", "good"), Marker("openai:useless", "bad")]
-                    opts = AgentOptions(workdir=Path(tmp) / swarm, arena=SYNTH, track=TRACK, runner=sim_run,
+                    opts = AgentOptions(workdir=Path(tmp) / swarm, arena=SYNTH, track=TRACK, runner=marker_run,
                                         max_experiments=experiments, pipeline=False, seed=seed)  # fmt: skip
                     sel = Selector(props, [1.0, 1.0], bandit=use_bandit, seed=seed)  # type: ignore[arg-type]
                     Agent(board, opts, props, sel).run()  # type: ignore[arg-type]

@@ -82,7 +82,8 @@ def shared_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelG
 
 def _result(metric: float = 1.0, rid: str | None = None) -> ResultIn:
     return ResultIn(
-        result_id=rid or uuid.uuid4().hex, agent_id="a", track=TRACK, status="keep", metric=metric, kind="baseline"
+        result_id=rid or uuid.uuid4().hex, agent_id="a", track=TRACK, status="keep", metric=metric, kind="baseline",
+        patch_hash="0" * 64,
     )
 
 

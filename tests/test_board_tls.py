@@ -144,6 +144,7 @@ def test_board_round_trip_over_tls(tls_server: RedisProcess, swarm_name: str, tm
         track=TRACK,
         status="keep",
         metric=0.97,
+        patch_hash=EMPTY_PATCH,
     )
     assert board.publish(result).stored
     assert board.complete(hid, claim.token)

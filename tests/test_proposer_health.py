@@ -10,26 +10,24 @@ Python proposers and a simulated run, so dozens of experiments take seconds.
 from __future__ import annotations
 
 import json
-import random
 import signal
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from conftest import free_port
 from llm_server import Scripted, ScriptedServer
+from scripted_proposers import Marker, marker_run
 from test_agent import init
 
 from swarm import defaults
 from swarm.agent.loop import Agent, AgentOptions
 from swarm.board import Board, HypothesisIn, State
 from swarm.code.diff import make_patch
-from swarm.experiment.runner import RunOutcome
 from swarm.models import Kind
 from swarm.proposers.base import Idea, ProposalContext, Usage
 from swarm.proposers.health import HealthPolicy
@@ -122,40 +120,12 @@ def test_a_failing_llm_backs_off_pauses_and_uses_no_human_hypothesis_up(
 # --- in process: scripted Python proposers, simulated runs ---------------------------------------------
 
 
-def sim_run(arena_dir: Path, files: dict[str, str], seed: int, budget_s: float, cancel: threading.Event) -> RunOutcome:
-    """Each `# good` line in train.py lowers the metric by 0.01 (far beyond the noise, 0.002)."""
-    code = files["train.py"]
-    cancel.wait(0.02)
-    noise = random.Random(f"{seed}{code}").gauss(0.0, 0.002)
-    return RunOutcome("ok", 1.0 - 0.01 * code.count("# good") + noise, 0.02, {})
-
-
-class Scripted1:
-    """A scripted proposer: one idea per call, adding a `# good` or `# bad` line to train.py."""
-
-    can_implement = False
-
-    def __init__(self, name: str, mark: str) -> None:
-        self.name, self.mark = name, mark
-
-    def ideate(self, ctx: ProposalContext, n: int) -> tuple[list[Idea], Usage]:
-        tag = uuid.uuid4().hex[:8]
-        files = {"train.py": ctx.files["train.py"].rstrip("\n") + f"\n# {self.mark} {tag}\n"}
-        return [Idea(f"{self.mark} {tag}", patch=make_patch(ctx.files, files))], Usage(100, 10, 0.001, 0.01, 1)
-
-    def implement(self, hypothesis: str, ctx: ProposalContext) -> tuple[dict[str, str], Usage]:
-        raise AssertionError("patch-only proposer")
-
-    def repair(self, *a: object) -> tuple[None, Usage]:
-        return None, Usage()
-
-
 def test_the_bandit_shifts_claims_to_the_proposer_that_improves(
     redis_url: str, swarm_name: str, tmp_path: Path
 ) -> None:
     board = init(redis_url, swarm_name)
-    props = [Scripted1("openai:good", "good"), Scripted1("openai:useless", "bad")]
-    opts = AgentOptions(workdir=tmp_path / "a", arena=SYNTH, track=TRACK, runner=sim_run, max_experiments=70,
+    props = [Marker("openai:good", "good"), Marker("openai:useless", "bad")]
+    opts = AgentOptions(workdir=tmp_path / "a", arena=SYNTH, track=TRACK, runner=marker_run, max_experiments=70,
                         pipeline=False)  # fmt: skip
     agent = Agent(board, opts, props, Selector(props, [1.0, 1.0], bandit=True, seed=3))  # type: ignore[list-item]
     assert agent.run() == 70
@@ -171,7 +141,7 @@ def test_the_bandit_shifts_claims_to_the_proposer_that_improves(
     assert arms["openai:good"]["cost_usd"] > 0
     # a restarted agent starts from what the track learned: the arms are read from the board
     again = Selector(props, [1.0, 1.0], bandit=True, seed=4)  # type: ignore[list-item]
-    agent2 = Agent(board, AgentOptions(workdir=tmp_path / "b", arena=SYNTH, track=TRACK, runner=sim_run,
+    agent2 = Agent(board, AgentOptions(workdir=tmp_path / "b", arena=SYNTH, track=TRACK, runner=marker_run,
                                        max_experiments=6, pipeline=False), props, again)  # type: ignore[arg-type]
     agent2.run()
     assert Counter(again.choose(False).name for _ in range(50))["openai:good"] >= 40
@@ -204,7 +174,7 @@ def test_a_failed_implementation_goes_back_and_to_another_proposer(
     board = init(redis_url, swarm_name)
     hid, _ = board.post(HypothesisIn(text="Move X to the middle", source="human", author="me", priority=10))
     bad, good = Implementer("anthropic:bad", works=False), Implementer("openai:good", works=True)
-    opts = AgentOptions(workdir=tmp_path / "a", arena=SYNTH, track=TRACK, runner=sim_run,
+    opts = AgentOptions(workdir=tmp_path / "a", arena=SYNTH, track=TRACK, runner=marker_run,
                         max_experiments=defaults.NOISE_SEEDS + 1)
     # the failing one first (weight 1000), then the other: avoided for this hypothesis, and backing off
     agent = Agent(board, opts, [bad, good], Selector([bad, good], [1000.0, 1.0], seed=0))  # type: ignore[list-item]
@@ -222,7 +192,7 @@ def test_a_failed_implementation_goes_back_and_to_another_proposer(
     assert json.loads(h.model_dump_json())["failures"][0]["proposer"] == "anthropic:bad"
 
 
-class Repeater(Scripted1):
+class Repeater(Marker):
     """A paid model that gives the same idea every time: new once, then only duplicates."""
 
     def __init__(self) -> None:
@@ -241,7 +211,7 @@ def test_a_model_that_repeats_itself_backs_off_instead_of_being_asked_every_poll
     board = init(redis_url, swarm_name)
     parrot = Repeater()
     sel = Selector([parrot], [1.0], seed=0, health=HealthPolicy(backoff_s=2, pause_after=3, pause_s=60))  # type: ignore[list-item]
-    opts = AgentOptions(workdir=tmp_path / "a", arena=SYNTH, track=TRACK, runner=sim_run, pipeline=False)
+    opts = AgentOptions(workdir=tmp_path / "a", arena=SYNTH, track=TRACK, runner=marker_run, pipeline=False)
     agent = Agent(board, opts, [parrot], sel)  # type: ignore[list-item]
     threading.Timer(15, agent.request_stop).start()
     agent.run()
