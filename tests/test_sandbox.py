@@ -298,8 +298,12 @@ def test_escapes_by_edited_train_py_are_blocked_in_a_real_agent(
                 assert agent.wait(timeout=60) == 0, (tmp_path / f"agent{i}.log").read_text()[-3000:]
         results = board.results(limit=100)
         baselines = [r for r in results if r.kind == "baseline"]
-        assert len(baselines) == defaults.NOISE_SEEDS, [(r.status, r.error[-1500:]) for r in baselines]
-        assert all(r.status == "keep" and r.sandbox == BWRAP for r in baselines)
+        # (a seed that timed out on a loaded machine is replaced by another: more seeds, never fewer kept)
+        assert sum(r.status == "keep" for r in baselines) >= defaults.NOISE_SEEDS, [
+            (r.status, r.error[-1500:]) for r in baselines
+        ]
+        assert all(r.status in ("keep", "timeout") for r in baselines)
+        assert all(r.sandbox == BWRAP for r in results)  # every run the agents published
         by_escape = {ids[r.hypothesis_id]: r for r in results if r.hypothesis_id in ids}
         assert sorted(by_escape) == sorted(files), [
             (r.kind, r.status, r.hypothesis_id and board.get(r.hypothesis_id).text[:60], r.error[-200:])

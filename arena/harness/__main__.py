@@ -1,8 +1,8 @@
 """Command line of the harness; run it in the arena directory: `python -m harness COMMAND`.
 
     prepare [--profile cpu|gpu] [--corpus shakespeare|climbmix] [--source URL_OR_PATH] [--shards N]
-    run --profile P --budget S --seed N --out FILE [--device D] [--corpus C]
-    noise --runs N [--profile P] [--budget S] [--device D]     mean and std of val_bpb over seeds
+    run --profile P --budget S --seed N --out FILE [--device D] [--corpus C] [--sandbox auto|bwrap|none]
+    noise --runs N [--profile P] [--budget S] [--device D] [--sandbox M]   mean and std of val_bpb over seeds
     check                                                    pins + causality probe of train.py
     track [--profile P] [--device D]                         prints the track string
     pin                                                      rewrites [pins] in arena.toml
@@ -48,7 +48,7 @@ def _auto_profile() -> str:
 def _cmd_run(a: argparse.Namespace) -> int:
     from harness.run import run, summary
 
-    res = run(a.profile, a.budget, a.seed, Path(a.out), a.device, a.corpus)
+    res = run(a.profile, a.budget, a.seed, Path(a.out), a.device, a.corpus, a.sandbox)
     print(summary(res), flush=True)
     return 0
 
@@ -71,6 +71,8 @@ def _cmd_noise(a: argparse.Namespace) -> int:
                 str(out),
                 "--device",
                 a.device,
+                "--sandbox",
+                a.sandbox,
             ]
             if a.budget:
                 cmd += ["--budget", str(a.budget)]
@@ -177,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--profile", default="auto", choices=profiles)
         p.add_argument("--budget", type=float, default=None, help="training seconds (default: the profile's)")
         p.add_argument("--device", default="auto")
+        p.add_argument(
+            "--sandbox", default="auto", choices=["auto", "bwrap", "none"], help="children in bwrap (auto: if it works)"
+        )
         if name == "run":
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--out", required=True)

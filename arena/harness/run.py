@@ -2,16 +2,19 @@
 
     supervisor (this module, `python -m harness run`)
       |- verify pins -> refused (status invalid) when a harness file differs
-      |- training child (own process group): build_model, train(model, arena), save weights
+      |- training child (own process group, sandboxed): build_model, train(model, arena), save weights
       |     the first batch writes one byte to a pipe: training time starts there, as the
       |     supervisor sees it; setup before it is capped; at budget + grace the group is SIGKILLed
-      |- evaluation child (own process group): build_model, load weights, causality probe,
+      |- evaluation child (own process group, sandboxed): build_model, load weights, causality probe,
       |     val_bpb from the logits with harness code
       '- result JSON to --out (always), the `---` block on stdout
 
 Nothing train.py prints is read: children write to a log file next to the result (its tail becomes
 `error` on failure). Times and the deadline are the supervisor's; val_bpb is computed in harness
-code. What this does and does not protect against: docs/arena.md.
+code. Each child runs in its own sandbox (harness.sandbox: no network, its own PID namespace, a
+read-only filesystem but for its output dir and a private /tmp; the training child never sees the
+validation tokens); `--sandbox none` runs them bare. What this does and does not protect against:
+docs/arena.md.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from harness import ARENA_DIR, PROFILES, TRAIN_FILE, pins
+from harness import ARENA_DIR, PROFILES, TRAIN_FILE, cache_dir, pins, sandbox
 
 ERROR_TAIL_CHARS = 2000
 STOP_GRACE_S = 5.0  # after the budget: time to finish the current step and save the weights ...
@@ -65,6 +68,7 @@ RESULT_KEYS = (
     "profile",
     "budget_s",
     "harness_hash",
+    "sandbox",
     "error",
 )
 
@@ -146,7 +150,7 @@ def train_child(spec: dict[str, Any]) -> None:
     from harness.data import Arena
 
     _seed_everything(spec["seed"], spec["threads"])
-    work = Path(spec["workdir"])
+    work = Path(spec["outdir"])  # the one place it may write (in the sandbox)
     module = load_train_module()
     arena = Arena(
         spec["profile"],
@@ -165,7 +169,8 @@ def train_child(spec: dict[str, Any]) -> None:
     torch.save(state, work / "weights.tmp")
     (work / "weights.tmp").replace(work / "weights.pt")
     peak = torch.cuda.max_memory_allocated() / 2**20 if arena.device.startswith("cuda") else None
-    (work / "train.json").write_text(json.dumps({"steps": arena.steps, "tokens": arena.tokens, "peak_mem_mb": peak}))
+    stats = {"steps": arena.steps, "tokens": arena.tokens, "peak_mem_mb": peak, "rss_mb": _peak_rss_mb()}
+    (work / "train.json").write_text(json.dumps(stats))
 
 
 def eval_child(spec: dict[str, Any]) -> None:
@@ -177,12 +182,12 @@ def eval_child(spec: dict[str, Any]) -> None:
     from harness.data import Arena, eval_windows
 
     _seed_everything(spec["seed"], spec["threads"])
-    work, cache = Path(spec["workdir"]), Path(spec["cache"])
+    work, cache = Path(spec["outdir"]), Path(spec["cache"])
     module = load_train_module()
     arena = Arena(spec["profile"], spec["device"], spec["seed"], spec["budget_s"])
     model = module.build_model(arena)
     params = sum(p.numel() for p in model.parameters())
-    model.load_state_dict(torch.load(work / "weights.pt", weights_only=True))
+    model.load_state_dict(torch.load(spec["weights"], weights_only=True))
     model.to(arena.device).eval()
     windows = eval_windows(np.fromfile(cache / "val.bin", dtype=np.uint16), arena.settings)
     tbytes = tokenizer.token_bytes(tokenizer.load(cache / "tokenizer.pkl"))
@@ -206,7 +211,14 @@ def eval_child(spec: dict[str, Any]) -> None:
             out.update(status="ok", val_bpb=bpb)
         else:
             out.update(status="crash", error=f"validation loss is not finite ({bpb}): the weights diverged (NaN/inf)")
+    out["rss_mb"] = _peak_rss_mb()
     (work / "eval.json").write_text(json.dumps(out))
+
+
+def _peak_rss_mb() -> float:
+    """This child's peak resident memory (and its own children's). Measured in the child: a sandboxed
+    child is reaped inside its PID namespace, so the supervisor's RUSAGE_CHILDREN never sees it."""
+    return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
 
 
 # --- the supervisor -------------------------------------------------------------------------------------
@@ -250,8 +262,10 @@ def run(
     out: Path,
     device: str = "auto",
     corpus_name: str = "shakespeare",
+    sandbox_mode: str = "auto",
 ) -> dict[str, Any]:
-    """Run one experiment and write its result JSON to `out` (log next to it as .log)."""
+    """Run one experiment and write its result JSON to `out` (log next to it as .log); each child in
+    the sandbox `sandbox_mode` asks for (harness.sandbox.MODES)."""
     from harness.prepare import prepare
 
     t_start = time.monotonic()
@@ -276,22 +290,42 @@ def run(
         bad = pins.mismatches(m)
         if bad:
             raise _Stop("invalid", f"harness files differ from their pins in arena.toml: {', '.join(bad)}; refused")
+        bwrap, why_bare = sandbox.resolve(sandbox_mode)
+        res["sandbox"] = "bwrap" if bwrap else "none"
         cache = prepare(profile, corpus_name, log=False)
+        if bwrap is None:
+            with open(log, "a") as f:
+                f.write(f"sandbox: none ({why_bare})\n")
         spec = {
             "profile": profile,
             "device": device,
             "seed": seed,
             "budget_s": budget,
             "cache": str(cache),
-            "workdir": str(workdir),
             "threads": threads(),
         }
+        trained, evaluated = workdir / "train", workdir / "eval"  # each child's own output dir
+        trained.mkdir()
+        evaluated.mkdir()
+        arena_files = [ARENA_DIR / "harness", ARENA_DIR / "arena.toml"]
+        arena_files += [ARENA_DIR / rel for rel in m["arena"]["editable"] if (ARENA_DIR / rel).exists()]
+        # what each child reads besides the system, Python, the harness and train.py
+        reads = {"_train": [cache / "train.bin"], "_eval": [cache / "val.bin", cache / "tokenizer.pkl"]}
+        hidden = sandbox.hidden_paths(cache_dir(), ARENA_DIR)
 
         def launch(entry: str, extra: dict[str, Any], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
-            (workdir / f"{entry}.spec.json").write_text(json.dumps({**spec, **extra}))
+            spec_file = workdir / f"{entry}.spec.json"
+            spec_file.write_text(json.dumps({**spec, **extra}))
+            cmd = [sys.executable, "-m", "harness", entry, str(spec_file)]
+            if bwrap is not None:
+                ro = [*arena_files, spec_file, *reads[entry], *([trained / "weights.pt"] if entry == "_eval" else [])]
+                outdir = Path(extra["outdir"])
+                cmd = sandbox.wrap(
+                    cmd, bwrap=bwrap, cwd=ARENA_DIR, ro=ro, rw=[outdir], hidden=hidden, gpu=device.startswith("cuda")
+                )
             with open(log, "ab") as f:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "harness", entry, str(workdir / f"{entry}.spec.json")],
+                    cmd,
                     cwd=ARENA_DIR,
                     env=_child_env(),
                     stdin=subprocess.DEVNULL,
@@ -309,7 +343,7 @@ def run(
         # training: setup (capped) until the first batch, then the budget plus a little grace
         r, w = os.pipe()
         t_launch = time.monotonic()
-        child = launch("_train", {"signal_fd": w}, pass_fds=(w,))
+        child = launch("_train", {"signal_fd": w, "outdir": str(trained)}, pass_fds=(w,))
         os.close(w)
         # the track may import torch (~1 s): in a thread, so the beats below are timed promptly
         tracker = threading.Thread(target=lambda: res.update(track=track(profile, device)), daemon=True)
@@ -339,14 +373,14 @@ def run(
         _kill_group(child)  # stray grandchildren of an exited child
         if child.returncode:
             raise failed(child, "training")
-        if not (workdir / "train.json").is_file():
+        if not (trained / "train.json").is_file() or not (trained / "weights.pt").is_file():
             raise _Stop("crash", f"training exited before its weights were saved\n{_tail(log)}")
-        stats = json.loads((workdir / "train.json").read_text())
+        stats = json.loads((trained / "train.json").read_text())
         res.update(steps=stats["steps"], tokens=stats["tokens"])
         tracker.join()
 
         # evaluation: a fresh process that never ran train()
-        ev = launch("_eval", {})
+        ev = launch("_eval", {"outdir": str(evaluated), "weights": str(trained / "weights.pt")})
         try:
             ev.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -355,21 +389,23 @@ def run(
         _kill_group(ev)
         if ev.returncode:
             raise failed(ev, "evaluation")
-        if not (workdir / "eval.json").is_file():
+        if not (evaluated / "eval.json").is_file():
             raise _Stop("crash", f"evaluation exited without a result\n{_tail(log)}")
-        result = json.loads((workdir / "eval.json").read_text())
+        result = json.loads((evaluated / "eval.json").read_text())
         res.update(status=result["status"], params=result["params"], error=result.get("error"))
         if result["status"] == "ok":
             res.update(val_bpb=result["val_bpb"], eval_s=round(result["eval_s"], 3))
-        peak = stats.get("peak_mem_mb")
-        res["peak_mem_mb"] = round(
-            peak if peak is not None else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
-        )
+        peak = stats.get("peak_mem_mb")  # the GPU's; on CPU the largest resident set of the children
+        rss = [stats.get("rss_mb") or 0, result.get("rss_mb") or 0]
+        rss.append(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)  # bare children
+        res["peak_mem_mb"] = round(peak if peak is not None else max(rss), 1)
         flops = peak_flops(res["track"] or "")
         if flops and res["training_s"]:
             res["mfu"] = round(6 * res["params"] * res["tokens"] / res["training_s"] / flops, 4)
     except _Stop as stop:
         res.update(status=stop.status, error=stop.error[-ERROR_TAIL_CHARS:])
+    except sandbox.SandboxError as exc:  # asked for a sandbox this host cannot build: nothing ran
+        res.update(status="crash", error=f"sandbox: {exc}"[-ERROR_TAIL_CHARS:])
     finally:
         for p in procs:
             _kill_group(p)

@@ -9,7 +9,7 @@ handed `bwrap`. Here the agent only checks that this host can build one, with th
 the read-only system binds the harness uses (`probe`), and that the arena takes the placeholder:
 
 - `auto`: bwrap when both hold; otherwise none, with a warning now and on every result;
-- `required`: both must hold, else a UserError (one line, a non-zero exit) before the agent joins;
+- `required`: both must hold, else a UserError (one line, a non-zero exit) before the agent registers;
 - `off`: none (a warning now).
 
 The arena reports the sandbox each run really had (its result's `sandbox`); the agent publishes that.
@@ -18,8 +18,10 @@ ARENA_BWRAP names the binary, as for the harness (default: `bwrap` on PATH).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,13 +64,28 @@ def bwrap_binary() -> str | None:
     return shutil.which(os.environ.get("ARENA_BWRAP") or "bwrap")
 
 
+@functools.cache
+def namespace_flags(bwrap: str) -> tuple[str, ...]:
+    """The harness's: every namespace, no capabilities, a new session; no nested user namespaces where
+    bwrap can forbid them (>= 0.8)."""
+    flags = ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    try:
+        out = subprocess.run([bwrap, "--version"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    m = re.search(r"(\d+)\.(\d+)", out)
+    if m and (int(m.group(1)), int(m.group(2))) >= (0, 8):
+        flags[1:1] = ["--unshare-user", "--disable-userns"]
+    return tuple(flags)
+
+
 def probe(bwrap: str | None = None) -> str | None:
     """None when bwrap builds a sandbox on this host (every namespace, no capabilities, the read-only
     system and this interpreter starting inside), else why not, in one line."""
     bwrap = bwrap or bwrap_binary()
     if bwrap is None:
         return "no bwrap on PATH (install bubblewrap: apt-get install bubblewrap; or set ARENA_BWRAP)"
-    cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    cmd = [bwrap, *namespace_flags(bwrap)]
     for d in SYSTEM_DIRS:
         if os.path.islink(d):
             cmd += ["--symlink", os.readlink(d), d]
