@@ -171,7 +171,19 @@ def test_prometheus_targets_are_compose_services() -> None:
         assert host in services, f"scrape target {target}: no compose service {host}"
         assert int(port) in served_ports(services[host]), f"{host} does not serve metrics on {port}"
     assert jobs["swarm-exporter"]["static_configs"][0]["targets"] == [f"exporter:{defaults.EXPORTER_PORT}"]
-    assert f"agent:{defaults.METRICS_BASE_PORT}" in jobs["swarm-agents"]["static_configs"][0]["targets"]
+    # agents are found through the exporter's /sd (HTTP service discovery), the files in docker/targets/
+    # as a fallback; the compose agents advertise their service name and the port they serve
+    agents_job = jobs["swarm-agents"]
+    assert "static_configs" not in agents_job  # a compose agent also listed statically would be scraped twice
+    assert agents_job["honor_labels"] is True  # the agents' own `track` stays `track`
+    (sd,) = agents_job["http_sd_configs"]
+    found = re.fullmatch(r"http://([a-z-]+):(\d+)/sd", sd["url"])
+    assert found and found[1] == "exporter" and int(found[2]) in served_ports(services["exporter"]), sd["url"]
+    assert agents_job["file_sd_configs"][0]["files"] == ["/etc/prometheus/targets/*.json"]
+    for name in ("agent", "agent-cpu"):
+        cmd = services[name]["command"]
+        host, port = cmd[cmd.index("--metrics-advertise") + 1].rsplit(":", 1)
+        assert host == name and int(port) in served_ports(services[name]), cmd
     # the file_sd directory for remote agents is mounted where the config looks for it
     mounts = services["prometheus"]["volumes"]
     assert "./docker/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts

@@ -67,6 +67,7 @@ class AgentOptions:
     track: str | None = None  # override the detected hardware track
     metrics_port: int | None = None  # None: no /metrics; 0: any free port
     metrics_scan: int = 1  # ports tried from metrics_port when it is in use (1: that port or an error)
+    metrics_advertise: str | None = None  # "host:port" registered instead of ours (NAT, containers)
     agent_id: str | None = None
     pipeline: bool = True  # prepare the next experiment while one runs
     runner: SimRunner | None = None  # simulated experiments (the swarm benchmark); None: the arena's command
@@ -180,11 +181,12 @@ class Agent:
         self.pipeline = Pipeline(
             self.source, self.promoter, stop=self.stop, enabled=opts.pipeline, board_down=self.board_down
         )
+        served = self.metrics.address(socket.gethostname())  # "" when not serving: nothing to advertise
         board.register(
             AgentInfo(
                 agent_id=aid, host=socket.gethostname(), gpu=opts.gpu, track=track,
                 proposers=[p.name for p in self.proposers], version=__version__, pid=os.getpid(),
-                metrics_addr=self.metrics.address(socket.gethostname()), sandbox=seat.sandbox.kind,
+                metrics_addr=served and (opts.metrics_advertise or served), sandbox=seat.sandbox.kind,
             )
         )  # fmt: skip
         board.heartbeat(aid, "joined", None)

@@ -16,6 +16,7 @@ from swarm.agent.join import hold_workdir, host_cores, take_cpu_share
 from swarm.agent.launch import Launcher, LaunchPlan
 from swarm.cli.app import app, state
 from swarm.errors import UserError
+from swarm.observe.discovery import check_advertise
 
 if TYPE_CHECKING:
     from swarm.proposers.base import Proposer
@@ -86,6 +87,11 @@ def agent(
         max=65535,
         help="Without --metrics-port: try this port + the GPU index first, then the next free one.",
     ),
+    metrics_advertise: str | None = typer.Option(
+        None,
+        help="HOST:PORT Prometheus reaches this agent's /metrics at, registered on the board for discovery "
+        "(behind NAT, in a container; default: this hostname and the port served).",
+    ),
     no_metrics: bool = typer.Option(False, help="Do not serve /metrics."),
     threads: str | None = typer.Option(
         None,
@@ -109,6 +115,10 @@ def agent(
         raise UserError(f"--gpu must be a device index or cpu, not {gpu!r}")
     if sandbox not in ("auto", "required", "off"):
         raise UserError(f"--sandbox must be auto, required or off, not {sandbox!r}")
+    if metrics_advertise is not None:
+        check_advertise(metrics_advertise)
+        if no_metrics:
+            raise UserError("--metrics-advertise needs /metrics served: drop --no-metrics")
     # Before torch and numpy are imported (they size their thread pools from OMP_NUM_THREADS once):
     # a CPU agent takes its share of this host's cores, held until the process ends; the training
     # child inherits OMP_NUM_THREADS through the runner's allow-list, so the track says what ran.
@@ -143,6 +153,7 @@ def agent(
         track=track,
         metrics_port=port,
         metrics_scan=scan,
+        metrics_advertise=metrics_advertise,
         pipeline=not no_pipeline,
         seed=seed,
         sandbox=sandbox,

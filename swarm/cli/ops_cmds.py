@@ -17,15 +17,18 @@ from swarm.observe.exporter import serve_forever
 @app.command("exporter")
 def exporter_cmd(
     ctx: typer.Context,
-    port: int = typer.Option(defaults.EXPORTER_PORT, "--port", help="Port to serve /metrics on (0: a free one)."),
+    port: int = typer.Option(
+        defaults.EXPORTER_PORT, "--port", help="Port to serve /metrics and /sd on (0: a free one)."
+    ),
     addr: str = typer.Option(defaults.METRICS_ADDR, "--addr", help="Address to listen on."),
 ) -> None:
-    """Serve board-wide metrics (queue, agents, leaders, throughput, proposers) for Prometheus."""
+    """Serve board-wide metrics (queue, agents, leaders, throughput, proposers) for Prometheus, and the live
+    agents' /metrics addresses for its HTTP service discovery at /sd."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     board = state(ctx).board()
 
     def ready(bound: int) -> None:
-        typer.echo(f"exporter: swarm={board.swarm} serving http://{addr}:{bound}/metrics", err=True)
+        typer.echo(f"exporter: swarm={board.swarm} serving http://{addr}:{bound}/metrics and /sd", err=True)
 
     serve_forever(board, port, addr, on_ready=ready)
 

@@ -5,6 +5,11 @@ even when agents sit behind NAT and their own /metrics ports cannot be reached. 
 between scrapes: each scrape reads counts, agents, leaders and the newest results window from the
 board, so the numbers are as fresh as the scrape and a restarted exporter loses nothing.
 
+Paths served (`exporter_routes`, one WSGI app each; `router` dispatches on the exact path, `/` lists them):
+
+    /metrics    the series below (prometheus_client's exposition: text or OpenMetrics, gzip)
+    /sd         the live agents' /metrics addresses for Prometheus' http_sd_configs (observe.discovery)
+
 Series (all gauges; documented for users in docs/operations.md):
 
     swarm_board_up                                      1 when the last read of the board succeeded
@@ -34,16 +39,21 @@ says. "Last hour" counts results whose `finished_ms` is within an hour of the Re
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
+import socket
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import redis
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -51,9 +61,10 @@ from swarm import defaults
 from swarm.errors import SwarmError, UserError
 from swarm.models import State
 from swarm.observe.accounting import NO_PROPOSER, paused_agents, proposer_stats
+from swarm.observe.discovery import sd_groups
 from swarm.proposers.base import source_label
 
-__all__ = ["BoardCollector", "board_registry", "serve_forever"]
+__all__ = ["BoardCollector", "board_registry", "exporter_routes", "router", "serve_forever", "start_server"]
 
 log = logging.getLogger(__name__)
 
@@ -201,15 +212,78 @@ def board_registry(board: Any) -> CollectorRegistry:
     return registry
 
 
+# --- HTTP: one WSGI app per path ------------------------------------------------------------------------
+
+
+def json_app(read: Callable[[], Any], what: str) -> WSGIApplication:
+    """A WSGI app answering GET with `read()` as JSON; 503 with {"error": ...} when the board cannot be
+    read (Prometheus' HTTP SD then keeps the targets it had instead of dropping them all)."""
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        try:
+            status, body = "200 OK", read()
+        except (SwarmError, redis.exceptions.RedisError, OSError) as exc:
+            log.warning("exporter: cannot read the board for %s: %s", what, exc)
+            status, body = "503 Service Unavailable", {"error": f"cannot read the board: {exc}"}
+        data = json.dumps(body).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    return app
+
+
+def exporter_routes(board: Any) -> dict[str, WSGIApplication]:
+    """What `swarm exporter` serves, by path: add a view here (a WSGI app) and it is served."""
+    return {
+        "/metrics": make_wsgi_app(board_registry(board)),
+        "/sd": json_app(lambda: sd_groups(board), "/sd"),  # Prometheus http_sd_configs (observe.discovery)
+    }
+
+
+def router(routes: dict[str, WSGIApplication]) -> WSGIApplication:
+    """One WSGI app dispatching on the exact path (the query string aside); 404 naming the paths served."""
+    index = "".join(f"{path}\n" for path in sorted(routes)).encode()
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        route = routes.get(environ.get("PATH_INFO") or "/")
+        if route is not None:
+            return route(environ, start_response)
+        status = "200 OK" if environ.get("PATH_INFO") in ("", "/") else "404 Not Found"
+        start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(index)))])
+        return [index]
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No line per request on stderr: Prometheus asks every few seconds."""
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a client that never finishes its request does not hold up shutdown
+
+
+def start_server(app: WSGIApplication, port: int, addr: str = defaults.METRICS_ADDR) -> WSGIServer:
+    """Serve `app` on `addr:port` (port 0: a free one) from a daemon thread; `shutdown()` and
+    `server_close()` stop it. OSError when the port cannot be bound."""
+    family = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+
+    class Server(_ThreadingServer):
+        address_family = family  # an IPv6 listen address needs AF_INET6
+
+    server = make_server(addr, port, app, Server, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="exporter-http", daemon=True).start()
+    return server
+
+
 def serve_forever(
     board: Any, port: int, addr: str = defaults.METRICS_ADDR, on_ready: Callable[[int], None] | None = None
 ) -> None:
-    """Serve the board's metrics on `addr:port` until SIGTERM or SIGINT (call from the main thread).
-
-    `on_ready(bound_port)` is called once the port is bound (port 0 picks a free one).
-    """
+    """Serve the board's metrics (/metrics) and its agents' targets (/sd) on `addr:port` until SIGTERM or
+    SIGINT (call from the main thread). `on_ready(bound_port)` is called once the port is bound."""
     try:
-        server, thread = start_http_server(port, addr=addr, registry=board_registry(board))
+        server = start_server(router(exporter_routes(board)), port, addr)
     except OSError as exc:
         raise UserError(f"cannot serve the exporter on {addr}:{port}: {exc.strerror or exc}") from exc
     stop = threading.Event()
@@ -229,4 +303,3 @@ def serve_forever(
             signal.signal(s, handler)
         server.shutdown()
         server.server_close()
-        thread.join(timeout=5)
