@@ -14,6 +14,7 @@ from swarm.cli import agent_cmds as _agent_cmds  # noqa: F401
 from swarm.cli import arena_cmds as _arena_cmds  # noqa: F401
 from swarm.cli import board_cmds as _board_cmds  # noqa: F401  (registers commands)
 from swarm.cli import ops_cmds as _ops_cmds  # noqa: F401
+from swarm.cli import web_cmds as _web_cmds  # noqa: F401
 from swarm.cli.app import app
 from swarm.errors import SwarmError
 
