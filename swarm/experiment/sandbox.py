@@ -85,7 +85,8 @@ def probe(bwrap: str | None = None) -> str | None:
     bwrap = bwrap or bwrap_binary()
     if bwrap is None:
         return "no bwrap on PATH (install bubblewrap: apt-get install bubblewrap; or set ARENA_BWRAP)"
-    cmd = [bwrap, *namespace_flags(bwrap)]
+    # /tmp first: a bind below it (a checkout or venv under /tmp) must land on the tmpfs, not under it
+    cmd = [bwrap, *namespace_flags(bwrap), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for d in SYSTEM_DIRS:
         if os.path.islink(d):
             cmd += ["--symlink", os.readlink(d), d]
@@ -93,7 +94,7 @@ def probe(bwrap: str | None = None) -> str | None:
             cmd += ["--ro-bind", d, d]
     for root in {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)}:
         cmd += ["--ro-bind", root, root]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--", sys.executable, "-S", "-c", ""]
+    cmd += ["--", sys.executable, "-S", "-c", ""]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError) as exc:
