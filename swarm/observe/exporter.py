@@ -286,14 +286,20 @@ def serve_forever(
         server = start_server(router(exporter_routes(board)), port, addr)
     except OSError as exc:
         raise UserError(f"cannot serve the exporter on {addr}:{port}: {exc.strerror or exc}") from exc
+    log.info("exporter: serving port=%d", server.server_port)
+    run_until_signalled(server, "exporter", on_ready)
+
+
+def run_until_signalled(server: Any, name: str, on_ready: Callable[[int], None] | None = None) -> None:
+    """Wait (in the main thread) for SIGTERM or SIGINT while `server` serves from its own thread, then
+    restore the signal handlers and shut it down. `on_ready(bound_port)` is called first."""
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
-        log.info("exporter: signal %d, stopping", signum)
+        log.info("%s: signal %d, stopping", name, signum)
         stop.set()
 
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    log.info("exporter: serving port=%d", server.server_port)
     if on_ready is not None:
         on_ready(int(server.server_port))
     try:

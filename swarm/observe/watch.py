@@ -169,7 +169,7 @@ def _clock(ms: int) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(ms / 1000))
 
 
-def _dur(ms: int) -> str:
+def dur(ms: float) -> str:
     """A duration: 45s, 3m12s, 2h05m, 3d04h."""
     s = max(0, int(ms // 1000))
     if s < 60:
@@ -242,11 +242,11 @@ def health_lines(agents: list[tuple[str, bool, dict[str, ProposerHealth]]], inde
 def _agent_doing(a: AgentRow, now_ms: int) -> tuple[str, str]:
     """(what it is doing, for how long)."""
     if not a.alive:
-        return "-", f"last beat {_dur(now_ms - a.last_ms)} ago" if a.last_ms else "never beat"
+        return "-", f"last beat {dur(now_ms - a.last_ms)} ago" if a.last_ms else "never beat"
     what = f"{a.current} {a.title or ''}".strip() if a.current else "-"
     if a.since_ms is None:
         return what, "-"
-    return what, ("" if a.since_exact else ">=") + _dur(now_ms - a.since_ms)
+    return what, ("" if a.since_exact else ">=") + dur(now_ms - a.since_ms)
 
 
 def render(frame: Frame, width: int | None = None) -> str:
@@ -267,7 +267,7 @@ def render(frame: Frame, width: int | None = None) -> str:
                 f"gen {ld.generation}",
                 f"{ld.metric:.6f}",
                 ld.agent_id,
-                f"{_dur(now - ld.time_ms)} ago",
+                f"{dur(now - ld.time_ms)} ago",
                 frame.titles.get(ld.hypothesis_id, ld.hypothesis_id) if ld.hypothesis_id else "(baseline)",
             ]
             for t, ld in sorted(frame.leaders.items())
@@ -282,8 +282,8 @@ def render(frame: Frame, width: int | None = None) -> str:
     if frame.agents:
         rows = []
         for a in frame.agents:
-            what, dur = _agent_doing(a, now)
-            rows.append([a.agent_id, "alive" if a.alive else "DEAD", a.track, a.state, dur, what])
+            what, since = _agent_doing(a, now)
+            rows.append([a.agent_id, "alive" if a.alive else "DEAD", a.track, a.state, since, what])
         out += _table(rows, ["agent", "", "track", "state", "for", "running"])
     out.append("")
     # queue

@@ -38,7 +38,6 @@ import hmac
 import ipaddress
 import logging
 import re
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +53,7 @@ from swarm.errors import NotFound, SwarmError, UserError
 from swarm.models import Direction, Hypothesis, Leader, Result, State, parse_enum
 from swarm.observe import web_html as H
 from swarm.observe.accounting import board_proposer_stats, paused_agents
+from swarm.observe.exporter import run_until_signalled
 from swarm.observe.web_index import ResultIndex
 
 __all__ = ["WEB_PORT", "WebView", "make_server", "serve_forever"]
@@ -405,19 +405,4 @@ def serve_forever(
     log.info("web: indexed %d results in %.1fs", n, time.perf_counter() - t0)
     thread = threading.Thread(target=server.serve_forever, name="swarm-web", daemon=True)
     thread.start()
-    stop = threading.Event()
-
-    def _stop(signum: int, _frame: object) -> None:
-        log.info("web: signal %d, stopping", signum)
-        stop.set()
-
-    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    if on_ready is not None:
-        on_ready(int(server.server_port))
-    try:
-        stop.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        server.shutdown()
-        server.server_close()
+    run_until_signalled(server, "web", on_ready)

@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode
 
 from swarm.models import AgentRecord, Direction, Hypothesis, Leader, Result, State
 from swarm.observe.accounting import ProposerStats
-from swarm.observe.watch import health_text
+from swarm.observe.watch import dur, health_text
 from swarm.observe.web_index import Row
 
 __all__ = [
@@ -87,17 +87,6 @@ def hyp_link(hid: str | None, title: str | None = None) -> str:
 def ts(ms: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) if ms else "-"
 
-
-def dur(ms: float) -> str:
-    """45s, 3m12s, 2h05m, 3d04h."""
-    s = max(0, int(ms // 1000))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def ago(now_ms: int, ms: int | None) -> str:
