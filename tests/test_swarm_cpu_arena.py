@@ -98,12 +98,12 @@ def test_two_agents_mix_openai_compatible_and_classical_on_the_cpu_arena(
     assert props[name]["experiments"] == len([r for r in llm_runs if r.kind == "explore"])
     assert props[name]["input_tokens"] >= 1200 and props[name]["cost_usd"] == 0  # no price configured
     assert "classical" in props
-    # baseline (gen 1), then the confirmed shallow model (gen 2) backed by its confirmation runs
+    # baseline (gen 1), then at least one confirmed move (usually the shallow model; a classical idea that
+    # beats the baseline can come first), each backed by its confirmation runs
     leader = board.leader(results[0].track)
     assert leader is not None and leader.generation >= 2, [(r.kind, r.status, r.metric) for r in results]
-    history = board.leader_history(leader.track)
-    assert board.get(history[1].hypothesis_id or "").title.startswith("Two blocks")
-    assert len([r for r in results if r.candidate_of == history[1].result_id]) == defaults.CONFIRM_RUNS - 1
+    for move in board.leader_history(leader.track)[1:]:
+        assert len([r for r in results if r.candidate_of == move.result_id]) == defaults.CONFIRM_RUNS - 1
 
 
 @pytest.mark.slow
