@@ -185,19 +185,23 @@ def test_a_default_port_in_use_is_passed_over_an_asked_one_is_an_error() -> None
     finally:
         m.close()
     # a range with no free port is an error naming it
+    held.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
     try:
-        held.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-        held[1].bind(("0.0.0.0", port + 1))
-        held[1].listen()
-    except OSError:
-        pytest.skip(f"port {port + 1} is not free here")
-    other = AgentMetrics("b", "cpu")
-    try:
-        with pytest.raises(UserError, match=f"ports {port}-{port + 1} on 0.0.0.0 are all in use"):
-            other.serve(port, scan=2)
+        # port + 1 was the server's just closed: its connections may linger in TIME_WAIT
+        held[1].setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            held[1].bind(("0.0.0.0", port + 1))
+            held[1].listen()
+        except OSError:
+            pytest.skip(f"port {port + 1} is not free here")
+        other = AgentMetrics("b", "cpu")
+        try:
+            with pytest.raises(UserError, match=f"ports {port}-{port + 1} on 0.0.0.0 are all in use"):
+                other.serve(port, scan=2)
+        finally:
+            other.close()
     finally:
-        other.close()
-        for sock in held:
+        for sock in held:  # on a skip too: a socket left to the garbage collector fails a later test
             sock.close()
     only_here = AgentMetrics("c", "cpu")
     try:
