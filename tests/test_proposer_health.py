@@ -22,7 +22,7 @@ import pytest
 from conftest import free_port
 from llm_server import Scripted, ScriptedServer
 from scripted_proposers import Marker, marker_run
-from test_agent import init
+from test_agent import init, wait_for
 
 from swarm import defaults
 from swarm.agent.loop import Agent, AgentOptions
@@ -51,16 +51,6 @@ pause_max_s = 10
 
 def swarm_cli(url: str, swarm: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "swarm.cli", "--redis", url, "--swarm", swarm, *args]
-
-
-def wait_for(pred, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.mark.parametrize("outage", ["connection refused", "replies in prose"])
