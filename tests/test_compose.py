@@ -139,6 +139,9 @@ def test_dockerfile_pins_torch_like_pyproject() -> None:
     version = torch_pin.split("==")[1]
     assert f"ARG TORCH_VERSION={version}" in dockerfile
     assert "torch==${TORCH_VERSION}" in dockerfile
+    # the image carries what the agent runs beside Python: git (workspaces), tini, bwrap (the sandbox)
+    packages = re.search(r"apt-get install -y --no-install-recommends ([^\\\n]+)", dockerfile)
+    assert packages is not None and {"git", "tini", "bubblewrap"} <= set(packages.group(1).split())
     for copied in re.findall(r"^COPY (?!--)(\S+)", dockerfile, re.M):
         assert (REPO / copied).exists(), f"Dockerfile copies {copied}, which does not exist"
     entry = REPO / "docker" / "entrypoint.sh"
