@@ -13,10 +13,13 @@ its leader true? For each N in --agents (default 1 2), in turn and never at the 
    --check-seeds new seeds (never used by the agents: 1001, 1002, ...) on one thread, and reports their
    mean: the leader's true value as far as 3 runs tell, to compare with the number the board reported.
 
-Output: a JSON document (--json PATH, default stdout) and a markdown table on stderr.
+Output: a JSON document (--json PATH, default stdout), a markdown table on stderr and, with --chart,
+a PNG of the leader's val_bpb over time for each N with the re-runs' mean and SD at the end
+(--from-json re-draws the chart and the table from a saved document without running anything).
 
-    .venv/bin/python scripts/bench_cpu_search.py                    # 2 x 20 minutes + the re-runs
+    .venv/bin/python scripts/bench_cpu_search.py --chart docs/bench-cpu-search.png   # 2 x 20 min + re-runs
     .venv/bin/python scripts/bench_cpu_search.py --minutes 3 --agents 1 --check-seeds 2   # a quick try
+    .venv/bin/python scripts/bench_cpu_search.py --from-json out.json --chart docs/bench-cpu-search.png
 """
 
 from __future__ import annotations
@@ -79,6 +82,11 @@ def run_swarm(arena: Path, work: Path, n: int, minutes: float, budget_s: float) 
         kinds: dict[str, int] = {}
         for r in results:
             kinds[str(r.kind)] = kinds.get(str(r.kind), 0) + 1
+        points = [
+            [round(((r.finished_ms or r.published_ms) - started_ms) / 60_000, 3), r.metric, str(r.kind)]
+            for r in results
+            if r.metric is not None
+        ]
         return {
             "agents": n,
             "track": track,
@@ -89,6 +97,7 @@ def run_swarm(arena: Path, work: Path, n: int, minutes: float, budget_s: float) 
             "training_s": round(sum(r.training_s or 0.0 for r in results), 1),
             "noise": board.noise(track),
             "history": history,
+            "points": points,
             "leader_val_bpb": leader.metric,
             "leader_is_baseline": leader.patch_hash == EMPTY_PATCH,
             "best_arena": str(best),
@@ -137,6 +146,39 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def chart(doc: dict[str, Any], path: Path) -> None:
+    """The leader's val_bpb over time per N (steps), every run (dots), the re-runs' mean ± SD at the end."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4.6))
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    end = doc["minutes"]
+    for row, colour in zip(doc["rows"], colours, strict=False):
+        n = row["agents"]
+        pts = row.get("points", [])
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=9, color=colour, alpha=0.35)
+        moves = row["history"]
+        xs = [m["minute"] for m in moves] + [end]
+        ys = [m["val_bpb"] for m in moves] + [moves[-1]["val_bpb"]]
+        ax.step(xs, ys, where="post", color=colour, linewidth=2, label=f"{n} agent{'s' if n > 1 else ''}: leader")
+        vals = row["check_val_bpb"]
+        sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        ax.errorbar([end + 0.3 * (1 + colours.index(colour))], [statistics.fmean(vals)], yerr=[sd], fmt="D",
+                    color=colour, capsize=4, label=f"{n}: final leader re-run, {len(vals)} new seeds")  # fmt: skip
+    ax.set_xlabel("minutes since the agents started")
+    ax.set_ylabel("val_bpb (lower is better)")
+    ax.set_title(f"CPU arena, {doc['budget_s']:g} s runs, one thread per agent", fontsize=10, loc="left")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arena", type=Path, default=ROOT / "arena")
@@ -145,8 +187,19 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=20.0, help="training seconds per run")
     ap.add_argument("--check-seeds", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--chart", type=Path, default=None, help="write the PNG here")
+    ap.add_argument("--from-json", type=Path, default=None, help="re-draw from a saved document; run nothing")
     ap.add_argument("--workdir", type=Path, default=None, help="kept after the run (default: a temp dir, removed)")
     a = ap.parse_args()
+    if a.from_json:
+        try:
+            saved = json.loads(a.from_json.read_text())
+        except (OSError, ValueError) as e:
+            sys.exit(f"error: cannot read {a.from_json}: {e}")
+        print(table(saved["rows"]))
+        if a.chart:
+            chart(saved, a.chart)
+        return
     if any(n < 1 for n in a.agents) or a.minutes <= 0 or a.budget <= 0 or a.check_seeds < 1:
         sys.exit("error: --agents, --minutes, --budget and --check-seeds must be positive")
     if not (a.arena / "arena.toml").is_file():
@@ -168,6 +221,8 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     doc = {"minutes": a.minutes, "budget_s": a.budget, "rows": rows}
     text = json.dumps(doc, indent=1)
+    if a.chart:
+        chart(doc, a.chart)
     if a.json:
         a.json.write_text(text)
     else:
