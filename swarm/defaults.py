@@ -94,6 +94,8 @@ CLASSICAL_TRIES_PER_IDEA = 25  # TPE asks per wanted idea before giving up on fi
 
 # --- agent: runner, workspace, loop, confirmation ------------------------------------------------
 RUN_POLL_S = 1.0  # how often a running experiment is checked (deadline, cancel, lease renewal tick)
+PRESTART_AFTER_S = 3.0  # the next run's harness starts this far into a run: past the run's own setup (the two
+# would compete for the cores), long before its end (getting ready takes ~2 s of imports on a loaded core)
 RENEW_EVERY_S = 30.0  # lease renewal period while holding a claim; far below LEASE_S so two misses are harmless
 AGENT_HEARTBEAT_S = 10.0  # registry heartbeat period; HEARTBEAT_TTL_S is 6x this before an agent shows dead
 IDLE_POLL_S = 2.0  # sleep between empty claim attempts when no proposer can add work

@@ -1,7 +1,7 @@
 """Command line of the harness; run it in the arena directory: `python -m harness COMMAND`.
 
     prepare [--profile cpu|gpu] [--corpus shakespeare|climbmix] [--source URL_OR_PATH] [--shards N]
-    run --profile P --budget S --seed N --out FILE [--device D] [--corpus C] [--sandbox auto|bwrap|none]
+    run --profile P --budget S --seed N --out FILE [--device D] [--corpus C] [--sandbox auto|bwrap|none] [--wait]
     noise --runs N [--profile P] [--budget S] [--device D] [--sandbox M]   mean and std of val_bpb over seeds
     check                                                    pins + causality probe of train.py
     track [--profile P] [--device D]                         prints the track string
@@ -48,8 +48,9 @@ def _auto_profile() -> str:
 def _cmd_run(a: argparse.Namespace) -> int:
     from harness.run import run, summary
 
-    res = run(a.profile, a.budget, a.seed, Path(a.out), a.device, a.corpus, a.sandbox)
-    print(summary(res), flush=True)
+    res = run(a.profile, a.budget, a.seed, Path(a.out), a.device, a.corpus, a.sandbox, sys.stdin if a.wait else None)
+    if res is not None:  # None: started ahead with --wait, and never given a run
+        print(summary(res), flush=True)
     return 0
 
 
@@ -160,9 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("_train", "_eval"):  # the supervisor's children (harness.run)
         from harness import run
 
-        spec = json.loads(Path(argv[1]).read_text())
-        (run.train_child if argv[0] == "_train" else run.eval_child)(spec)
-        return 0
+        return run.child(argv[0], json.loads(argv[1]))
     ap = argparse.ArgumentParser(prog="python -m harness", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     profiles = [*PROFILES, "auto"]
@@ -186,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--out", required=True)
             p.add_argument("--corpus", default="shakespeare", choices=CORPORA)
+            p.add_argument(
+                "--wait",
+                action="store_true",
+                help='start ahead: get ready, then read the run as one line {"seed": N} on stdin (EOF: no run)',
+            )
         else:
             p.add_argument("--runs", type=int, default=5)
             p.add_argument("--out", default=None, help="also write the summary JSON here")

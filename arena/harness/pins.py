@@ -3,6 +3,8 @@
 `mismatches()` lists harness files (every harness module and the shipped corpus, as named in
 `[arena] harness`) whose hash differs from `[pins]`; a run with any mismatch is refused.
 `pin()` rewrites the `[pins]` table (the last table of arena.toml) from the files as they are.
+`identities()` lets a supervisor started ahead of its run see, at the run's start, whether any of
+them changed since it hashed them (and since its children imported them).
 """
 
 from __future__ import annotations
@@ -36,6 +38,21 @@ def unlisted(m: dict[str, Any] | None = None) -> list[str]:
         for p in (ARENA_DIR / "harness").glob("*.py")
         if str(p.relative_to(ARENA_DIR)) not in listed
     )
+
+
+def identities() -> dict[str, tuple[int, ...]]:
+    """(device, inode, size, mtime, ctime) of arena.toml and of every harness file it lists: a file
+    changed since an earlier call differs here without being hashed again (ctime cannot be set back
+    from user space, so even a file rewritten with its old size and mtime is seen)."""
+    ids: dict[str, tuple[int, ...]] = {}
+    for rel in [MANIFEST.name, *manifest()["arena"]["harness"]]:
+        try:
+            st = (ARENA_DIR / rel).stat()
+        except OSError:
+            ids[rel] = ()
+            continue
+        ids[rel] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return ids
 
 
 def harness_hash(m: dict[str, Any] | None = None) -> str:

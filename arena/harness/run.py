@@ -20,6 +20,7 @@ docs/arena.md.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import itertools
 import json
@@ -34,11 +35,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import IO, Any
 
 from harness import ARENA_DIR, PROFILES, TRAIN_FILE, cache_dir, pins, sandbox
 
@@ -48,6 +48,7 @@ STOP_GRACE_FRAC = 0.1  # ... plus this fraction of the budget, or STOP_GRACE_STE
 STOP_GRACE_STEPS = 4  # a loaded machine slows every step; a few steps' time is all a cheat could win ...
 STOP_GRACE_MAX_FRAC = 0.5  # ... and never more than half the budget
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "4090": 165e12}  # dense bf16
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|REDIS|CREDENTIAL", re.I)
 
 RESULT_KEYS = (
@@ -69,6 +70,7 @@ RESULT_KEYS = (
     "budget_s",
     "harness_hash",
     "sandbox",
+    "prestarted",
     "error",
 )
 
@@ -123,8 +125,11 @@ def peak_flops(track_name: str) -> float | None:
 # --- the children --------------------------------------------------------------------------------------
 
 
-def load_train_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("train", TRAIN_FILE)
+def load_train_module(path: Path = TRAIN_FILE) -> ModuleType:
+    """train.py as the module `train`; its directory first on sys.path, so the arena's other editable
+    files import from the same copy."""
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location("train", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["train"] = module
@@ -143,15 +148,60 @@ def _seed_everything(seed: int, n_threads: int | None) -> None:
     torch.manual_seed(seed)
 
 
+def _die_with_parent() -> None:
+    """SIGKILL when the parent (the supervisor, or bwrap's init) dies: a bare child of a killed
+    supervisor must not train on, nor wait forever for a run."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def child(role: str, warm: dict[str, Any]) -> int:
+    """Entry of a child (`python -m harness _train|_eval WARM_JSON`). It warms up with harness code only:
+    torch, numpy and the harness imported (the evaluation child also loads the validation windows and
+    the token bytes); the training child then reports `R` + its track on the beat pipe. Then it waits
+    for its run: one JSON line on stdin (seed, budget). Only then does it load the experiment's code,
+    which the supervisor copied into `warm["code"]` when the run started. EOF instead (the supervisor
+    is gone, or this child was never used): exit, having run nothing."""
+    _die_with_parent()
+    import numpy as np
+    import torch  # noqa: F401  (the warm-up: every run imports it)
+
+    from harness import data, evaluate, tokenizer  # noqa: F401
+
+    prepared: dict[str, Any] = {}
+    if role == "_train":
+        ready = {"track": track(warm["profile"], warm["device"])}
+        os.write(warm["signal_fd"], b"R" + json.dumps(ready).encode() + b"\n")
+    else:
+        cache = Path(warm["cache"])
+        prepared["windows"] = data.eval_windows(
+            np.fromfile(cache / "val.bin", dtype=np.uint16), PROFILES[warm["profile"]]
+        )
+        prepared["token_bytes"] = tokenizer.token_bytes(tokenizer.load(cache / "tokenizer.pkl"))
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0
+    spec = {**warm, **json.loads(line)}
+    if role == "_train":
+        train_child(spec)
+    else:
+        eval_child(spec, **prepared)
+    # outputs are written and closed: skip the interpreter's teardown (0.3-0.5 s with torch loaded)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def train_child(spec: dict[str, Any]) -> None:
-    """Entry of the training process: build, train until the batches stop, save weights and counters."""
+    """The training run: build, train until the batches stop, save weights and counters."""
     import torch
 
     from harness.data import Arena
 
     _seed_everything(spec["seed"], spec["threads"])
     work = Path(spec["outdir"])  # the one place it may write (in the sandbox)
-    module = load_train_module()
+    module = load_train_module(Path(spec["code"]) / TRAIN_FILE.name)
     arena = Arena(
         spec["profile"],
         spec["device"],
@@ -173,24 +223,22 @@ def train_child(spec: dict[str, Any]) -> None:
     (work / "train.json").write_text(json.dumps(stats))
 
 
-def eval_child(spec: dict[str, Any]) -> None:
-    """Entry of the evaluation process: rebuild the model, load weights, probe, measure val_bpb."""
-    import numpy as np
+def eval_child(spec: dict[str, Any], windows: Any, token_bytes: Any) -> None:
+    """The evaluation, in a process that never ran train(): rebuild the model, load the weights,
+    probe, measure val_bpb on the validation windows."""
     import torch
 
-    from harness import evaluate, tokenizer
-    from harness.data import Arena, eval_windows
+    from harness import evaluate
+    from harness.data import Arena
 
     _seed_everything(spec["seed"], spec["threads"])
-    work, cache = Path(spec["outdir"]), Path(spec["cache"])
-    module = load_train_module()
+    work = Path(spec["outdir"])
+    module = load_train_module(Path(spec["code"]) / TRAIN_FILE.name)
     arena = Arena(spec["profile"], spec["device"], spec["seed"], spec["budget_s"])
     model = module.build_model(arena)
     params = sum(p.numel() for p in model.parameters())
     model.load_state_dict(torch.load(spec["weights"], weights_only=True))
     model.to(arena.device).eval()
-    windows = eval_windows(np.fromfile(cache / "val.bin", dtype=np.uint16), arena.settings)
-    tbytes = tokenizer.token_bytes(tokenizer.load(cache / "tokenizer.pkl"))
     out: dict[str, Any] = {"params": params}
     low = arena.dtype != torch.float32
     reason = evaluate.causality_probe(
@@ -205,7 +253,7 @@ def eval_child(spec: dict[str, Any]) -> None:
         out.update(status="invalid", error=reason)
     else:
         t0 = time.monotonic()
-        bpb, _ = evaluate.evaluate(model, windows, tbytes, arena.device, arena.settings.eval_batch, arena.autocast)
+        bpb, _ = evaluate.evaluate(model, windows, token_bytes, arena.device, arena.settings.eval_batch, arena.autocast)
         out.update(eval_s=time.monotonic() - t0)
         if math.isfinite(bpb):
             out.update(status="ok", val_bpb=bpb)
@@ -263,72 +311,81 @@ def run(
     device: str = "auto",
     corpus_name: str = "shakespeare",
     sandbox_mode: str = "auto",
-) -> dict[str, Any]:
+    wait: IO[str] | None = None,
+) -> dict[str, Any] | None:
     """Run one experiment and write its result JSON to `out` (log next to it as .log); each child in
-    the sandbox `sandbox_mode` asks for (harness.sandbox.MODES)."""
-    from harness.prepare import prepare
+    the sandbox `sandbox_mode` asks for (harness.sandbox.MODES).
 
+    With `wait` (a stream), the supervisor first gets ready without the experiment: pins hashed, the
+    sandbox decided, both children started and warming up. Then it reads the run from `wait`, one JSON
+    line `{"seed": N}`, and only then starts the clock, checks the pins again by file identity, copies
+    the editable files for the children and hands them the run. EOF instead: nothing ran, no result is
+    written, None is returned."""
     t_start = time.monotonic()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     log = out.with_suffix(".log")
     log.write_bytes(b"")
     res: dict[str, Any] = dict.fromkeys(RESULT_KEYS)
-    res.update(seed=seed)
+    res.update(seed=seed, prestarted=False)
     workdir = Path(tempfile.mkdtemp(prefix="arena-run-"))
     procs: list[subprocess.Popen[bytes]] = []
-    try:
+    unused = False  # a waiting supervisor that got no run: no result to write
+
+    def get_ready(n: int) -> dict[str, Any]:
+        """Everything before the experiment's code: pins, sandbox, data, both children warming up."""
+        from harness.prepare import prepare
+
+        ids = pins.identities()  # first: whatever changes after this is seen at the run's start
         m = pins.manifest()
         res["harness_hash"] = pins.harness_hash(m)
-        profile, device = resolve(profile, device)
-        if profile not in PROFILES or profile not in m["profiles"]:
-            raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
-        prof = m["profiles"][profile]
+        prof_name, dev = resolve(profile, device)
+        if prof_name not in PROFILES or prof_name not in m["profiles"]:
+            raise ValueError(f"unknown profile {prof_name!r} (known: {', '.join(PROFILES)})")
+        prof = m["profiles"][prof_name]
         budget = float(budget_s or prof["budget_s"])
-        deadline = t_start + prof["timeout_s"] - prof["budget_s"] + budget  # hard deadline of the whole run
-        res.update(profile=profile, device=device, budget_s=budget)
+        res.update(profile=prof_name, device=dev, budget_s=budget)
         bad = pins.mismatches(m)
         if bad:
             raise _Stop("invalid", f"harness files differ from their pins in arena.toml: {', '.join(bad)}; refused")
         bwrap, why_bare = sandbox.resolve(sandbox_mode)
         res["sandbox"] = "bwrap" if bwrap else "none"
-        cache = prepare(profile, corpus_name, log=False)
+        cache = prepare(prof_name, corpus_name, log=False)
         if bwrap is None:
             with open(log, "a") as f:
                 f.write(f"sandbox: none ({why_bare})\n")
-        spec = {
-            "profile": profile,
-            "device": device,
-            "seed": seed,
-            "budget_s": budget,
-            "cache": str(cache),
-            "threads": threads(),
+        base = workdir / f"ready-{n}"
+        code, trained, evaluated = base / "code", base / "train", base / "eval"  # each child's own output dir
+        for d in (code, trained, evaluated):
+            d.mkdir(parents=True)
+        warm = {"profile": prof_name, "device": dev, "cache": str(cache), "threads": threads(), "code": str(code)}
+        harness_files = [ARENA_DIR / "harness", ARENA_DIR / "arena.toml"]
+        # what each child reads besides the system, Python and the harness: the run's code (copied in
+        # when the run starts), its data, and for the evaluation the training child's output dir
+        reads = {
+            "_train": [code, cache / "train.bin"],
+            "_eval": [code, cache / "val.bin", cache / "tokenizer.pkl", trained],
         }
-        trained, evaluated = workdir / "train", workdir / "eval"  # each child's own output dir
-        trained.mkdir()
-        evaluated.mkdir()
-        arena_files = [ARENA_DIR / "harness", ARENA_DIR / "arena.toml"]
-        arena_files += [ARENA_DIR / rel for rel in m["arena"]["editable"] if (ARENA_DIR / rel).exists()]
-        # what each child reads besides the system, Python, the harness and train.py
-        reads = {"_train": [cache / "train.bin"], "_eval": [cache / "val.bin", cache / "tokenizer.pkl"]}
         hidden = sandbox.hidden_paths(cache_dir(), ARENA_DIR)
 
         def launch(entry: str, extra: dict[str, Any], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
-            spec_file = workdir / f"{entry}.spec.json"
-            spec_file.write_text(json.dumps({**spec, **extra}))
-            cmd = [sys.executable, "-m", "harness", entry, str(spec_file)]
+            cmd = [sys.executable, "-m", "harness", entry, json.dumps({**warm, **extra})]
             if bwrap is not None:
-                ro = [*arena_files, spec_file, *reads[entry], *([trained / "weights.pt"] if entry == "_eval" else [])]
-                outdir = Path(extra["outdir"])
                 cmd = sandbox.wrap(
-                    cmd, bwrap=bwrap, cwd=ARENA_DIR, ro=ro, rw=[outdir], hidden=hidden, gpu=device.startswith("cuda")
+                    cmd,
+                    bwrap=bwrap,
+                    cwd=ARENA_DIR,
+                    ro=[*harness_files, *reads[entry]],
+                    rw=[Path(extra["outdir"])],
+                    hidden=hidden,
+                    gpu=dev.startswith("cuda"),
                 )
             with open(log, "ab") as f:
                 proc = subprocess.Popen(
                     cmd,
                     cwd=ARENA_DIR,
                     env=_child_env(),
-                    stdin=subprocess.DEVNULL,
+                    stdin=subprocess.PIPE,
                     stdout=f,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
@@ -337,25 +394,78 @@ def run(
             procs.append(proc)
             return proc
 
-        def failed(proc: subprocess.Popen[bytes], what: str) -> _Stop:
-            return _Stop("crash", f"{what} exited with code {proc.returncode}\n{_tail(log)}")
+        r, w = os.pipe()  # the training child's beats: "R" + its track when warm, "S" at the first batch, "."
+        try:
+            trainer = launch("_train", {"signal_fd": w, "outdir": str(trained)}, pass_fds=(w,))
+        finally:
+            os.close(w)
+        evaluator = launch("_eval", {"outdir": str(evaluated), "weights": str(trained / "weights.pt")})
+        return {
+            "ids": ids, "m": m, "prof": prof, "budget": budget, "code": code, "trained": trained,
+            "evaluated": evaluated, "trainer": trainer, "evaluator": evaluator, "beats": r,
+        }  # fmt: skip
 
-        # training: setup (capped) until the first batch, then the budget plus a little grace
-        r, w = os.pipe()
-        t_launch = time.monotonic()
-        child = launch("_train", {"signal_fd": w, "outdir": str(trained)}, pass_fds=(w,))
-        os.close(w)
-        # the track may import torch (~1 s): in a thread, so the beats below are timed promptly
-        tracker = threading.Thread(target=lambda: res.update(track=track(profile, device)), daemon=True)
-        tracker.start()
-        setup_cap = PROFILES[profile].setup_cap_s
-        ready, _, _ = select.select([r], [], [], max(0.0, min(setup_cap, deadline - time.monotonic())))
-        started = os.read(r, 1) == b"S" if ready else False
+    def failed(proc: subprocess.Popen[bytes], what: str) -> _Stop:
+        return _Stop("crash", f"{what} exited with code {proc.returncode}\n{_tail(log)}")
+
+    def drop(ready: dict[str, Any]) -> None:
+        for key in ("trainer", "evaluator"):
+            _kill_group(ready[key])
+        os.close(ready.pop("beats"))
+
+    ready: dict[str, Any] | None = None
+    try:
+        held: Exception | None = None  # a waiting supervisor reports what went wrong as the run's result
+        try:
+            ready = get_ready(0)
+        except Exception as exc:
+            if wait is None:
+                raise
+            held = exc
+        if wait is not None:
+            line = wait.readline()
+            if not line.strip():
+                unused = True
+                return None
+            t_start = time.monotonic()  # the run starts now: its clock, its deadline
+            res["seed"] = seed = int(json.loads(line)["seed"])
+            if held is not None:
+                raise held
+            assert ready is not None
+            res["prestarted"] = True
+            if pins.identities() != ready["ids"]:  # a harness file changed since the children imported it
+                drop(ready)
+                ready = None
+                res["prestarted"] = False
+                ready = get_ready(1)
+        assert ready is not None
+        prof, budget, trained, evaluated = ready["prof"], ready["budget"], ready["trained"], ready["evaluated"]
+        deadline = t_start + prof["timeout_s"] - prof["budget_s"] + budget  # hard deadline of the whole run
+        for rel in ready["m"]["arena"]["editable"]:  # the code under test, as it is now
+            if (ARENA_DIR / rel).is_file():
+                (ready["code"] / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(ARENA_DIR / rel, ready["code"] / rel)
+
+        # training: setup (capped, from the run's start) until the first batch, then the budget plus a
+        # little grace
+        child, r = ready["trainer"], ready["beats"]
+        setup_cap = PROFILES[res["profile"]].setup_cap_s
+        cap_at = min(t_start + setup_cap, deadline)
+        info = _read_line(r, cap_at)
+        if info is None:  # the pipe closed: the child died warming up
+            child.wait()
+            raise failed(child, "training")
+        if not info.endswith(b"\n"):
+            _kill_group(child)
+            raise _Stop("timeout", f"setup took longer than {setup_cap:.0f} s before the first batch")
+        res["track"] = json.loads(info[1:])["track"]  # "R" + what the child reported when warm
+        _hand(child, {"seed": seed, "budget_s": budget})
+        ready_r, _, _ = select.select([r], [], [], max(0.0, cap_at - time.monotonic()))
+        started = os.read(r, 1) == b"S" if ready_r else False
         t_first = time.monotonic()
-        res["setup_s"] = round(t_first - t_launch, 3)
+        res["setup_s"] = round(t_first - t_start, 3)
         if not started:
-            os.close(r)
-            if not ready:
+            if not ready_r:
                 _kill_group(child)
                 raise _Stop("timeout", f"setup took longer than {setup_cap:.0f} s before the first batch")
             child.wait()
@@ -377,10 +487,10 @@ def run(
             raise _Stop("crash", f"training exited before its weights were saved\n{_tail(log)}")
         stats = json.loads((trained / "train.json").read_text())
         res.update(steps=stats["steps"], tokens=stats["tokens"])
-        tracker.join()
 
-        # evaluation: a fresh process that never ran train()
-        ev = launch("_eval", {"outdir": str(evaluated), "weights": str(trained / "weights.pt")})
+        # evaluation: a fresh process that never ran train(), warm since the run began
+        ev = ready["evaluator"]
+        _hand(ev, {"seed": seed, "budget_s": budget})
         try:
             ev.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -409,33 +519,56 @@ def run(
     finally:
         for p in procs:
             _kill_group(p)
+        if ready is not None and "beats" in ready:
+            os.close(ready.pop("beats"))
         shutil.rmtree(workdir, ignore_errors=True)
-        if res["track"] is None and res["device"] is not None:
-            res["track"] = track(res["profile"], res["device"])
-        res["total_s"] = round(time.monotonic() - t_start, 3)
-        if res["status"] is None:  # the harness itself failed: still leave a result behind
-            res.update(status="crash", error=f"harness error: {sys.exc_info()[1]!r}"[-ERROR_TAIL_CHARS:])
-        tmp = out.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(res, indent=2))
-        tmp.replace(out)
-    return res
+        if not unused:
+            if res["track"] is None and res["device"] is not None:
+                res["track"] = track(res["profile"], res["device"])
+            res["total_s"] = round(time.monotonic() - t_start, 3)
+            if res["status"] is None:  # the harness itself failed: still leave a result behind
+                res.update(status="crash", error=f"harness error: {sys.exc_info()[1]!r}"[-ERROR_TAIL_CHARS:])
+            tmp = out.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(res, indent=2))
+            tmp.replace(out)
+    return None if unused else res
+
+
+def _read_line(fd: int, until: float) -> bytes | None:
+    """One line from `fd` by the monotonic time `until`, with its newline; without one when the time
+    ran out first; None at EOF. (Nothing else is written to the pipe before this line is answered.)"""
+    buf = b""
+    while not buf.endswith(b"\n") and (left := until - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            data = os.read(fd, 4096)
+            if not data:
+                return None
+            buf += data
+    return buf
+
+
+def _hand(proc: subprocess.Popen[bytes], run: dict[str, Any]) -> None:
+    """Give a waiting child its run (one JSON line on its stdin). A child that died warming up has
+    closed its end: its exit is reported when it is waited for."""
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError):
+        proc.stdin.write(json.dumps(run).encode() + b"\n")
+        proc.stdin.close()
 
 
 def _watch_steps(r: int, t_first: float, budget: float, deadline: float) -> float:
-    """Read the per-batch beats until the budget ends (or the child closes the pipe); close the pipe
-    and return the grace the child gets to stop: fixed, or a few median steps on a slow machine."""
+    """Read the per-batch beats until the budget ends (or the child closes the pipe); return the grace
+    the child gets to stop: fixed, or a few median steps on a slow machine."""
     beats = [t_first]
-    try:
-        while (wait := min(t_first + budget, deadline) - time.monotonic()) > 0:
-            ready, _, _ = select.select([r], [], [], wait)
-            if not ready:
-                continue
-            data = os.read(r, 4096)
-            if not data:
-                break
-            beats += [time.monotonic()] * data.count(b".")
-    finally:
-        os.close(r)
+    while (wait := min(t_first + budget, deadline) - time.monotonic()) > 0:
+        ready, _, _ = select.select([r], [], [], wait)
+        if not ready:
+            continue
+        data = os.read(r, 4096)
+        if not data:
+            break
+        beats += [time.monotonic()] * data.count(b".")
     steps = sorted(b - a for a, b in itertools.pairwise(beats) if b > a)
     median = steps[len(steps) // 2] if steps else 0.0
     extra = min(max(STOP_GRACE_FRAC * budget, STOP_GRACE_STEPS * median), STOP_GRACE_MAX_FRAC * budget)

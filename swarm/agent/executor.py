@@ -3,6 +3,13 @@ process group under the supervisor's clock (`swarm.experiment.runner`), and a cr
 edit handed back to that LLM with the traceback tail for up to `PROPOSER_MAX_REPAIRS` fixes.
 
 An invalid job is not run at all: its outcome is `invalid` with the reason, and no GPU time is spent.
+
+When the arena has a `run.prestart` command, the next run's harness is started `PRESTART_AFTER_S`
+into the current run (and once when the agent joins): it gets ready while this run trains (for the
+default arena: interpreters up, torch and the data loaded, the pins hashed, nothing of the
+experiment) and is handed the next run when it starts. It is thrown away instead (and the run
+started cold) when it died, or when the workspace had to be restored before the run: a run that
+changed files outside the editable ones may have changed what the waiting harness had loaded.
 Each run's outcome names the sandbox it ran in (`fields["sandbox"]`: the arena's report, else what was
 asked); a run without one is a warning when the agent was not told `--sandbox off`.
 """
@@ -12,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
@@ -22,7 +30,7 @@ from swarm.agent.ledger import Ledger
 from swarm.code.validate import validate_edit
 from swarm.errors import ProposerError
 from swarm.experiment.manifest import Manifest
-from swarm.experiment.runner import RunOutcome, RunStatus, kill_leftover, run_experiment
+from swarm.experiment.runner import Prestarted, RunOutcome, RunStatus, kill_leftover, prestart, run_experiment
 from swarm.experiment.sandbox import BWRAP, NONE, SandboxChoice
 from swarm.experiment.workspace import Workspace
 from swarm.models import Leader
@@ -54,16 +62,44 @@ class Executor:
     sim: SimRunner | None = None
     sandbox: SandboxChoice | None = None  # None: the arena decides ({sandbox} = auto)
     busy_s: float = field(default=0.0, init=False)  # time spent running: the duty cycle's numerator
+    warm: Prestarted | None = field(default=None, init=False)  # the next run's harness, started ahead
 
     @property
     def marker(self) -> Path:
         """Names the running experiment's process group (see `kill_leftover`)."""
         return self.runs_dir / "current.json"
 
+    @property
+    def warm_marker(self) -> Path:
+        """Names the process group of the harness started ahead, while it waits."""
+        return self.runs_dir / "next.json"
+
     def kill_leftover(self) -> bool:
         """Before the first run: kill what an earlier agent on this work dir left running (it was killed
-        together with its run's guard, so nothing ended the run)."""
-        return self.marker.exists() and kill_leftover(self.marker)
+        together with its run's guard, so nothing ended the run), a harness started ahead included."""
+        killed = False
+        for marker in (self.marker, self.warm_marker):
+            killed |= marker.exists() and kill_leftover(marker)
+        return killed
+
+    def prestart(self) -> None:
+        """Start the next run's harness ahead, unless one waits already (or the arena has no prestart)."""
+        if self.sim is not None or self.warm is not None or self.stop.is_set():
+            return
+        self.warm = prestart(
+            self.ws.dir, self.manifest, profile=self.profile, budget_s=self.budget(), device=self.device,
+            gpu=self.gpu, run_dir=self.runs_dir / f"next-{uuid.uuid4().hex[:12]}", marker=self.warm_marker,
+            sandbox=self.sandbox.kind if self.sandbox else "auto",
+        )  # fmt: skip
+
+    def close(self) -> None:
+        """Kill and remove the harness started ahead, if any (the agent is stopping)."""
+        warm, self.warm = self.warm, None
+        if warm is not None:
+            warm.discard()
+
+    def budget(self) -> float:
+        return self.budget_s or self.manifest.profile(self.profile).budget_s
 
     def run(self, job: Job) -> RunOutcome:
         """Validate, then run; an implementation that crashes may be repaired by its LLM."""
@@ -95,12 +131,23 @@ class Executor:
     def run_files(self, job: Job, files: dict[str, str], suffix: str = "") -> RunOutcome:
         """One run of `files` on the workspace's leader, with the job's seed, logged in its own run dir."""
         profile = self.manifest.profile(self.profile)
-        budget = self.budget_s or profile.budget_s
+        budget = self.budget()
+        restores = self.ws.restores
         self.ws.prepare_run(files)
+        warm, self.warm = self.warm, None
+        if warm is not None and (self.ws.restores != restores or not warm.alive()):
+            warm.discard()  # the tree was restored: the waiting harness may hold what the last run changed
+            warm = None
+        run_dir = self.runs_dir / f"{int(time.time())}-{job.hyp.id[:12]}-s{job.seed}{suffix}"
         t0 = time.monotonic()
         try:
             if self.sim is not None:
                 return self.sim(self.ws.dir, files, job.seed, budget, self.stop)
+
+            def tick(elapsed_s: float) -> None:  # the next run's harness, once this one is past its setup
+                if elapsed_s >= defaults.PRESTART_AFTER_S:
+                    self.prestart()
+
             outcome = run_experiment(
                 self.ws.dir,
                 self.manifest,
@@ -110,11 +157,16 @@ class Executor:
                 seed=job.seed,
                 device=self.device,
                 gpu=self.gpu,
-                run_dir=self.runs_dir / f"{int(time.time())}-{job.hyp.id[:12]}-s{job.seed}{suffix}",
+                run_dir=run_dir,
+                on_tick=tick,
                 cancel=self.stop,
                 marker=self.marker,
                 sandbox=self.sandbox.kind if self.sandbox else "auto",
+                prestarted=warm,
             )
+            if warm is not None and not run_dir.exists():  # its run dir gets the run's name
+                warm.run_dir.rename(run_dir)
+                outcome.log_path = str(run_dir / Path(outcome.log_path).name)
             return self.note_sandbox(outcome)
         finally:
             self.busy_s += time.monotonic() - t0

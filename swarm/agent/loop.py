@@ -191,6 +191,7 @@ class Agent:
         )  # fmt: skip
         board.heartbeat(aid, "joined", None)
         self.peers.others_on_track()
+        self.executor.prestart()  # the first run's harness gets ready while the first job is claimed
         log.info("agent %s joined swarm %s on track %s", aid, board.swarm, track)
 
     def start_threads(self) -> None:
@@ -293,6 +294,7 @@ class Agent:
         self.stop.set()
         joined = hasattr(self, "pipeline")
         if joined:
+            self.executor.close()  # the next run's harness, started ahead: killed and removed
             self.pipeline.close()
             self.metrics.close()
         for t in self.threads:

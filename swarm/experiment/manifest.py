@@ -20,6 +20,9 @@ and the profiles (budget and hard timeout per profile).
     # an arena whose harness sandboxes its children takes it; swarm.experiment.sandbox)
     command = ["{python}", "-m", "harness", "run", "--profile", "{profile}", "--budget", "{budget_s}",
                "--seed", "{seed}", "--out", "{out}", "--device", "{device}", "--sandbox", "{sandbox}"]
+    # optional: the same command started ahead of its run (no {seed}): it gets ready, then reads the
+    # run from stdin as one JSON line {"seed": N} and runs it; EOF instead: it exits without a result
+    prestart = ["{python}", "-m", "harness", "run", "--wait", "--profile", "{profile}", ...]
     result = "json"                        # "json": read the JSON file {out}; "regex": search the log
     metric_key = "val_bpb"                 # json mode: key of the metric in {out}
     metric_regex = ""                      # regex mode: one capture group holding the number
@@ -79,6 +82,7 @@ class MetricSection(BaseModel):
 
 class RunSection(BaseModel):
     command: list[str] = Field(min_length=1, max_length=64)
+    prestart: list[str] = Field(default_factory=list, max_length=64)  # empty: runs are started cold
     result: Literal["json", "regex"] = "json"
     metric_key: str = "val_bpb"
     metric_regex: str = ""

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,11 +105,12 @@ class RunOutcome:
         self.status = RunStatus(self.status)  # a simulated runner may hand "ok"; a typo raises here
 
 
-def build_command(manifest: Manifest, **values: Any) -> list[str]:
-    """The run command with its {placeholders} filled ({python} is this interpreter)."""
+def build_command(manifest: Manifest, command: list[str] | None = None, **values: Any) -> list[str]:
+    """The run command (or `command`: the prestart one) with its {placeholders} filled ({python} is this
+    interpreter)."""
     subst = {"python": sys.executable, **{k: str(v) for k, v in values.items()}}
     try:
-        return [part.format(**subst) for part in manifest.run.command]
+        return [part.format(**subst) for part in (command or manifest.run.command)]
     except KeyError as exc:
         raise ValueError(f"arena run command uses unknown placeholder {exc}") from exc
 
@@ -164,6 +166,81 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+@dataclass(eq=False)
+class Prestarted:
+    """The arena's `run.prestart` command, started under its guard ahead of its run: it gets ready (for
+    the default arena: pins hashed, both harness children up with torch and the data loaded, nothing
+    of the experiment) and waits for its seed on stdin. `run_experiment(..., prestarted=)` hands it a
+    run; `discard()` kills its group and removes its run dir (a process that never got a run)."""
+
+    proc: subprocess.Popen[bytes]
+    run_dir: Path
+    marker: Path | None  # names its process group while it waits (see `kill_leftover`)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def discard(self) -> None:
+        kill_group(self.proc)
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        if self.marker is not None:
+            self.marker.unlink(missing_ok=True)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _start(
+    cmd: list[str], arena_dir: Path, run_dir: Path, gpu: str | None, extra_env: dict[str, str] | None, stdin: int
+) -> subprocess.Popen[bytes]:
+    """`cmd` under the guard (dies with this process), in its own process group, with the scrubbed
+    environment and a private HOME in `run_dir`, its output to `run_dir/run.log`."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    home = run_dir / "home"
+    home.mkdir(exist_ok=True)
+    with (run_dir / "run.log").open("wb") as logf:
+        return subprocess.Popen(
+            [sys.executable, GUARD, "--parent", str(os.getpid()), "--", *cmd],
+            cwd=arena_dir,
+            env=scrubbed_env(home, gpu, extra_env),
+            stdin=stdin,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _mark(marker: Path | None, proc: subprocess.Popen[bytes], run_dir: Path) -> None:
+    if marker is not None:
+        marker.write_text(json.dumps({"pgid": proc.pid, "run_dir": str(run_dir)}), encoding="utf-8")
+
+
+def prestart(
+    arena_dir: Path,
+    manifest: Manifest,
+    *,
+    profile: str,
+    budget_s: float,
+    device: str,
+    gpu: str | None,
+    run_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    marker: Path | None = None,
+    sandbox: str = "auto",
+) -> Prestarted | None:
+    """Start the arena's prestart command for a run to come (None when the arena has none). It gets
+    the same environment, guard and process group as a run; `marker` names it meanwhile."""
+    if not manifest.run.prestart:
+        return None
+    out = run_dir / "result.json"
+    cmd = build_command(
+        manifest, manifest.run.prestart, profile=profile, budget_s=_num(budget_s), out=out, device=device,
+        sandbox=sandbox,
+    )  # fmt: skip
+    proc = _start(cmd, arena_dir, run_dir, gpu, extra_env, subprocess.PIPE)
+    _mark(marker, proc, run_dir)
+    return Prestarted(proc, run_dir, marker)
+
+
 def run_experiment(
     arena_dir: Path,
     manifest: Manifest,
@@ -180,53 +257,55 @@ def run_experiment(
     extra_env: dict[str, str] | None = None,
     marker: Path | None = None,
     sandbox: str = "auto",
+    prestarted: Prestarted | None = None,
 ) -> RunOutcome:
     """Run the arena once in `arena_dir`; logs and the JSON result go to `run_dir`. The command runs
     under the guard (`guard.py`), so it dies with this process; `marker` (if given) names the run's
     process group while it runs, for `kill_leftover` should this process and the guard both be killed.
-    `sandbox` goes to the command's {sandbox} placeholder (an arena without one ignores it)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    home = run_dir / "home"
-    home.mkdir(exist_ok=True)
-    out = run_dir / "result.json"
-    out.unlink(missing_ok=True)
-    log_path = run_dir / "run.log"
-    arena_cmd = build_command(
-        manifest, profile=profile, budget_s=_num(budget_s), seed=seed, out=out, device=device, sandbox=sandbox
-    )
-    cmd = [sys.executable, GUARD, "--parent", str(os.getpid()), "--", *arena_cmd]
-    env = scrubbed_env(home, gpu, extra_env)
-    start = time.monotonic()
-    deadline = start + timeout_s
-    with log_path.open("wb") as logf:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=arena_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    `sandbox` goes to the command's {sandbox} placeholder (an arena without one ignores it).
+
+    With `prestarted` (a live `Prestarted` of the same arena, profile, budget, device and sandbox) the
+    run is handed to it, its seed on stdin, instead of starting the command: its run dir replaces
+    `run_dir`, and the clock (`wall_s`, the timeout) starts at the hand-over."""
+    if prestarted is not None:
+        run_dir, proc = prestarted.run_dir, prestarted.proc
+        start = time.monotonic()
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(json.dumps({"seed": seed}).encode() + b"\n")
+            proc.stdin.close()
+        except BrokenPipeError:  # it died meanwhile: its exit and log say why
+            pass
+        if prestarted.marker is not None and prestarted.marker != marker:
+            prestarted.marker.unlink(missing_ok=True)
+    else:
+        out = run_dir / "result.json"
+        out.unlink(missing_ok=True)
+        arena_cmd = build_command(
+            manifest, profile=profile, budget_s=_num(budget_s), seed=seed, out=out, device=device, sandbox=sandbox
         )
-        if marker is not None:
-            marker.write_text(json.dumps({"pgid": proc.pid, "run_dir": str(run_dir)}), encoding="utf-8")
-        killed = ""  # why we killed the group: "cancelled" or "timeout"
-        while True:
-            try:
-                proc.wait(timeout=defaults.RUN_POLL_S)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            now = time.monotonic()
-            if on_tick is not None:
-                on_tick(now - start)
-            if cancel is not None and cancel.is_set():
-                killed = "cancelled"
-            elif now > deadline:
-                killed = "timeout"
-            if killed:
-                kill_group(proc)
-                break
+        start = time.monotonic()
+        proc = _start(arena_cmd, arena_dir, run_dir, gpu, extra_env, subprocess.DEVNULL)
+    out, log_path = run_dir / "result.json", run_dir / "run.log"
+    _mark(marker, proc, run_dir)
+    deadline = start + timeout_s
+    killed = ""  # why we killed the group: "cancelled" or "timeout"
+    while True:
+        try:
+            proc.wait(timeout=defaults.RUN_POLL_S)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if on_tick is not None:
+            on_tick(now - start)
+        if cancel is not None and cancel.is_set():
+            killed = "cancelled"
+        elif now > deadline:
+            killed = "timeout"
+        if killed:
+            kill_group(proc)
+            break
     wall = time.monotonic() - start
     if marker is not None:
         marker.unlink(missing_ok=True)
