@@ -28,8 +28,9 @@ EXPERIMENT_BUCKETS_S = (5.0, 15.0, 30.0, 60.0, 120.0, 240.0, 300.0, 330.0, 360.0
 CLAIM_WAIT_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0)
 # one LLM call: a second for a short reply, minutes for a long reasoning edit
 LLM_LATENCY_BUCKETS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.0)
-EXPORTER_RESULTS_WINDOW = 5000  # newest results read per scrape: ~4 h of a 100-GPU swarm at 12 runs/h each
-EXPORTER_RATE_WINDOW_S = 3600.0  # "experiments per hour" counts results finished within the last hour
+EXPORTER_RESULTS_WINDOW = 5000  # newest results a scrape reads on a board without the results summary
+EXPORTER_RATE_WINDOW_S = 3600.0  # "experiments per hour" counts results published within the last hour
+RESULTS_MINUTES_KEPT = 120  # per-minute result counts kept (results:minutes): "last hour" reads them, with room
 REPORT_MAX_RESULTS = 200_000  # `swarm report` reads every result up to this: ~2 weeks of a 100-GPU swarm
 REPORT_DIFF_MAX_LINES = 200  # one leader move's diff in report.md is cut here; the board keeps it all
 REPORT_LABEL_CHARS = 48  # hypothesis titles on the chart: enough to recognise, short enough not to overlap
@@ -155,7 +156,7 @@ DEMO_AGENTS = 2  # one per core of a small machine; each gets half the cores (OM
 DEMO_BUDGET_S = 20.0  # a third of the cpu profile's 60 s: ~3x the experiments in the demo's minutes
 
 # --- status and live view (swarm status [--watch]) -------------------------------------------------
-STATUS_MAX_RESULTS = 200_000  # per-proposer figures read every result up to this, as `swarm report` does
+STATUS_MAX_RESULTS = 200_000  # results `swarm status` reads on a board without the summary (as `swarm report` does)
 WATCH_INTERVAL_S = 2.0  # redraw period: lively enough to watch, ~10 small reads per redraw leave Redis idle
 WATCH_RESULTS_WINDOW = 2_000  # the live view's proposer lines cover the newest results: a redraw stays cheap
 WATCH_TOP_OPEN = 5  # open hypotheses listed: what the next claims will take, not the whole queue

@@ -227,8 +227,9 @@ def test_cli_export_import(
 KEY_FAMILIES = (
     "settings", "arena:files", "arena:blobs", "brief", "seq:hyp", "seq:token", "hyp:", "open:",
     "state:open", "state:claimed", "state:done", "state:failed", "state:cancelled", "leases", "claims:",
-    "claimants", "patches", "results", "results:meta", "results:stream", "leader:t=", "history:t=",
-    "leader:tracks", "leader:moves", "noise:t=", "agents", "agents:status", "agents:expiry",
+    "claimants", "patches", "results", "results:meta", "results:stream", "results:tally", "results:minutes",
+    "leader:t=", "history:t=", "leader:tracks", "leader:moves", "noise:t=", "agents", "agents:status",
+    "agents:expiry", "agents:live:t=",
     "agents:health", "proposers:usage", "proposers:implemented", "arms:t=", "events",
 )  # fmt: skip
 GPU = "gpu:H100"

@@ -24,7 +24,5 @@ class Peers:
         now = time.monotonic()
         if not (max_age_s and self._others and now - self._looked_at < max_age_s):
             self._looked_at = now
-            self._others = any(
-                a.alive and a.track == self.track and a.agent_id != self.agent_id for a in self.board.agents()
-            )
+            self._others = self.board.others_alive(self.track, self.agent_id)
         return self._others

@@ -88,7 +88,10 @@ Results (`results`):
   False, the first outcome kept). Stale when the token is not the hypothesis' current one or its lease
   expired; a stale result is kept, never deleted, and can never move a leader. Baselines (no
   hypothesis) are never stale. `result(id)` (NotFound), `results(limit, track)` newest first,
-  `results_since(ms)`.
+  `results_by_id(ids)`, `results_since(ms)` / `results_since_by_track(ms)` (published at or after ms).
+  The same script adds each stored result to a summary (`tally()`: results by kind, status, track and
+  proposer, and each proposer's LLM sums; None on a board with results from before it) and to
+  per-minute counts, so observers read neither every result nor the last hour's.
 
 Patches (`patches`):
 - `put_patch(text) -> sha256` (idempotent; UserError when not a text unified diff or over the cap),
@@ -112,6 +115,8 @@ Agents (`registry`):
   swarm's heartbeat_ttl_s), `deregister(agent_id) -> int` (hands back the claims still held, as
   reaping does, and returns how many), `agents()`: `alive` while the last heartbeat's expiry is ahead
   of the server clock; a dead agent stays listed until it deregisters; its claims are reaped.
+  `others_alive(track, agent_id)`: another agent of `track` is alive (a per-track index the heartbeat
+  keeps: what each agent asks on every beat, without reading the registry).
 
 Proposers (`proposers`):
 - `give_back(id, token, proposer, reason) -> (state, counted)`: a claim its implementer could not turn

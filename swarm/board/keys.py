@@ -33,6 +33,16 @@ under the same prefix, hence the same slot.
 | results                       | hash   | result id -> msgpack Result                               | -   |
 | results:meta                  | hash   | result id -> "stale|track|metric" (read by move_leader)  | -   |
 | results:stream                | stream | append-only: one entry {id, track} per stored result      | -   |
+| results:tally                 | hash   | running sums publish.lua adds each result to, so status   | -   |
+|                               |        | and the exporter never read every result: `n` (results    |     |
+|                               |        | counted; trusted while = HLEN results);                   |     |
+|                               |        | `o|<kind>|<status>|<track>|<proposer>` -> results;        |     |
+|                               |        | `s|<in|out|cost|llm_n|llm_s>|<proposer>` -> LLM tokens,   |     |
+|                               |        | cost, results with an LLM call, their latency (s);        |     |
+|                               |        | proposer "" = none                                        |     |
+| results:minutes               | hash   | "<minute>|<track>" -> results published in that minute    | -   |
+|                               |        | (stream id ms // 60000); the last RESULTS_MINUTES_KEPT    |     |
+|                               |        | minutes, older fields dropped by publish.lua              |     |
 | leader:t=<track>              | hash   | the current Leader as string fields                       | -   |
 | history:t=<track>             | stream | every accepted move of that track (append-only)           | -   |
 | leader:tracks                 | set    | tracks that have a leader                                 | -   |
@@ -42,6 +52,10 @@ under the same prefix, hence the same slot.
 | agents                        | hash   | agent id -> msgpack AgentInfo                             | -   |
 | agents:status                 | hash   | agent id -> msgpack {state, current, last_ms}             | -   |
 | agents:expiry                 | zset   | agent id scored by heartbeat expiry (server ms)           | -   |
+| agents:live:t=<track>         | zset   | agent id scored by heartbeat expiry, per track: "is       | -   |
+|                               |        | another agent alive on my track" without reading every    |     |
+|                               |        | agent; heartbeat.lua adds (track read from `agents`),     |     |
+|                               |        | deregister.lua removes                                    |     |
 | agents:health                 | hash   | agent id -> JSON {proposer: {state, reason, until_ms}} of | -   |
 |                               |        | its proposers that are backing off or paused              |     |
 | proposers:usage               | hash   | "<proposer>|<calls|failures|input_tokens|output_tokens|   | -   |
@@ -95,6 +109,8 @@ class Keys:
     results = property(lambda self: self._k("results"))
     results_meta = property(lambda self: self._k("results:meta"))
     results_stream = property(lambda self: self._k("results:stream"))
+    results_tally = property(lambda self: self._k("results:tally"))
+    results_minutes = property(lambda self: self._k("results:minutes"))
     leader_moves = property(lambda self: self._k("leader:moves"))
     leader_channel = property(lambda self: self._k("leader:channel"))
     leader_tracks = property(lambda self: self._k("leader:tracks"))
@@ -136,6 +152,10 @@ class Keys:
 
     def leader_history(self, track: str) -> str:
         return self._k(f"history:t={track}")
+
+    def agents_live(self, track: str) -> str:
+        """Agents of `track` by heartbeat expiry (heartbeat.lua builds the same name from the prefix)."""
+        return self._k(f"agents:live:t={track}")
 
     def noise(self, track: str) -> str:
         return self._k(f"noise:t={track}")

@@ -9,6 +9,10 @@ HEARTBEAT_TTL_S) unless a caller passes its own; agents beat every `beat_every_s
 the heartbeat: a heartbeat also moves the agent's score in `claimants`, so the claims it holds stay its
 own while it beats and are reaped once its expiry passes (claims.py). `deregister` hands back any claim
 the agent still holds, so an agent that leaves never leaves work claimed behind it.
+
+`others_alive(track, agent_id)` answers what every agent asks on each beat (is another agent alive on
+my track?) from a per-track index the heartbeat keeps, so it costs the same with 1,000 agents as with
+two; `agents()` reads the whole registry and is for observers.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import json
 from swarm import defaults
 from swarm.board.core import pairs, s
 from swarm.board.events import EventsMixin
-from swarm.models import AgentInfo, AgentRecord, State, pack, unpack
+from swarm.models import AgentInfo, AgentRecord, State, check_track, pack, unpack
 
 
 def beat_every_s(ttl_s: float) -> float:
@@ -38,9 +42,7 @@ class RegistryMixin(EventsMixin):
             agent=info.agent_id,
         )
 
-    def heartbeat(
-        self, agent_id: str, state: str, current: str | None = None, ttl_s: float | None = None
-    ) -> int:
+    def heartbeat(self, agent_id: str, state: str, current: str | None = None, ttl_s: float | None = None) -> int:
         """Record state and current claim; the agent counts as alive, and keeps its claims, for `ttl_s`
         (None: the swarm's heartbeat_ttl_s). Returns the expiry (ms)."""
         if ttl_s is not None and ttl_s <= 0:
@@ -49,8 +51,8 @@ class RegistryMixin(EventsMixin):
         k = self.k
         return int(
             self.scripts.heartbeat(
-                keys=[k.agents_status, k.agents_expiry, k.claimants, k.claims(agent_id), k.settings],
-                args=[agent_id, state[:64], current or "", ttl_ms, int(defaults.HEARTBEAT_TTL_S * 1000)],
+                keys=[k.agents_status, k.agents_expiry, k.claimants, k.claims(agent_id), k.settings, k.agents],
+                args=[agent_id, state[:64], current or "", ttl_ms, int(defaults.HEARTBEAT_TTL_S * 1000), k.prefix],
             )
         )
 
@@ -77,6 +79,16 @@ class RegistryMixin(EventsMixin):
                 args=[k.prefix, agent_id, defaults.MAX_ATTEMPTS, defaults.EVENTS_MAXLEN],
             )
         )
+
+    def others_alive(self, track: str, agent_id: str) -> bool:
+        """Whether an agent other than `agent_id` is alive on `track` (server clock): two entries of the
+        track's expiry index, not the whole registry, so every agent may ask on every beat."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrevrange(self.k.agents_live(check_track(track)), 0, 1, withscores=True)
+        pipe.time()
+        top, (sec, usec) = pipe.execute()
+        now = int(sec) * 1000 + int(usec) // 1000
+        return any(str(s(a)) != agent_id and score > now for a, score in top)
 
     def agents(self) -> list[AgentRecord]:
         pipe = self.r.pipeline(transaction=False)

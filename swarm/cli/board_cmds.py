@@ -69,9 +69,7 @@ def _dump(items: list[BaseModel] | dict[str, Any]) -> Any:
 def init(
     ctx: typer.Context,
     arena: Path = typer.Option(..., "--arena", help="Arena directory (with arena.toml) to pin."),
-    min_delta: float | None = typer.Option(
-        None, "--min-delta", help="Least improvement that moves a leader."
-    ),
+    min_delta: float | None = typer.Option(None, "--min-delta", help="Least improvement that moves a leader."),
     lease_s: float | None = typer.Option(None, "--lease-s", help="Claim lease in seconds."),
     max_attempts: int | None = typer.Option(None, "--max-attempts", help="Expired leases before failed."),
     heartbeat_ttl_s: float | None = typer.Option(
@@ -79,8 +77,10 @@ def init(
     ),
 ) -> None:
     """Create the swarm: settings and the pinned arena (same arena again: a no-op)."""
-    st = state(ctx).board().init(
-        arena, min_delta=min_delta, lease_s=lease_s, max_attempts=max_attempts, heartbeat_ttl_s=heartbeat_ttl_s
+    st = (
+        state(ctx)
+        .board()
+        .init(arena, min_delta=min_delta, lease_s=lease_s, max_attempts=max_attempts, heartbeat_ttl_s=heartbeat_ttl_s)
     )
     typer.echo(
         f"swarm {st.name}: arena {st.arena_name} {st.arena_hash[:12]} "
@@ -242,11 +242,7 @@ def best(
 ) -> None:
     """Write the pinned arena with the leader's patch applied (the baseline when there is no leader)."""
     paths, lead = state(ctx).board().export_best(export, track)
-    what = (
-        f"leader gen {lead.generation} of {lead.track} ({lead.metric:.6f})"
-        if lead
-        else "baseline (no leader)"
-    )
+    what = f"leader gen {lead.generation} of {lead.track} ({lead.metric:.6f})" if lead else "baseline (no leader)"
     typer.echo(f"wrote {len(paths)} files of the {what} to {export}")
 
 
@@ -317,8 +313,10 @@ def status(
     watch_: bool = typer.Option(False, "--watch", "-w", help="A live view, redrawn in place until Ctrl-C."),
     interval: float = typer.Option(defaults.WATCH_INTERVAL_S, "--interval", help="Seconds between redraws."),
     iterations: int = typer.Option(0, "--iterations", hidden=True, help="Stop after N frames (tests)."),
-    max_results: int = typer.Option(
-        defaults.STATUS_MAX_RESULTS, "--max-results", help="Newest results the per-proposer figures cover."
+    max_results: int | None = typer.Option(
+        None,
+        "--max-results",
+        help="Per-proposer figures over the newest N results only (default: every result, from the board's summary).",
     ),
 ) -> None:
     """Counts by state, live agents, leaders per track, experiments in the last hour, per-proposer
@@ -334,7 +332,7 @@ def status(
             raise UserError("--iterations must be >= 0")
         watch(board, interval_s=interval, iterations=iterations)
         return
-    if max_results < 0:
+    if max_results is not None and max_results < 0:
         raise UserError("--max-results must be >= 0")
     st = board.status()
     stats, counted = board_proposer_stats(board, max_results)
@@ -377,9 +375,7 @@ def brief_show(ctx: typer.Context, json_: bool = typer.Option(False, "--json")) 
         emit_json({"version": version, "text": text})
         return
     if not version:
-        raise UserError(
-            "no brief set (swarm init sets it from the arena's brief file; or `swarm brief set FILE`)"
-        )
+        raise UserError("no brief set (swarm init sets it from the arena's brief file; or `swarm brief set FILE`)")
     typer.echo(f"# version {version}", err=True)
     typer.echo(text, nl=not text.endswith("\n"))
 

@@ -35,7 +35,12 @@ Two sources, one row per proposer (its result label: `classical`, `llm:<provider
 Derived: acceptance_rate = promoted / experiments; crash_rate = failed / experiments (None with no
 experiment); cost_per_promotion_usd = cost_usd / promoted (None with no promotion). When the results
 read are a window of a longer swarm, the cost is still the swarm's total, so the cost per promotion
-is an upper bound; `swarm status` and `swarm report` read every result up to 200,000.
+is an upper bound.
+
+Over every result, `tally_stats` gives the same figures from the board's running summary
+(`board.tally()`, kept by the publish script) and the few results the leader moves name, so `swarm
+status` and the exporter cost the same at 100,000 results as at 100; `board_proposer_stats` uses it
+unless asked for a window of the newest results. `swarm report` reads every result (it draws each).
 
 A proposer that made calls but has no result yet (all its calls failed, or its ideas are still
 queued) still gets a row: that is the proposer an operator most needs to see.
@@ -49,10 +54,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarm import defaults
+from swarm.board.results import Tally
 from swarm.models import AgentRecord, Kind, Leader, ProposerUsage, Result, Status
 from swarm.proposers.base import source_label
 
-__all__ = ["NO_PROPOSER", "ProposerStats", "board_proposer_stats", "paused_agents", "proposer_stats"]
+__all__ = [
+    "NO_PROPOSER",
+    "ProposerStats",
+    "board_proposer_stats",
+    "moved_results",
+    "paused_agents",
+    "proposer_stats",
+    "tally_stats",
+]
 
 NO_PROPOSER = "none"  # the label of results published without a proposer (baseline runs)
 
@@ -170,20 +184,69 @@ def proposer_stats(
         if r.llm_input_tokens or r.llm_output_tokens or r.llm_latency_s:
             a.llm_results += 1
             a.llm_latency_s += r.llm_latency_s
+    _apply_usage(acc, usage)
+    return {p: acc[p] for p in sorted(acc)}
+
+
+def tally_stats(
+    tally: Tally, moved: Iterable[Result], usage: Mapping[str, ProposerUsage] | None = None
+) -> dict[str, ProposerStats]:
+    """The figures of `proposer_stats` over every result, from the board's running summary
+    (`board.tally()`) and the results the leader moves name (`moved`, each once) instead of the results
+    themselves: the same numbers, at a cost that does not grow with the results."""
+    acc: dict[str, ProposerStats] = {}
+    for (kind, status, _track, proposer), n in tally.outcomes.items():
+        a = acc.setdefault(proposer or NO_PROPOSER, ProposerStats(proposer or NO_PROPOSER))
+        a.results += n
+        if kind == Kind.EXPLORE.value:
+            a.experiments += n
+            a.kept += n if status == Status.KEEP.value else 0
+            a.failed += n if Status(status).failed else 0
+    for (what, proposer), v in tally.sums.items():
+        a = acc.setdefault(proposer or NO_PROPOSER, ProposerStats(proposer or NO_PROPOSER))
+        if what == "in":
+            a.input_tokens += int(v)
+        elif what == "out":
+            a.output_tokens += int(v)
+        elif what == "cost":
+            a.cost_usd += v
+        elif what == "llm_n":
+            a.llm_results += int(v)
+        elif what == "llm_s":
+            a.llm_latency_s += v
+    for r in moved:
+        a = acc.setdefault(r.proposer or NO_PROPOSER, ProposerStats(r.proposer or NO_PROPOSER))
+        a.moves += 1
+        a.promoted += r.kind == Kind.EXPLORE
+    _apply_usage(acc, usage)
+    return {p: acc[p] for p in sorted(acc)}
+
+
+def _apply_usage(acc: dict[str, ProposerStats], usage: Mapping[str, ProposerUsage] | None) -> None:
     for label, u in usage_by_label(usage or {}).items():
         a = acc.setdefault(label, ProposerStats(label))
         a.calls, a.failed_calls = u.calls, u.failures
         a.input_tokens, a.output_tokens, a.cost_usd = u.input_tokens, u.output_tokens, u.cost_usd
-    return {p: acc[p] for p in sorted(acc)}
 
 
-def board_proposer_stats(
-    board: Any, max_results: int = defaults.STATUS_MAX_RESULTS
-) -> tuple[dict[str, ProposerStats], int]:
-    """(figures per proposer, results counted) from a live `swarm.board.Board`: the newest
-    `max_results` results, the full leader history of every track and the usage totals."""
-    results = board.results(limit=max_results)
+def moved_results(board: Any, histories: Mapping[str, Iterable[Leader]]) -> list[Result]:
+    """The results the leader moves name, each once (a move whose result is missing is skipped)."""
+    ids = sorted(_moved_ids(histories))
+    return board.results_by_id(ids) if ids else []
+
+
+def board_proposer_stats(board: Any, max_results: int | None = None) -> tuple[dict[str, ProposerStats], int]:
+    """(figures per proposer, results counted) from a live `swarm.board.Board`, with the full leader
+    history of every track and the usage totals. `max_results` None: every result, from the board's
+    running summary (`board.tally()`; read from the results, up to STATUS_MAX_RESULTS, on a board
+    whose results it does not cover); a number: the newest `max_results` results, read one by one."""
     histories = {t: board.leader_history(t) for t in board.leaders()}  # a track with moves has a leader
+    if max_results is None:
+        tally = board.tally()
+        if tally is not None:
+            return tally_stats(tally, moved_results(board, histories), board.proposer_usage()), tally.results
+        max_results = defaults.STATUS_MAX_RESULTS
+    results = board.results(limit=max_results)
     return proposer_stats(results, histories, board.proposer_usage()), len(results)
 
 

@@ -2,8 +2,9 @@
 
 `swarm exporter --port P` serves these; it is the one Prometheus target that sees the whole swarm,
 even when agents sit behind NAT and their own /metrics ports cannot be reached. Nothing is cached
-between scrapes: each scrape reads counts, agents, leaders and the newest results window from the
-board, so the numbers are as fresh as the scrape and a restarted exporter loses nothing.
+between scrapes: each scrape reads counts, agents, leaders and the board's running summary of the
+results (never the results themselves), so the numbers are as fresh as the scrape, a restarted
+exporter loses nothing, and a scrape costs the same at 100,000 results as at 100.
 
 Paths served (`exporter_routes`, one WSGI app each; `router` dispatches on the exact path, `/` lists them):
 
@@ -18,23 +19,25 @@ Series (all gauges; documented for users in docs/operations.md):
     swarm_board_agents_live{track}                      agents with a current heartbeat
     swarm_board_leader_metric{track}                    the leader's metric
     swarm_board_leader_generation{track}                how many times the leader moved
-    swarm_board_experiments_per_hour{track}             results finished in the last hour
-    swarm_board_results_window                          results the window below covers
-    swarm_board_experiments{track,proposer,status}      results in the window by outcome
-    swarm_board_proposer_acceptance_ratio{proposer}     promoted / explore runs in the window (observe.accounting)
-    swarm_board_proposer_promotions{proposer}           results in the window that became a leader
+    swarm_board_experiments_per_hour{track}             results published in the last hour
+    swarm_board_results_window                          results the figures below cover (all of them)
+    swarm_board_experiments{track,proposer,status}      results by outcome
+    swarm_board_proposer_acceptance_ratio{proposer}     promoted / explore runs (observe.accounting)
+    swarm_board_proposer_promotions{proposer}           results that became a leader
     swarm_board_proposer_llm_calls{proposer}            LLM calls, swarm total (board usage)
     swarm_board_proposer_llm_failures{proposer}         LLM call batches that failed, swarm total
     swarm_board_proposer_cost_usd{proposer}             LLM spend, swarm total
     swarm_board_proposer_tokens{proposer,direction}     LLM tokens (input/output), swarm total
     swarm_board_proposer_paused_agents{proposer}        live agents that have the proposer paused now
 
-"The window" is the newest `defaults.EXPORTER_RESULTS_WINDOW` results: run and promotion figures are
-over recent work, bounded so a scrape stays cheap however long the swarm has run. Calls, failures,
-tokens and cost are the board's running totals of every call (one hash read), so they are counters in
-all but type: `increase()` over them works until the swarm is deleted; a proposer without totals (a
-board from before they existed) reports its results' sums in the window, as `observe.accounting`
-says. "Last hour" counts results whose `finished_ms` is within an hour of the Redis server's clock.
+Outcome, run and promotion figures cover every result, read from the summary the publish script keeps
+(`board.tally()`, one hash read, plus the few results leader moves name); so do calls, failures,
+tokens and cost, the board's running totals of every call. They are counters in all but type:
+`increase()` over them works until the swarm is deleted. On a board whose results are not all in the
+summary (published before it existed) they cover the newest `defaults.EXPORTER_RESULTS_WINDOW`
+results instead, and `swarm_board_results_window` says how many. "Last hour" counts results published
+within an hour of the Redis server's clock (`board.results_since_by_track`: per-minute counts, not
+the results).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from prometheus_client.registry import Collector
 from swarm import defaults
 from swarm.errors import SwarmError, UserError
 from swarm.models import State
-from swarm.observe.accounting import NO_PROPOSER, paused_agents, proposer_stats
+from swarm.observe.accounting import NO_PROPOSER, moved_results, paused_agents, proposer_stats, tally_stats
 from swarm.observe.discovery import sd_groups
 from swarm.proposers.base import source_label
 
@@ -118,21 +121,21 @@ class BoardCollector(Collector):
             "live": g("swarm_board_agents_live", "Agents with a current heartbeat.", labels=["track"]),
             "lmetric": g("swarm_board_leader_metric", "The leader's metric per track.", labels=["track"]),
             "lgen": g("swarm_board_leader_generation", "Leader moves per track.", labels=["track"]),
-            "perhour": g("swarm_board_experiments_per_hour", "Results finished in the last hour.", labels=["track"]),
-            "window": g("swarm_board_results_window", "Results the per-proposer window covers."),
+            "perhour": g("swarm_board_experiments_per_hour", "Results published in the last hour.", labels=["track"]),
+            "window": g("swarm_board_results_window", "Results the outcome and per-proposer figures cover."),
             "exps": g(
                 "swarm_board_experiments",
-                "Results in the window by outcome.",
+                "Results by outcome (every result; the newest window on a board without the summary).",
                 labels=["track", "proposer", "status"],
             ),
             "accept": g(
                 "swarm_board_proposer_acceptance_ratio",
-                "Promoted / explore experiments per proposer in the window.",
+                "Promoted / explore experiments per proposer.",
                 labels=["proposer"],
             ),
             "promo": g(
                 "swarm_board_proposer_promotions",
-                "Results in the window that became a leader.",
+                "Results that became a leader, per proposer.",
                 labels=["proposer"],
             ),
             "calls": g(
@@ -179,17 +182,26 @@ class BoardCollector(Collector):
             fam["lgen"].add_metric([track], float(leader.generation))
             histories[track] = self.board.leader_history(track)
 
-        results = self.board.results(limit=self.window)
-        fam["window"].add_metric([], float(len(results)))
         since_ms = self.board.server_ms() - self.rate_window_s * 1000.0  # the server's clock, as leases use
-        per_hour: Tally[str] = Tally(r.track for r in results if (r.finished_ms or 0) >= since_ms)
+        per_hour = self.board.results_since_by_track(int(since_ms))
         for track in sorted(set(per_hour) | set(leaders)):
             fam["perhour"].add_metric([track], float(per_hour.get(track, 0)))
 
-        by_outcome = Tally((r.track, r.proposer or NO_PROPOSER, r.status.value) for r in results)
+        tally = self.board.tally()
+        if tally is not None:  # every result, from the board's running summary
+            counted = tally.results
+            by_outcome: Tally[tuple[str, str, str]] = Tally()
+            for (_kind, status, track, p), n in tally.outcomes.items():
+                by_outcome[(track, p or NO_PROPOSER, status)] += n
+            stats = tally_stats(tally, moved_results(self.board, histories), self.board.proposer_usage())
+        else:  # a board with results from before the summary: the newest `window` results
+            results = self.board.results(limit=self.window)
+            counted = len(results)
+            by_outcome = Tally((r.track, r.proposer or NO_PROPOSER, r.status.value) for r in results)
+            stats = proposer_stats(results, histories, self.board.proposer_usage())
+        fam["window"].add_metric([], float(counted))
         for (track, p, status), n in sorted(by_outcome.items()):
             fam["exps"].add_metric([track, p, status], float(n))
-        stats = proposer_stats(results, histories, self.board.proposer_usage())
         for p, st in stats.items():
             if st.acceptance_rate is not None:
                 fam["accept"].add_metric([p], st.acceptance_rate)

@@ -1,7 +1,8 @@
 -- deregister.lua: take an agent out of the registry and hand back every claim it still holds (a
 -- release that never reached the board, a claim whose reply was lost): open with attempts+1, failed at
 -- max_attempts, each with an event, as an expired lease would be. A clean stop releases first, so
--- this usually finds none.
+-- this usually finds none. Its track's agents:live:t=<track> (the track read from its registry entry)
+-- forgets it too.
 -- KEYS[1] agents  KEYS[2] agents:status  KEYS[3] agents:expiry  KEYS[4] claimants  KEYS[5] claims:<agent>
 -- KEYS[6] leases  KEYS[7] state:open  KEYS[8] state:claimed  KEYS[9] state:failed  KEYS[10] events
 -- KEYS[11] settings  KEYS[12] agents:health
@@ -16,6 +17,11 @@ for _, hid in ipairs(redis.call('SMEMBERS', KEYS[5])) do
 end
 redis.call('DEL', KEYS[5])
 redis.call('ZREM', KEYS[4], ARGV[2])
+local info = redis.call('HGET', KEYS[1], ARGV[2])
+if info then
+  local track = cmsgpack.unpack(info).track
+  if type(track) == 'string' then redis.call('ZREM', ARGV[1] .. 'agents:live:t=' .. track, ARGV[2]) end
+end
 redis.call('HDEL', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[12], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
