@@ -113,6 +113,9 @@ BASELINE_FAILURES_LOUD = 3  # from the 3rd failed seed on, each failure is an er
 CONFIRM_RUNS = 4  # runs behind a promotion: the candidate's own run plus 3 confirmations with other seeds
 SCREEN_ALPHA = 0.3  # a no-effect run's chance of passing screening (t quantile): a real gain is rarely lost here
 PROMOTE_ALPHA = 0.05  # the one-sided t test of a candidate's mean against the leader's, pooled seed noise
+CARRY_OVER = True  # at a promotion, the replaced leader's other pending candidates go onto the new leader at once,
+#                    each alone and all merged (scripts/bench_search.py: at 8-16 agents most real candidates were
+#                    found on a leader that another candidate then replaced, and reached the leader one at a time)
 IDEAS_PER_CALL = 3  # hypotheses asked from a proposer when the board has none open for the track
 LOOK_AROUND_S = 2.0  # an agent re-reads the registry (who else is on its track) at most this often per claim
 AVOID_SCAN = 16  # queue entries a claim looks through for one its agent need not leave to others

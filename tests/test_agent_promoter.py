@@ -190,3 +190,40 @@ def test_an_exploration_whose_parent_moved_while_it_ran_is_rebased_when_it_beat_
     assert len(rebased) == 1 and rebased[0].meta["base"] == gen1.patch_hash  # ... but re-run on the new leader
     job = parts.source.implement(Job(rebased[0], 0, gen2))
     assert "X = 0.6" in job.files["train.py"] and "Y = 0.4 " in job.files["train.py"]
+
+
+def test_a_promotion_carries_the_other_pending_candidates_over(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
+    """Candidates of the replaced leader still waiting for confirmations: their open confirmations are
+    cancelled, their edits posted on the new leader at once, each alone and all merged into one."""
+    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
+    board, promoter = parts.board, parts.promoter
+    gen1 = establish_baseline(parts)
+    base = parts.baseline_files()["train.py"]
+    p_files = parts.edited(0.5)
+    a_files = {"train.py": base.replace("Y = 0.8 ", "Y = 0.4")}
+    b_files = {"train.py": base + "# b\n"}
+    cand_p = publish(parts, p_files, 1.10, parent=gen1.patch_hash)
+    cand_a = publish(parts, a_files, 1.12, parent=gen1.patch_hash)
+    cand_b = publish(parts, b_files, 1.15, parent=gen1.patch_hash)
+    worse = publish(parts, {"train.py": base + "# w\n"}, 1.16, parent=gen1.patch_hash)
+    publish(parts, {"train.py": base + "# w\n"}, 1.90, kind=Kind.CONFIRM, parent=gen1.patch_hash,
+            candidate_of=worse, seed=1)  # its runs so far no longer beat the leader: not carried
+    promoter.confirm(board.result(cand_a))
+    a_confirms = [h for h in board.list_hypotheses(state="open", limit=50) if h.kind == Kind.CONFIRM]
+    assert len(a_confirms) == defaults.CONFIRM_RUNS - 1
+    for s in range(1, defaults.CONFIRM_RUNS):
+        publish(parts, p_files, 1.10, kind=Kind.CONFIRM, parent=gen1.patch_hash, candidate_of=cand_p, seed=s)
+    promoter.promote(cand_p)
+    gen2 = board.leader(TRACK)
+    assert gen2 is not None and gen2.result_id == cand_p
+    assert all(h.state == State.CANCELLED for h in board.get_many([h.id for h in a_confirms]))
+    opened = board.list_hypotheses(state="open", limit=50)
+    rebased = [h for h in opened if h.text.startswith("rebase onto gen 2")]
+    assert len(rebased) == 2 and all(h.meta["base"] == gen1.patch_hash for h in rebased)
+    combined = [h for h in opened if h.text.startswith("combine 2 candidates of gen 1 onto gen 2")]
+    assert len(combined) == 1 and combined[0].priority > max(h.priority for h in rebased)
+    job = parts.source.implement(Job(combined[0], 0, gen2))
+    assert not job.invalid
+    code = job.files["train.py"]
+    assert "X = 0.5" in code and "Y = 0.4" in code and code.endswith("# b\n") and "# w" not in code
+    assert cand_b  # carried (its edit is in the combination)

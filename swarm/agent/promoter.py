@@ -15,6 +15,7 @@ on the others, never assumed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 from dataclasses import KW_ONLY, dataclass
@@ -24,7 +25,10 @@ from swarm.agent.code_cache import CodeCache
 from swarm.agent.history import TrackHistory
 from swarm.agent.noise import is_candidate, pooled, should_promote, sigma
 from swarm.board import Board
-from swarm.code.diff import EMPTY_PATCH, make_patch
+from swarm.board.hypotheses import hypothesis_id
+from swarm.code.diff import EMPTY_PATCH, make_patch, patch_hash
+from swarm.code.merge import merge3
+from swarm.errors import UserError
 from swarm.models import (
     SOURCE_RE,
     Hypothesis,
@@ -33,6 +37,7 @@ from swarm.models import (
     Leader,
     Result,
     ResultIn,
+    State,
     Status,
     SwarmSettings,
 )
@@ -190,26 +195,32 @@ class Promoter:
     def confirm(self, result: ResultIn) -> None:
         """A candidate's code is posted as CONFIRM_RUNS - 1 jobs with other seeds, first in the queue."""
         hyp = self.board.get(result.hypothesis_id or "")
-        for seed in range(1, defaults.CONFIRM_RUNS):
-            self.board.post(
-                HypothesisIn(
-                    text=f"confirm {result.result_id[:8]} with seed {seed}: {hyp.title}"[:500],
-                    source=hyp.source,
-                    author=self.agent_id,
-                    priority=defaults.PRIORITY_CONFIRM,
-                    patch=self.board.get_patch(result.patch_hash or EMPTY_PATCH) or None,
-                    track=self.track,
-                    kind=Kind.CONFIRM,
-                    parent=result.result_id,
-                    seed=seed,
-                    tags=["confirm"],
-                )
-            )
+        for job in self.confirm_jobs(result, hyp):
+            self.board.post(job)
         self.board.event(
             "candidate", f"{self.track}: candidate {result.metric} from {hyp.title}", result_id=result.result_id
         )
         if defaults.CONFIRM_RUNS <= 1:
             self.promote(result.result_id)
+
+    def confirm_jobs(self, result: ResultIn, hyp: Hypothesis) -> list[HypothesisIn]:
+        """The confirmation jobs of a candidate (their ids follow from their content: see `carry_over`)."""
+        patch = self.board.get_patch(result.patch_hash or EMPTY_PATCH) or None
+        return [
+            HypothesisIn(
+                text=f"confirm {result.result_id[:8]} with seed {seed}: {hyp.title}"[:500],
+                source=hyp.source,
+                author=self.agent_id,
+                priority=defaults.PRIORITY_CONFIRM,
+                patch=patch,
+                track=self.track,
+                kind=Kind.CONFIRM,
+                parent=result.result_id,
+                seed=seed,
+                tags=["confirm"],
+            )
+            for seed in range(1, defaults.CONFIRM_RUNS)
+        ]
 
     def confirms_of(self, candidate_id: str) -> list[Result]:
         """The candidate's confirmation results published so far (not stale), from the track's history."""
@@ -259,6 +270,9 @@ class Promoter:
         )
         if out.accepted:
             self.port_to_other_tracks(candidate_id, cand.track)
+            moved = self.board.leader(cand.track)
+            if defaults.CARRY_OVER and moved is not None and moved.result_id == candidate_id:
+                self.carry_over(leader, moved)
         elif out.reason == "stale_generation" and out.leader is not None and out.leader.result_id != candidate_id:
             self.rebase_candidate(candidate_id, out.leader)
 
@@ -297,6 +311,73 @@ class Promoter:
                 "result_id": cand.result_id,
             }
         )
+
+    def carry_over(self, old: Leader, new: Leader) -> None:
+        """The other candidates of the leader just replaced, still waiting for confirmations: those not yet
+        claimed are cancelled (each would only end in a rebase) and their edits posted on the new leader
+        now, each alone and, when there are several, all merged into one edit first in the queue (edits
+        of different lines merge; found by different agents at once, they would otherwise reach the
+        leader one promotion at a time). A candidate whose runs so far no longer beat the old leader
+        is dropped."""
+        pending: list[Result] = []
+        for r in self.history.newest():
+            if r.kind != Kind.EXPLORE or r.status != Status.KEEP or r.stale or r.result_id == new.result_id:
+                continue
+            if r.parent_patch_hash != old.patch_hash or r.metric is None:
+                continue
+            confirms = self.confirms_of(r.result_id)
+            if len({c.seed for c in confirms}) >= defaults.CONFIRM_RUNS - 1:
+                continue  # judged already (rejected): nothing to carry
+            runs = [float(r.metric), *(float(c.metric) for c in confirms if c.metric is not None)]
+            if self.settings.direction.gain(old.metric, statistics.fmean(runs)) <= 0:
+                continue
+            pending.append(r)
+        if not pending:
+            return
+        for r in pending:
+            hyp = self.board.get(r.hypothesis_id) if r.hypothesis_id else None
+            if hyp is not None:
+                for job in self.confirm_jobs(r, hyp):
+                    self.cancel_open(job)
+            self.rebase_candidate(r.result_id, new)
+        if len(pending) < 2:
+            return
+        # the best first: when two edits conflict (the same line), the one that did better goes in
+        pending.sort(key=lambda r: self.settings.direction.gain(old.metric, float(r.metric or 0.0)), reverse=True)
+        parent, target = self.code.files_of(old.patch_hash), self.code.files_of(new.patch_hash)
+        merged, titles = target, []
+        for r in pending:
+            attempt = merge3(parent, merged, self.code.files_of(r.patch_hash or EMPTY_PATCH))
+            if attempt is not None:
+                merged = attempt
+                titles.append(self.board.get(r.hypothesis_id).title if r.hypothesis_id else r.result_id)
+        delta = make_patch(target, merged)
+        if len(titles) < 2 or not delta.strip():
+            return
+        sources = {r.proposer for r in pending}
+        source = sources.pop() if len(sources) == 1 else "human"
+        self.board.post(
+            HypothesisIn(
+                text=f"combine {len(titles)} candidates of gen {old.generation} onto gen {new.generation}: "
+                f"{'; '.join(titles)}"[:500],
+                source=source if SOURCE_RE.match(source) else "human",
+                author=self.agent_id,
+                priority=defaults.PRIORITY_PORT + 1,
+                patch=delta,
+                track=self.track,
+                kind=Kind.EXPLORE,
+                meta={"base": new.patch_hash},
+                tags=["combine"],
+            )
+        )
+
+    def cancel_open(self, job: HypothesisIn) -> None:
+        """Cancel the hypothesis `job` was posted as, if it is still open (a claimed one runs on)."""
+        hid = hypothesis_id(job, patch_hash(job.patch) if job.patch else None)
+        found = self.board.get_many([hid])
+        if found and found[0].state == State.OPEN:
+            with contextlib.suppress(UserError):  # claimed since the read: it runs, and ends in a rebase
+                self.board.cancel(hid)
 
     # --- rebase and port -----------------------------------------------------------------------------
     def rebase_candidate(self, candidate_id: str, leader: Leader) -> None:
