@@ -476,9 +476,10 @@ def chart(rows: list[dict[str, Any]], budget_s: float, target: float, path: Path
     ns = sorted({r["n"] for r in rows})
     labels = sorted({r["contender"] if r["variant"] == "current" else f"swarm ({r['variant']})" for r in rows})
     colours = {"swarm": "#1f77b4", "optuna": "#ff7f0e", "swarm (before)": "#7f7f7f"}
-    fig, axes = plt.subplots(1, len(ns), figsize=(3.6 * len(ns), 3.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(2, len(ns), figsize=(3.6 * len(ns), 6.4), sharey="row", squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1.4]})  # fmt: skip
     grid = [budget_s * k / 200 for k in range(201)]
-    for ax, n in zip(axes[0], ns, strict=True):
+    for ax, low, n in zip(axes[0], axes[1], ns, strict=True):
         for label in labels:
             rs = [r for r in rows if r["n"] == n and (r["contender"] if r["variant"] == "current"
                                                        else f"swarm ({r['variant']})") == label]  # fmt: skip
@@ -486,16 +487,27 @@ def chart(rows: list[dict[str, Any]], budget_s: float, target: float, path: Path
                 continue
             curves = [[next((tr for tt, _, tr in reversed(r["best"]) if tt <= g), OBJ.START) for g in grid] for r in rs]
             mean = [statistics.fmean(c[k] for c in curves) for k in range(len(grid))]
+            colour = colours.get(label, "#2ca02c")
             for c in curves:
-                ax.step(grid, c, where="post", color=colours.get(label, "#2ca02c"), alpha=0.18, lw=0.8)
-            ax.step(grid, mean, where="post", color=colours.get(label, "#2ca02c"), lw=1.8, label=label)
+                ax.step(grid, c, where="post", color=colour, alpha=0.18, lw=0.8)
+            ax.step(grid, mean, where="post", color=colour, lw=1.8, label=label)
+            gaps = [[next(((rp - tr) / OBJ.NOISE_SD for tt, rp, tr in reversed(r["best"]) if tt <= g), 0.0)
+                     for g in grid] for r in rs]  # fmt: skip
+            low.step(grid, [statistics.fmean(c[k] for c in gaps) for k in range(len(grid))], where="post",
+                     color=colour, lw=1.4)  # fmt: skip
         ax.axhline(target, color="#d62728", lw=0.8, ls="--")
         ax.set_title(f"N = {n}")
-        ax.set_xlabel("wall time (s)")
         ax.grid(alpha=0.3)
+        low.axhline(0.0, color="#203040", lw=0.6)
+        low.axhspan(-1.0, 1.0, color="#2ca02c", alpha=0.08)
+        low.set_xlabel("wall time (s)")
+        low.grid(alpha=0.3)
     axes[0][0].set_ylabel("true val_bpb of the current best")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle("Search efficiency: true value of the reported best (thin: each seed; thick: mean; dashed: target)",
+    axes[1][0].set_ylabel("reported - true (sds)")
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines() if not h.get_label().startswith("_")}
+    axes[0][-1].legend(handles.values(), handles.keys(), fontsize=8)
+    fig.suptitle("True value of each contender's best (thin: each seed, thick: mean, dashed: the target)\n"
+                 "below: its reported value minus its true value, in noise sds (mean over seeds; band: ±1)",
                  fontsize=10)  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=120)
