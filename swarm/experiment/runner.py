@@ -6,6 +6,11 @@ an unbounded pipe), calls `on_tick` about once a second (the agent renews its le
 the whole group at the hard deadline or when `cancel` is set (SIGTERM of the agent). The metric is read
 from the run's JSON result file (or the log, for a regex arena), never from anything else.
 
+`prestart()` starts an arena's `run.prestart` command ahead of its run (same guard, process group,
+environment and log as a run): it gets ready without the experiment and waits for its seed on stdin;
+`run_experiment(..., prestarted=)` hands it the run, and the clock starts there. One never used is
+`discard()`ed: its group killed, its run dir removed.
+
 Why each guard exists:
 - process group + killpg: a training script may fork data-loader workers; killing only the parent
   leaves them burning the GPU. Never kill by name (`pkill -f train.py` kills other agents' runs).
