@@ -428,7 +428,12 @@ def run(
                 unused = True
                 return None
             t_start = time.monotonic()  # the run starts now: its clock, its deadline
-            res["seed"] = seed = int(json.loads(line)["seed"])
+            try:
+                res["seed"] = seed = int(json.loads(line)["seed"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise _Stop(
+                    "crash", f'harness error: the run line on stdin is not {{"seed": N}}: {line[:200]!r}'
+                ) from exc
             if held is not None:
                 raise held
             assert ready is not None
