@@ -8,7 +8,9 @@ simulated runs; this measures what a real run costs around its training. Per run
 runner's wall time (from `run_experiment`, wrapped) and the harness's own result (setup_s,
 training_s, eval_s, total_s); per agent the loop's steps (as bench_swarm times them). It reports:
 
-- duty: training seconds inside the window over agent-seconds of the window (N x window);
+- duty: training seconds inside the window over agent-seconds of the window (N x window), over the
+  whole window and from the track's baseline leader on (`steady`); and the tokens trained per
+  agent-second (a harness that works while runs train takes CPU from them on a saturated host);
 - harness overhead per run: the runner's wall minus training_s (median, mean), and its parts:
   before the supervisor's clock (guard and supervisor start, or the hand-over to a pre-started one),
   setup (the training child's start to its first batch), evaluation, the rest;
@@ -152,19 +154,21 @@ def measure(tree: Path, url: str, agents: int, budget: float, seconds: float) ->
 
 
 def duty(parts: list[dict[str, Any]], window: tuple[float, float], agents: int) -> dict[str, float]:
-    """Training seconds inside `window` over the agents' seconds in it; a run that straddles an edge
-    counts for the fraction of its wall time inside."""
+    """Training seconds (and tokens trained) inside `window` over the agents' seconds in it; a run that
+    straddles an edge counts for the fraction of its wall time inside."""
     t0, t1 = window
-    training = 0.0
+    training = tokens = 0.0
     for r in (r for p in parts for r in p["runs"]):
         if r["training_s"] and r["end"] > r["start"]:
             frac = max(0.0, min(r["end"], t1) - max(r["start"], t0)) / (r["end"] - r["start"])
             training += r["training_s"] * frac
+            tokens += (r["tokens"] or 0) * frac
     span = max(t1 - t0, 1e-9)
     return {
         "window_s": round(t1 - t0, 1),
         "training_s": round(training, 1),
         "duty": round(training / (agents * span), 4),
+        "tokens_per_agent_s": round(tokens / (agents * span), 1),
     }
 
 
@@ -208,6 +212,7 @@ def analyze(
         "statuses": {s: sum(r["status"] == s for r in runs) for s in {r["status"] for r in runs}},
         "duty": whole["duty"],
         "training_s_in_window": whole["training_s"],
+        "tokens_per_agent_s": whole["tokens_per_agent_s"],
         "prestarted_runs": sum(bool(r["prestarted"]) for r in done),
         "tokens_per_s_median": med([r["tokens"] / r["training_s"] for r in done if r["tokens"]]),
         "steps_median": med([float(r["steps"]) for r in done if r["steps"] is not None]),
@@ -263,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             h, g = res["harness_overhead_s"], res["between_runs_s"]
             print(
                 f"budget {budget:g} s: {res['runs']} runs ({res['runs_ok']} ok, {res['prestarted_runs']} prestarted), "
-                f"duty {res['duty']:.3f} (steady {res['steady']['duty']:.3f}), steps median {res['steps_median']}, "
+                f"duty {res['duty']:.3f} (steady {res['steady']['duty']:.3f}), tokens per agent-second "
+                f"{res['tokens_per_agent_s']}, steps median {res['steps_median']}, "
                 f"harness overhead median {h['median']} s (before clock {h['before_clock_median']}, setup "
                 f"{h['setup_median']}, eval {h['eval_median']}, rest {h['rest_median']}), between runs median "
                 f"{g['median']} s, loop per run {res['loop_s_per_run']}"
