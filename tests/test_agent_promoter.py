@@ -211,11 +211,15 @@ def test_a_promotion_carries_the_other_pending_candidates_over(redis_url: str, s
     promoter.confirm(board.result(cand_a))
     a_confirms = [h for h in board.list_hypotheses(state="open", limit=50) if h.kind == Kind.CONFIRM]
     assert len(a_confirms) == defaults.CONFIRM_RUNS - 1
+    claimed = parts.source.claim()  # one of A's confirmations, prepared ahead by an agent
+    assert claimed is not None and claimed.hypothesis.kind == Kind.CONFIRM
     for s in range(1, defaults.CONFIRM_RUNS):
         publish(parts, p_files, 1.10, kind=Kind.CONFIRM, parent=gen1.patch_hash, candidate_of=cand_p, seed=s)
     promoter.promote(cand_p)
     gen2 = board.leader(TRACK)
     assert gen2 is not None and gen2.result_id == cand_p
+    assert board.get(claimed.hypothesis.id).state == State.CLAIMED  # the open ones were cancelled
+    assert parts.source.sync(Job(claimed.hypothesis, claimed.token, gen1, a_files)) is None  # dropped, not run
     assert all(h.state == State.CANCELLED for h in board.get_many([h.id for h in a_confirms]))
     opened = board.list_hypotheses(state="open", limit=50)
     rebased = [h for h in opened if h.text.startswith("rebase onto gen 2")]

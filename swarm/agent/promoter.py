@@ -28,7 +28,7 @@ from swarm.board import Board
 from swarm.board.hypotheses import hypothesis_id
 from swarm.code.diff import EMPTY_PATCH, make_patch, patch_hash
 from swarm.code.merge import merge3
-from swarm.errors import UserError
+from swarm.errors import NotFound, UserError
 from swarm.models import (
     SOURCE_RE,
     Hypothesis,
@@ -370,6 +370,18 @@ class Promoter:
                 tags=["combine"],
             )
         )
+
+    def superseded(self, hyp: Hypothesis, leader: Leader) -> bool:
+        """Whether `hyp` is a confirmation of a candidate built on a leader that `leader` has replaced: it
+        can only end in a rebase, and `carry_over` already posted its edit on the new leader, so the job
+        is dropped instead of run (confirmations are claimed one run ahead and often outlive their leader)."""
+        if not defaults.CARRY_OVER or hyp.kind != Kind.CONFIRM or not hyp.parent:
+            return False
+        try:
+            cand = self.board.result(hyp.parent)
+        except NotFound:
+            return False
+        return cand.track == self.track and cand.parent_patch_hash != leader.patch_hash
 
     def cancel_open(self, job: HypothesisIn) -> None:
         """Cancel the hypothesis `job` was posted as, if it is still open (a claimed one runs on)."""

@@ -277,8 +277,12 @@ class JobSource:
     def rebase(self, job: Job, leader: Leader | None) -> Job | None:
         """`job` re-applied onto `leader` if it was built on another one: 3-way merge of its edit, or
         re-implemented by its LLM on a conflict. A conflicting machine-made idea is retired (None): the
-        optimizer asks again on the new code. Touches no workspace file, so the preparer can do it while
-        an experiment runs."""
+        optimizer asks again on the new code. A confirmation of a candidate whose leader was replaced is
+        dropped (None): its edit was carried onto the new leader (`Promoter.carry_over`). Touches no
+        workspace file, so the preparer can do it while an experiment runs."""
+        if leader is not None and self.promoter.superseded(job.hyp, leader):
+            self.retire(job)
+            return None
         if job.parent is None or leader is None or job.invalid or job.kind in (Kind.CONFIRM, Kind.BASELINE):
             return job
         if job.parent.patch_hash == leader.patch_hash:  # same code (a speculated parent that came true)
