@@ -73,6 +73,7 @@ def agent_body(
         outcome = original(*args, **kwargs)
         f = outcome.fields
         keys = ("status", "setup_s", "training_s", "eval_s", "total_s", "steps", "tokens", "val_bpb", "prestarted")
+        keys += ("harness_hash", "sandbox")
         runs.append({"start": t0, "end": time.time(), "wall_s": outcome.wall_s, **{k: f.get(k) for k in keys}})
         return outcome
 
@@ -227,6 +228,8 @@ def analyze(
         },
         "between_runs_s": {"median": med(gaps), "mean": mean(gaps), "sum": round(sum(gaps), 1), "gaps": len(gaps)},
         "loop_s_per_run": {k: round(v / n, 3) for k, v in sorted(steps.items())},
+        "harness_hashes": sorted({r["harness_hash"] for r in runs if r["harness_hash"]}),
+        "sandboxes": sorted({r["sandbox"] for r in runs if r["sandbox"]}),
         "errors": [f"agent {p['id']}: {p['error']}" for p in parts if p["error"]],
         "runs_detail": runs,
     }
@@ -260,10 +263,21 @@ def main(argv: list[str] | None = None) -> int:
     rdir = tempfile.mkdtemp(prefix="bench-overhead-redis-")
     server = RedisProcess(rdir)
     server.start()
-    report: dict[str, Any] = {"tree": str(tree), "swarm_from": loaded, "arena": str(tree / "arena"), "results": []}
+    sys.path.insert(0, str(tree / "arena"))
+    from harness import pins  # the harness whose runs are measured: its hash is in every result
+
+    report: dict[str, Any] = {
+        "tree": str(tree),
+        "swarm_from": loaded,
+        "arena": str(tree / "arena"),
+        "harness_hash": pins.harness_hash(),
+        "results": [],
+    }
     try:
         for budget in args.budget:
             res = measure(tree, server.url, args.agents, budget, args.seconds)
+            if res["harness_hashes"] != [report["harness_hash"]]:  # the runs ran another harness than --tree's
+                res["errors"].append(f"runs' harness hashes {res['harness_hashes']} != {report['harness_hash']}")
             report["results"].append(res)
             h, g = res["harness_overhead_s"], res["between_runs_s"]
             print(
