@@ -30,8 +30,9 @@ SECRET = "sk-test-prestart-secret-1f2e3d"
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A prepared cpu cache, and one torch thread for every run of this module."""
-    path = tmp_path_factory.mktemp("prestart-cache")
+    """A prepared cpu cache (the session's, when test_arena_harness set one up: preparing is cached),
+    and one torch thread for every run of this module."""
+    path = Path(os.environ.get("ARENA_CACHE") or tmp_path_factory.mktemp("prestart-cache"))
     old = {k: os.environ.get(k) for k in ("ARENA_CACHE", "ARENA_THREADS")}
     os.environ.update(ARENA_CACHE=str(path), ARENA_THREADS="1")
     subprocess.run(
