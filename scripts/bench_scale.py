@@ -39,6 +39,7 @@ import multiprocessing as mp
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -138,6 +139,10 @@ def result_in(
 def post_hypotheses(b: Board, n: int, tag: str) -> None:
     for i in range(n):
         b.post(HypothesisIn(text=f"Raise the matrix LR to 0.0{i % 9 + 1} with warmup {i} ({tag})", priority=i % 5))
+
+
+def post_worker(url: str, swarm_name: str, n: int, tag: str) -> None:
+    post_hypotheses(Board(redis.Redis.from_url(url), swarm_name), n, tag)
 
 
 # --- 2. fill ----------------------------------------------------------------------------------------
@@ -256,10 +261,11 @@ def agents_worker(
 ) -> None:
     """Agents `ids`: heartbeats + peer checks, their share of the cycles, and a subscription each."""
     b = Board(redis.Redis.from_url(url, max_connections=64), swarm_name)
+    sub_client = redis.Redis.from_url(url, max_connections=10_000)  # one connection per subscription, as each agent
     nw = WORKER_PROCS
     subs = []
     for i in ids:
-        ps = b.r.pubsub(ignore_subscribe_messages=True)
+        ps = sub_client.pubsub(ignore_subscribe_messages=True)
         ps.subscribe(b.leader_channel())
         subs.append((i, ps))
     peers = {i: peers_call(b, agent_id(i), track_of(i)) for i in ids}
@@ -391,7 +397,14 @@ def run_agents(
     r = redis.Redis.from_url(url)
     b = Board(r, swarm_name)
     need = int(sum(rate * secs for rate, secs in steps) * 1.2) + 100
-    post_hypotheses(b, need, uuid.uuid4().hex[:6])
+    posters = [
+        mp.Process(target=post_worker, args=(url, swarm_name, need // FILL_PROCS + 1, f"{w}-{uuid.uuid4().hex[:6]}"))
+        for w in range(FILL_PROCS)
+    ]
+    for p in posters:
+        p.start()
+    for p in posters:
+        p.join()
     start = time.time() + START_DELAY_S + n_agents / 400  # time to subscribe every agent
     q: Any = mp.Queue()
     shares = [list(range(w, n_agents, WORKER_PROCS)) for w in range(WORKER_PROCS)]
@@ -437,7 +450,7 @@ def run_agents(
         mem.append(int(r.info("memory")["used_memory"]))
         scrapes.append(sc)
         t = z
-    outs = [q.get() for _ in procs]
+    outs = [q.get(timeout=60 + n_agents / 10) for _ in procs]  # a worker that died: Empty, not a hang
     for p in procs:
         p.join()
     rows = []
@@ -502,6 +515,7 @@ def main() -> None:
     if args.agents < WORKER_PROCS or any(s < FILL_PROCS for s in args.sizes) or args.sizes != sorted(args.sizes):
         raise SystemExit("error: --agents must be >= 4 and --sizes ascending, each >= 2")
     steps = parse_steps(args.rates)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stop still stops the exporter and redis-server
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     server = RedisProcess(work / "redis", persist=True, extra_args=["--appendfsync", "everysec"])
     server.start()
