@@ -142,7 +142,7 @@ def measure(tree: Path, url: str, agents: int, budget: float, seconds: float) ->
         p.start()
     last_joined = max(joined_q.get(timeout=600) for _ in procs)
     window = (last_joined, last_joined + seconds)  # from the moment every agent has joined
-    stop_at.value = window[1] + budget + 30.0  # the runs in flight at the window's end complete
+    stop_at.value = window[1] + budget + 15.0  # the runs in flight at the window's end complete
     parts = [outq.get(timeout=seconds + budget + 600) for _ in procs]
     for p in procs:
         p.join(timeout=60)
