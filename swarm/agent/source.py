@@ -8,6 +8,7 @@ open, implement it on the leader's code, and keep it on the leader (3-way) when 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import KW_ONLY, dataclass, field, replace
@@ -304,6 +305,9 @@ class JobSource:
         return replace(job, parent=leader, files=merged, invalid=validate_edit(merged, self.settings.editable) or "")
 
     def retire(self, job: Job) -> None:
-        """Cancel a claimed idea that can no longer run as proposed (its lease goes with it)."""
-        self.board.cancel(job.hyp.id)
+        """Cancel a claimed idea that can no longer run as proposed (its lease goes with it). One cancelled
+        by someone else meanwhile (`Promoter.carry_over` cancels a confirmation it read as open, claimed
+        since; a human's `swarm cancel`) needs nothing more."""
+        with contextlib.suppress(UserError):  # "already cancelled": the outcome wanted
+            self.board.cancel(job.hyp.id)
         self.leases.drop(job.hyp.id)
