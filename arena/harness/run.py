@@ -165,12 +165,15 @@ def child(role: str, warm: dict[str, Any]) -> int:
     is gone, or this child was never used): exit, having run nothing."""
     _die_with_parent()
     import numpy as np
-    import torch  # noqa: F401  (the warm-up: every run imports it)
+    import torch
 
     from harness import data, evaluate, tokenizer  # noqa: F401
 
     prepared: dict[str, Any] = {}
     if role == "_train":
+        # torch's first optimizer imports torch._dynamo (about 1 s): a throwaway one here, not in the run
+        weight = torch.nn.Parameter(torch.zeros(2))
+        torch.optim.AdamW([weight]).step()
         ready = {"track": track(warm["profile"], warm["device"])}
         os.write(warm["signal_fd"], b"R" + json.dumps(ready).encode() + b"\n")
     else:
