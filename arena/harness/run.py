@@ -335,8 +335,10 @@ def run(
     procs: list[subprocess.Popen[bytes]] = []
     unused = False  # a waiting supervisor that got no run: no result to write
 
-    def get_ready(n: int) -> dict[str, Any]:
-        """Everything before the experiment's code: pins, sandbox, data, both children warming up."""
+    def get_ready(n: int, ahead: bool) -> dict[str, Any]:
+        """Everything before the experiment's code: pins, sandbox, data, the training child warming up,
+        and the evaluation child too when this is `ahead` of the run (started cold, the evaluation child
+        is started at the first batch instead: it would compete with the training child's setup)."""
         from harness.prepare import prepare
 
         ids = pins.identities()  # first: whatever changes after this is seen at the run's start
@@ -402,10 +404,14 @@ def run(
             trainer = launch("_train", {"signal_fd": w, "outdir": str(trained)}, pass_fds=(w,))
         finally:
             os.close(w)
-        evaluator = launch("_eval", {"outdir": str(evaluated), "weights": str(trained / "weights.pt")})
+
+        def evaluator() -> subprocess.Popen[bytes]:
+            return launch("_eval", {"outdir": str(evaluated), "weights": str(trained / "weights.pt")})
+
         return {
             "ids": ids, "m": m, "prof": prof, "budget": budget, "code": code, "trained": trained,
-            "evaluated": evaluated, "trainer": trainer, "evaluator": evaluator, "beats": r,
+            "evaluated": evaluated, "trainer": trainer, "evaluator": evaluator() if ahead else evaluator,
+            "beats": r,
         }  # fmt: skip
 
     def failed(proc: subprocess.Popen[bytes], what: str) -> _Stop:
@@ -413,14 +419,15 @@ def run(
 
     def drop(ready: dict[str, Any]) -> None:
         for key in ("trainer", "evaluator"):
-            _kill_group(ready[key])
+            if isinstance(ready[key], subprocess.Popen):
+                _kill_group(ready[key])
         os.close(ready.pop("beats"))
 
     ready: dict[str, Any] | None = None
     try:
         held: Exception | None = None  # a waiting supervisor reports what went wrong as the run's result
         try:
-            ready = get_ready(0)
+            ready = get_ready(0, ahead=wait is not None)
         except Exception as exc:
             if wait is None:
                 raise
@@ -445,7 +452,7 @@ def run(
                 drop(ready)
                 ready = None
                 res["prestarted"] = False
-                ready = get_ready(1)
+                ready = get_ready(1, ahead=False)
         assert ready is not None
         prof, budget, trained, evaluated = ready["prof"], ready["budget"], ready["trained"], ready["evaluated"]
         deadline = t_start + prof["timeout_s"] - prof["budget_s"] + budget  # hard deadline of the whole run
@@ -472,6 +479,8 @@ def run(
         started = os.read(r, 1) == b"S" if ready_r else False
         t_first = time.monotonic()
         res["setup_s"] = round(t_first - t_start, 3)
+        if not isinstance(ready["evaluator"], subprocess.Popen) and started:
+            ready["evaluator"] = ready["evaluator"]()  # started cold: it warms up while the run trains
         if not started:
             if not ready_r:
                 _kill_group(child)

@@ -63,6 +63,7 @@ class Executor:
     sandbox: SandboxChoice | None = None  # None: the arena decides ({sandbox} = auto)
     busy_s: float = field(default=0.0, init=False)  # time spent running: the duty cycle's numerator
     warm: Prestarted | None = field(default=None, init=False)  # the next run's harness, started ahead
+    warm_during_run: bool = field(default=False, init=False)  # a run was going when it started
 
     @property
     def marker(self) -> Path:
@@ -82,10 +83,11 @@ class Executor:
             killed |= marker.exists() and kill_leftover(marker)
         return killed
 
-    def prestart(self) -> None:
+    def prestart(self, during_run: bool = False) -> None:
         """Start the next run's harness ahead, unless one waits already (or the arena has no prestart)."""
         if self.sim is not None or self.warm is not None or self.stop.is_set():
             return
+        self.warm_during_run = during_run
         self.warm = prestart(
             self.ws.dir, self.manifest, profile=self.profile, budget_s=self.budget(), device=self.device,
             gpu=self.gpu, run_dir=self.runs_dir / f"next-{uuid.uuid4().hex[:12]}", marker=self.warm_marker,
@@ -135,8 +137,11 @@ class Executor:
         restores = self.ws.restores
         self.ws.prepare_run(files)
         warm, self.warm = self.warm, None
-        if warm is not None and (self.ws.restores != restores or not warm.alive()):
-            warm.discard()  # the tree was restored: the waiting harness may hold what the last run changed
+        # the tree restored after a run that went on while the harness got ready: that run may have
+        # changed what the harness loaded (the first restore of a new workspace follows no run)
+        stale = self.ws.restores != restores and self.warm_during_run
+        if warm is not None and (stale or not warm.alive()):
+            warm.discard()
             warm = None
         run_dir = self.runs_dir / f"{int(time.time())}-{job.hyp.id[:12]}-s{job.seed}{suffix}"
         t0 = time.monotonic()
@@ -146,7 +151,7 @@ class Executor:
 
             def tick(elapsed_s: float) -> None:  # the next run's harness, once this one is past its setup
                 if elapsed_s >= defaults.PRESTART_AFTER_S:
-                    self.prestart()
+                    self.prestart(during_run=True)
 
             outcome = run_experiment(
                 self.ws.dir,
