@@ -1,17 +1,21 @@
 """The Pipeline alone, on a real board: a job prepared by the preparer thread while another "runs",
 the waiting job re-applied onto a new leader at once (or retired when it is a machine idea that no
-longer merges), and the job left waiting handed back on close."""
+longer merges), the job left waiting handed back on close, and urgent work (a candidate's
+confirmations) run ahead of the prepared job."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from agent_parts import AGENT, TRACK, Parts, establish_baseline, make_parts, move_leader_to
+import pytest
+import redis
+from agent_parts import AGENT, TRACK, Parts, establish_baseline, make_parts, move_leader_to, publish
 
+from swarm import defaults
 from swarm.agent.job import Job
 from swarm.code.diff import make_patch, patch_hash
-from swarm.models import HypothesisIn, State
+from swarm.models import HypothesisIn, Kind, State
 
 
 def waiting_job(parts: Parts, files: dict[str, str], source: str) -> Job:
@@ -89,3 +93,54 @@ def test_without_a_pipeline_take_prepares_inline(redis_url: str, swarm_name: str
     assert pipeline.thread is None
     job = pipeline.take()  # a fresh track: a baseline seed
     assert job is not None and job.kind == "baseline" and job.parent is None
+
+
+def test_a_candidates_confirmation_runs_before_the_prepared_exploration(
+    redis_url: str, swarm_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run ends with an exploration prepared while a candidate's confirmations wait: the confirmation
+    runs now (on exactly the candidate's code), the exploration waits in its slot for the next run."""
+    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
+    pipeline = parts.pipeline()
+    leader = establish_baseline(parts)
+    base = parts.baseline_files()["train.py"]
+    prepared = waiting_job(parts, {"train.py": base.replace("Y = 0.8 ", "Y = 0.6 ")}, "classical")
+    pipeline.put(prepared)
+    cand_files = {"train.py": base.replace("X = 0.2 ", "X = 0.5 ")}
+    cand = publish(parts, cand_files, 1.40, parent=leader.patch_hash)
+    parts.promoter.on_result(parts.board.result(cand))  # its confirmations are posted
+    job = pipeline.take()
+    assert job is not None and job.kind == Kind.CONFIRM and job.hyp.parent == cand
+    assert job.files == cand_files and not job.invalid and job.parent == leader
+    assert pipeline.waiting() is prepared and {job.hyp.id, prepared.hyp.id} <= set(parts.leases.held())
+    assert pipeline.running is job
+    # The next run: another confirmation is still waiting, so it goes first again; with none left,
+    # the prepared exploration runs.
+    assert (second := pipeline.take()) is not None and second.kind == Kind.CONFIRM and second.hyp.id != job.hyp.id
+    assert (third := pipeline.take()) is not None and third.kind == Kind.CONFIRM
+    assert pipeline.take() is prepared
+    # With the setting off, the prepared job runs first, as before.
+    monkeypatch.setattr(defaults, "URGENT_FIRST", False)
+    cand2 = publish(parts, {"train.py": base.replace("X = 0.2 ", "X = 0.6 ")}, 1.41, parent=leader.patch_hash)
+    parts.promoter.on_result(parts.board.result(cand2))
+    later = waiting_job(parts, {"train.py": base.replace("Y = 0.8 ", "Y = 0.7 ")}, "classical")
+    pipeline.put(later)
+    assert pipeline.take() is later
+
+
+def test_a_board_error_while_asking_for_urgent_work_keeps_the_prepared_job(
+    redis_url: str, swarm_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
+    pipeline = parts.pipeline()
+    establish_baseline(parts)
+    prepared = waiting_job(parts, parts.edited(0.4), "classical")
+    pipeline.put(prepared)
+
+    def down() -> None:
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(parts.source, "urgent", down)
+    with pytest.raises(redis.ConnectionError):
+        pipeline.take()
+    assert pipeline.waiting() is prepared  # the main loop backs off; the job is taken at the next try

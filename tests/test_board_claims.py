@@ -329,3 +329,17 @@ def test_a_claim_that_times_out_leaves_no_late_reply_for_the_next_call(private_r
     assert c is not None and c.hypothesis.state == "claimed"
     assert board.complete(c.hypothesis.id, c.token)
     admin.close()
+
+
+def test_min_priority_leases_only_urgent_work(board: Board) -> None:
+    """An agent with its next job ready asks only for urgent work; the rest stays open for others."""
+    normal, _ = board.post(HypothesisIn(text="an idea", priority=899, patch=""))
+    confirm, _ = board.post(HypothesisIn(text="a confirmation", priority=900, patch=""))
+    seed, _ = board.post(HypothesisIn(text="a baseline seed", priority=1000, patch=""))
+    got = [board.claim("a", TRACK, min_priority=900) for _ in range(3)]
+    assert [c.hypothesis.id if c else None for c in got] == [seed, confirm, None]
+    assert board.get(normal).state == State.OPEN
+    c = board.claim("a", TRACK, min_priority=-1000)
+    assert c is not None and c.hypothesis.id == normal
+    with pytest.raises(ValueError):
+        board.claim("a", TRACK, min_priority=1001)

@@ -7,8 +7,10 @@
     leftover = pipeline.close()      # on the way out: the job still waiting (its claim is released)
 
 One job waits in the slot. The GPU never waits for the proposer: when a run ends, the next job is
-already implemented on the leader. When the running job is a candidate's deciding confirmation whose
-runs so far clear the threshold, the next job is built on the candidate's code
+already implemented on the leader. Urgent work goes first: when a run ends and the prepared job is an
+exploration, a waiting confirmation (or baseline seed) is claimed and run now, and the prepared job
+waits one more run in its slot (`defaults.URGENT_FIRST`). When the running job is a candidate's
+deciding confirmation whose runs so far clear the threshold, the next job is built on the candidate's code
 (`Promoter.speculative_leader`), so the agent's own promotion does not leave the GPU idle either.
 
 With `enabled=False` (`--no-pipeline`) there is no thread: `take()` prepares the job inline.
@@ -31,6 +33,7 @@ from swarm.agent.promoter import Promoter
 from swarm.agent.source import JobSource
 from swarm.board.connection import BOARD_DOWN
 from swarm.errors import ArenaError, NotFound, SwarmError, UserError
+from swarm.models import Kind
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +82,30 @@ class Pipeline:
             if not self._full.wait(timeout=0.5):
                 continue
             job = self._empty()
+            if job is not None and (urgent := self._urgent_instead(job)) is not None:
+                self.put(job)  # the prepared job waits in its slot for the next run
+                job = urgent
             self.running = job  # before the kick: the preparer may build on the promotion it will make
             self._kick.set()  # the slot is free: the next job is prepared now, while this one runs
             if job is not None:
                 return job
         return None
+
+    def _urgent_instead(self, job: Job) -> Job | None:
+        """A confirmation or baseline seed to run before `job`, an exploration (None: run `job`). A
+        candidate's confirmations are posted when its run ends, while every agent already holds its next
+        job: without this they would start one run later everywhere, and the leader could move only
+        every third run or so (docs/benchmarks.md, search efficiency)."""
+        if not defaults.URGENT_FIRST or job.kind in (Kind.CONFIRM, Kind.BASELINE):
+            return None
+        try:
+            return self.source.urgent()
+        except (NotFound, UserError) as exc:  # a candidate's code the board no longer has: run `job`
+            log.warning("could not prepare an urgent experiment: %s", exc)
+            return None
+        except BaseException:
+            self.put(job)  # a board error (the main loop backs off): the prepared job is not lost
+            raise
 
     def leader_moved(self) -> None:
         self._moved.set()

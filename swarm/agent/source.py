@@ -121,6 +121,30 @@ class JobSource:
             self.leases.hold(claim.hypothesis.id, claim.token)
         return claim
 
+    def urgent(self) -> Job | None:
+        """A waiting confirmation or baseline seed of the track, claimed and ready to run (None: none
+        is open). Asked when a run ends with an exploration prepared: urgent work goes first."""
+        claim = self.board.claim(
+            self.agent_id,
+            self.track,
+            need_patch=True,
+            avoid_own=self.peers.others_on_track(defaults.LOOK_AROUND_S),
+            min_priority=defaults.PRIORITY_CONFIRM,
+        )
+        if claim is None:
+            return None
+        self.leases.hold(claim.hypothesis.id, claim.token)
+        hyp = claim.hypothesis
+        if hyp.kind == Kind.BASELINE:
+            return Job(hyp, claim.token, None, self.ws.baseline_files())
+        leader = self.board.leader(self.track)
+        if leader is None:  # nothing but baseline seeds can run before the baseline: in its turn
+            self.leases.release(hyp.id, claim.token)
+            return None
+        job = self.implement(Job(hyp, claim.token, leader))  # a confirmation (or a patch posted that urgent)
+        job.brief_version = self.board.brief()[0]
+        return job
+
     def baseline(self) -> Job | None:
         """A track without a leader first measures its baseline with NOISE_SEEDS seeds (and a new seed
         for each one that failed, once its back-off has passed: `Promoter.baseline_seeds_due`)."""

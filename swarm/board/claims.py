@@ -46,6 +46,14 @@ def _lease_ms(lease_s: float | None) -> int:
     return max(1, int(lease_s * 1000))
 
 
+def _max_score(min_priority: int) -> int:
+    """The queue score (post.lua: (1000 - priority) * 1e12 + seq) below which a hypothesis has at least
+    `min_priority`."""
+    if not defaults.PRIORITY_MIN <= min_priority <= defaults.PRIORITY_MAX:
+        raise ValueError(f"min_priority must be in [{defaults.PRIORITY_MIN}, {defaults.PRIORITY_MAX}]")
+    return (defaults.PRIORITY_MAX - min_priority + 1) * 10**12
+
+
 class ClaimsMixin(BoardCore):
     def claim(
         self,
@@ -54,9 +62,12 @@ class ClaimsMixin(BoardCore):
         need_patch: bool = False,
         lease_s: float | None = None,
         avoid_own: bool = False,
+        min_priority: int | None = None,
     ) -> Claim | None:
         """Lease the best eligible open hypothesis, or None when there is none. `avoid_own`: pass over
-        the confirmations of `agent_id`'s own candidates (set while another live agent can run them)."""
+        the confirmations of `agent_id`'s own candidates (set while another live agent can run them).
+        `min_priority`: lease only a hypothesis of at least that priority (an agent whose next job is
+        ready asks for urgent work only: a baseline seed or a confirmation)."""
         k = self.k
         out = self.scripts.claim(
             keys=[
@@ -82,6 +93,7 @@ class ClaimsMixin(BoardCore):
                 defaults.EVENTS_MAXLEN,
                 "1" if avoid_own else "0",
                 defaults.AVOID_SCAN,
+                "" if min_priority is None else _max_score(min_priority),
             ],
         )
         if len(out) == 1:

@@ -8,6 +8,7 @@
 -- ARGV[8] '1': skip hypotheses posted for another agent to run (`avoid` = this agent: its own candidate's
 -- confirmations), looking at most ARGV[9] deep into each queue; the caller sends '1' only while another
 -- live agent of its track exists, so a lone agent still confirms its own candidates
+-- ARGV[10] '' or a queue score: lease only a hypothesis scored below it (of at least a priority)
 -- Returns {reaped} when nothing is eligible, else {reaped, id, token, deadline_ms, data, attempts,
 -- created_ms, failures (JSON or "")}: only what the caller cannot know (state is claimed, claimed_by is ARGV[2]).
 -- The claim joins the agent's claims set; the agent joins claimants scored by its heartbeat expiry
@@ -41,7 +42,7 @@ for i = 11, #KEYS do
     if best_score == nil or s < best_score then best_q, best_id, best_score = KEYS[i], top[1], s end
   end
 end
-if not best_id then return {reaped} end
+if not best_id or (ARGV[10] ~= '' and best_score >= tonumber(ARGV[10])) then return {reaped} end
 local lease_ms = tonumber(ARGV[3])
 if lease_ms <= 0 then
   if cfg[2] then lease_ms = tonumber(cfg[2]) * 1000 else lease_ms = tonumber(ARGV[4]) end
