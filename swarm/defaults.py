@@ -106,6 +106,10 @@ NOISE_SEEDS = 5  # seeded baseline runs per track: the first noise estimate (4 d
 BASELINE_RETRY_S = 5.0  # a failed baseline seed is replaced by a new seed after 5 s, 10 s, 20 s, ...: a
 #                         contention timeout clears at once, a broken arena does not hammer the GPUs
 BASELINE_RETRY_MAX_S = 600.0  # ... at most 10 minutes apart: a fixed host or driver is noticed soon enough
+AHEAD_OF_BASELINE = True  # an agent with no baseline seed left to run explores the pristine code meanwhile (judged
+#                           once the baseline lands) instead of idling: 2 agents and 5 seeds left one idle for a run
+BASELINE_AWAIT_S = 30.0  # ... its result waits for the baseline this long past its own run time, then is discarded
+BASELINE_AWAIT_POLL_S = 0.5
 BASELINE_FAILURES_LOUD = 3  # from the 3rd failed seed on, each failure is an error and a board event
 # The promotion rule (swarm/agent/noise.py), chosen by measuring it (scripts/bench_promotion.py, docs/agent.md):
 # 2.1% of no-effect changes promoted (95% CI 1.4-3.2%), 87% of true 2-SD gains (82-91%), 1.85 runs spent per

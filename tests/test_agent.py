@@ -267,6 +267,33 @@ def sim_run(arena_dir: Path, files: dict[str, str], seed: int, budget_s: float, 
     return RunOutcome("ok", (x - 0.7) ** 2 + (y - 0.3) ** 2 + 1.0 + noise, 0.2, {})
 
 
+def test_two_agents_keep_busy_while_the_baseline_is_measured(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
+    """Two real Agents (simulated runs) on a fresh track: 5 baseline seeds split 3/2, so the agent that ran
+    its 2 explores the pristine code meanwhile; that run is judged against the baseline once it lands,
+    and nothing is lost or left claimed."""
+    board = init(redis_url, swarm_name)
+    agents = []
+    for i in range(2):
+        props = [ClassicalProposer(seed=i)]
+        opts = AgentOptions(workdir=tmp_path / f"a{i}", arena=SYNTH, track=TRACK, runner=sim_run, max_experiments=6)
+        agents.append(Agent(board, opts, props, Selector(props, [1.0])))
+    threads = [threading.Thread(target=a.run) for a in agents]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    results = board.results(limit=100)
+    assert len(results) == 12 and not any(r.stale for r in results)
+    baseline = min(board.leader_history(TRACK), key=lambda m: m.generation)  # the first leader
+    assert baseline.patch_hash == EMPTY_PATCH
+    ahead = [r for r in results if r.kind == "explore" and (r.started_ms or 0) < baseline.time_ms]
+    assert ahead, "no agent explored while the baseline was measured"
+    assert all(r.parent_patch_hash == EMPTY_PATCH and r.status in ("keep", "discard") for r in ahead)
+    assert all((r.finished_ms or 0) <= (r.published_ms or 0) for r in ahead)
+    assert not board.list_hypotheses(state="claimed", limit=20)
+
+
 FAULT_POINTS = {
     # (collaborator, method, stop Redis before the call or after it returns)
     "as a prepared job starts": ("pipeline", "take", "after"),

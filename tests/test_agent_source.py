@@ -34,19 +34,33 @@ def test_a_new_track_runs_its_baseline_seeds_first(redis_url: str, swarm_name: s
     assert [h.text for h in parts.board.list_hypotheses(state=State.OPEN, limit=10)] == ["a human idea, posted early"]
 
 
-def test_idle_agents_ideate_on_the_pristine_arena_while_the_baseline_runs(
-    redis_url: str, swarm_name: str, tmp_path: Path
+def test_idle_agents_explore_the_pristine_arena_while_the_baseline_runs(
+    redis_url: str, swarm_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An agent with no baseline seed left to run thinks on the pristine arena and runs one of the ideas
+    on it, to be judged once the baseline lands, instead of leaving its GPU idle."""
     parts = make_parts(redis_url, swarm_name, tmp_path / "a")
     board, source = parts.board, parts.source
     other = Board.connect(redis_url, swarm_name)
     assert source.prepare() is not None  # the first agent posts the baseline seeds and claims one
     while other.claim("busy", TRACK) is not None:  # the other seeds are taken by other agents
         pass
-    assert source.prepare() is None  # nothing to run before the baseline lands ...
+    ahead = source.prepare()  # no seed left to run, no leader yet: an exploration of the pristine code
+    assert ahead is not None and ahead.kind == Kind.EXPLORE and ahead.hyp.source == "classical"
+    assert ahead.parent == source.pristine_leader() and ahead.parent.patch_hash == EMPTY_PATCH
+    assert ahead.files != parts.baseline_files() and not ahead.invalid and ahead.hyp.id in parts.leases.held()
     ideas = [h for h in board.list_hypotheses(state="open", limit=50) if h.kind == "explore"]
-    assert ideas and all(h.meta["base"] == EMPTY_PATCH and h.patch_hash for h in ideas)  # ... but work is ready
-    assert source.prepare() is None
+    assert ideas and all(h.meta["base"] == EMPTY_PATCH and h.patch_hash for h in ideas)  # more work is ready
+    # Once the baseline lands, the job built on the pristine code is on its leader as it is.
+    leader = establish_baseline(parts)
+    assert (synced := source.rebase(ahead, leader)) is not None and synced.parent == leader
+    assert synced.files == ahead.files
+    # Not while a baseline seed has failed (an arena that crashes would use ideas up), nor when off.
+    monkeypatch.setattr(parts.promoter, "baseline_failures", lambda: ["a crashed seed"])
+    assert source.ahead_of_baseline() is None
+    monkeypatch.undo()
+    monkeypatch.setattr(defaults, "AHEAD_OF_BASELINE", False)
+    assert source.ahead_of_baseline() is None
     assert len([h for h in board.list_hypotheses(state="open", limit=50) if h.kind == "explore"]) == len(ideas)
 
 

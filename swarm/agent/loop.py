@@ -176,7 +176,7 @@ class Agent:
         self.executor.kill_leftover()
         self.publisher = Publisher(
             board, agent_id=aid, track=track, settings=settings, ws=ws, leases=self.leases, promoter=self.promoter,
-            outbox=self.outbox, ledger=self.ledger,
+            outbox=self.outbox, ledger=self.ledger, stop=self.stop,
         )  # fmt: skip
         self.pipeline = Pipeline(
             self.source, self.promoter, stop=self.stop, enabled=opts.pipeline, board_down=self.board_down

@@ -13,9 +13,10 @@ second time.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from swarm import defaults
@@ -48,6 +49,7 @@ class Publisher:
     promoter: Promoter
     outbox: Outbox
     ledger: Ledger  # each exploration's outcome, for the bandit
+    stop: threading.Event = field(default_factory=threading.Event)  # the agent's: ends a wait for the baseline
 
     def record(self, job: Job, outcome: RunOutcome) -> dict[str, Any]:
         """The outbox entry of a finished job: its result (keep/discard is decided on delivery), the
@@ -110,6 +112,7 @@ class Publisher:
             result.patch_hash = self.board.put_patch(entry["patch_text"])
         gain = None
         if entry.get("judge"):  # decided now, against the leader as it is when the result lands
+            self.await_baseline(result)
             result.status = self.promoter.judge(result.parent_patch_hash, result.metric)
             gain = self.promoter.gain(result.parent_patch_hash, result.metric)
         published = self.board.publish(result)
@@ -121,6 +124,22 @@ class Publisher:
         if published.stored:  # once, even when a retry delivers it again
             self.ledger.outcome(result, gain)
         self.promoter.on_result(result)
+
+    def await_baseline(self, result: ResultIn) -> None:
+        """An exploration run ahead of the baseline (`JobSource.ahead_of_baseline`) is judged against the
+        baseline's leader: wait for it, as long as the run itself took plus BASELINE_AWAIT_S (the last
+        seeds started about when it did). Without it by then, it is judged as it is: discarded."""
+        if result.parent_patch_hash != EMPTY_PATCH or self.board.leader(self.track) is not None:
+            return
+        run_s = max(0.0, ((result.finished_ms or 0) - (result.started_ms or 0)) / 1000)
+        deadline = time.monotonic() + run_s + defaults.BASELINE_AWAIT_S
+        log.info("result %s ran ahead of the baseline: judged once the baseline is in", result.result_id[:8])
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            self.promoter.finalize_baseline()  # the seeds may all be in with nobody left to finalize
+            if self.board.leader(self.track) is not None:
+                return
+            self.stop.wait(defaults.BASELINE_AWAIT_POLL_S)
+        log.warning("result %s: the baseline did not land in time; discarded unjudged", result.result_id[:8])
 
 
 def _num(v: Any) -> float | None:

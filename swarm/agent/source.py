@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from dataclasses import KW_ONLY, dataclass, field, replace
 
@@ -70,14 +71,16 @@ class JobSource:
         leader = on or self.board.leader(self.track)
         if leader is None:
             job = self.baseline()
-            leader = self.board.leader(self.track) if job is None else None
-            if leader is None:  # a baseline job, or the baseline is still being measured by others
-                if job is None and not self.pre_ideated:
-                    # Idle until the baseline lands: think now, on the pristine arena (the code the
-                    # baseline leader will have), so there is work to claim the moment it does.
+            if job is not None:
+                return job
+            leader = self.board.leader(self.track)
+            if leader is None:  # the baseline is still being measured by others
+                if not self.pre_ideated:
+                    # Think now, on the pristine arena (the code the baseline leader will have), so
+                    # there is work to claim before the baseline lands (`ahead_of_baseline`).
                     self.pre_ideated = True
                     self.ideate(None)
-                return job
+                return self.ahead_of_baseline()
         t0 = time.monotonic()
         claim = self.claim()
         usage = Usage()
@@ -92,11 +95,8 @@ class JobSource:
         self.metrics.claim_wait(time.monotonic() - t0)
         if claim is None:
             return None
-        if claim.hypothesis.kind == Kind.BASELINE:  # a baseline job left over: still worth its seed
-            return Job(claim.hypothesis, claim.token, None, self.ws.baseline_files())
-        job = self.implement(Job(claim.hypothesis, claim.token, leader))
-        if job.giveback is not None:  # its implementer failed: the hypothesis is back on the board
-            self.give_back(job)
+        job = self.implement_claim(claim, leader)
+        if job is None:
             return None
         if job.stale_idea:
             # A machine-made idea (the classical optimizer's) whose edit conflicts with the leader that
@@ -104,9 +104,46 @@ class JobSource:
             # result; the proposer will be asked again on the new leader.
             self.retire(job)
             return self.prepare(on)  # each retry retires one stale idea, so this ends
-        job.usage = job.usage.add(usage)  # the ideation call that produced the work is paid by it
+        if job.kind != Kind.BASELINE:
+            job.usage = job.usage.add(usage)  # the ideation call that produced the work is paid by it
+        return job
+
+    def implement_claim(self, claim: Claim, leader: Leader) -> Job | None:
+        """The claimed hypothesis as a job on `leader` (a baseline seed as itself); None when its
+        implementer failed and it went back to the board."""
+        if claim.hypothesis.kind == Kind.BASELINE:  # a baseline job left over: still worth its seed
+            return Job(claim.hypothesis, claim.token, None, self.ws.baseline_files())
+        job = self.implement(Job(claim.hypothesis, claim.token, leader))
+        if job.giveback is not None:  # its implementer failed: the hypothesis is back on the board
+            self.give_back(job)
+            return None
         job.brief_version = self.board.brief()[0]
         return job
+
+    def ahead_of_baseline(self) -> Job | None:
+        """An exploration of the pristine code while other agents run the track's last baseline seeds,
+        instead of an idle GPU (`defaults.AHEAD_OF_BASELINE`). Its parent is the leader the baseline
+        will make (`pristine_leader`); it is judged once that leader is on the board
+        (`Publisher.deliver` waits for it). Not while a baseline seed has failed: an arena that
+        crashes would use up the ideas (a human's among them) on crashes of its own making."""
+        if not defaults.AHEAD_OF_BASELINE or self.promoter.baseline_failures():
+            return None
+        claim = self.claim()
+        if claim is None:
+            return None
+        job = self.implement_claim(claim, self.pristine_leader())
+        if job is not None and job.stale_idea:
+            self.retire(job)
+            return None
+        return job
+
+    def pristine_leader(self) -> Leader:
+        """The leader the track's baseline will make: the pristine code, its metric not known yet (NaN;
+        a proposer is shown no leader for it: `context`)."""
+        return Leader(
+            track=self.track, generation=0, metric=math.nan, patch_hash=EMPTY_PATCH, agent_id="", result_id="",
+            time_ms=0,
+        )  # fmt: skip
 
     def claim(self) -> Claim | None:
         """Lease the best open hypothesis for the track; a candidate's confirmations are left to the
@@ -134,16 +171,11 @@ class JobSource:
         if claim is None:
             return None
         self.leases.hold(claim.hypothesis.id, claim.token)
-        hyp = claim.hypothesis
-        if hyp.kind == Kind.BASELINE:
-            return Job(hyp, claim.token, None, self.ws.baseline_files())
         leader = self.board.leader(self.track)
-        if leader is None:  # nothing but baseline seeds can run before the baseline: in its turn
-            self.leases.release(hyp.id, claim.token)
+        if leader is None and claim.hypothesis.kind != Kind.BASELINE:  # no candidate before the baseline
+            self.leases.release(claim.hypothesis.id, claim.token)
             return None
-        job = self.implement(Job(hyp, claim.token, leader))  # a confirmation (or a patch posted that urgent)
-        job.brief_version = self.board.brief()[0]
-        return job
+        return self.implement_claim(claim, leader or self.pristine_leader())  # a confirmation, or a seed
 
     def baseline(self) -> Job | None:
         """A track without a leader first measures its baseline with NOISE_SEEDS seeds (and a new seed
@@ -275,7 +307,10 @@ class JobSource:
                     job.hyp.id, to or "lease already lost", counted, reason)  # fmt: skip
 
     def context(self, leader: Leader | None, files: dict[str, str]) -> ProposalContext:
-        """What a proposer sees: the track's history and the brief, on the code `files`."""
+        """What a proposer sees: the track's history and the brief, on the code `files` (the pristine
+        arena's, with no leader, ahead of the baseline)."""
+        if leader is not None and not leader.result_id:
+            leader = None
         return build_context(
             self.board, self.settings, self.track, self.profile, leader, files, history=self.history
         )
