@@ -60,6 +60,7 @@ from swarm import defaults
 from swarm.board import Board, HypothesisIn, ResultIn
 from swarm.board.embedded import RedisProcess, free_port
 from swarm.board.leaders import parse_leader_message
+from swarm.board.lua import LuaScript
 from swarm.models import AgentInfo, Kind, Status
 
 TRACKS = ("gpu:NVIDIA-H100-80GB-HBM3", "gpu:NVIDIA-H200")
@@ -391,8 +392,40 @@ def redis_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+SERVER_SCRIPTS = ("claim", "publish", "complete", "heartbeat")  # --server-times: the scripts timed in Redis
+SLOWLOG_MAX = 1_000_000  # entries kept per step (a step at 1,000 cycles/s for 20 s logs ~90,000 commands)
+
+
+def server_times_start(r: redis.Redis) -> None:
+    """Log every command's own execution time in Redis (SLOWLOG at 0 us), from an empty log."""
+    r.config_set("slowlog-max-len", SLOWLOG_MAX)
+    r.config_set("slowlog-log-slower-than", 0)
+    r.slowlog_reset()
+
+
+def server_times_read(r: redis.Redis) -> dict[str, Any]:
+    """Per board script, its execution time inside Redis over the step (us: p50, p99, max, count): what
+    a call costs the server, apart from the client's and the host's scheduling."""
+    entries = r.execute_command("SLOWLOG", "GET", -1)
+    r.config_set("slowlog-log-slower-than", -1)
+    by_sha = {LuaScript(r, n).sha: n for n in SERVER_SCRIPTS}
+    us: dict[str, list[float]] = {n: [] for n in SERVER_SCRIPTS}
+    for e in entries:
+        args = e[3]
+        if len(args) > 1 and args[0].upper() == b"EVALSHA":
+            name = by_sha.get(args[1].decode())
+            if name is not None:
+                us[name].append(float(e[2]))
+    out = {}
+    for n, xs in us.items():
+        xs.sort()
+        out[n] = {"p50_us": pct(xs, 0.5), "p99_us": pct(xs, 0.99), "max_us": xs[-1] if xs else None, "n": len(xs)}
+    return out
+
+
 def run_agents(
-    url: str, swarm_name: str, n_agents: int, steps: list[tuple[float, float]], redis_pid: int, port: int
+    url: str, swarm_name: str, n_agents: int, steps: list[tuple[float, float]], redis_pid: int, port: int,
+    server_times: bool = False,
 ) -> list[dict[str, Any]]:
     r = redis.Redis.from_url(url)
     b = Board(r, swarm_name)
@@ -421,7 +454,10 @@ def run_agents(
     scrapes: list[list[float]] = []
     t = start
     time.sleep(max(0.0, t - time.time()))
+    timed: list[dict[str, Any]] = []
     for n, (_rate, secs) in enumerate(steps):
+        if server_times:
+            server_times_start(r)
         c0 = redis_cpu_s(redis_pid)
         z = t + secs
         next_move, next_scrape = t + 1.0, t + 2.0
@@ -447,6 +483,7 @@ def run_agents(
             else:
                 time.sleep(min(0.05, max(0.0, min(next_move, next_scrape, z) - now)))
         redis_cpu.append((redis_cpu_s(redis_pid) - c0) / secs)
+        timed.append(server_times_read(r) if server_times else {})
         mem.append(int(r.info("memory")["used_memory"]))
         scrapes.append(sc)
         t = z
@@ -484,6 +521,7 @@ def run_agents(
                 "redis_used_memory_mb": round(mem[n] / 2**20, 1),
                 "loadgen_cpu_cores": round(sum(o["cpu_s"][n] for o in outs) / secs, 3),
                 "scrape_s": [round(x, 3) for x in scrapes[n]],
+                **({"server_us": timed[n]} if server_times else {}),
             }
         )
     return rows
@@ -511,6 +549,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000], help="results to fill to")
     ap.add_argument("--rates", nargs="*", default=["3.3:60", "10:20", "30:20", "100:20", "300:20"], help="RATE:SECONDS")
     ap.add_argument("--json", type=Path, help="write every figure here too")
+    ap.add_argument("--server-times", action="store_true",
+                    help="also time each board script inside Redis (SLOWLOG at 0 us; adds ~1 us per command)")
     args = ap.parse_args()
     if args.agents < WORKER_PROCS or any(s < FILL_PROCS for s in args.sizes) or args.sizes != sorted(args.sizes):
         raise SystemExit("error: --agents must be >= 4 and --sizes ascending, each >= 2")
@@ -576,7 +616,9 @@ def main() -> None:
             }
             out["sizes"].append(row)
             print(json.dumps(row), flush=True)
-        out["steps"] = run_agents(server.url, swarm_name, args.agents, steps, server.proc.pid, port)
+        out["steps"] = run_agents(
+            server.url, swarm_name, args.agents, steps, server.proc.pid, port, server_times=args.server_times
+        )
         for row in out["steps"]:
             print(json.dumps(row), flush=True)
     finally:
