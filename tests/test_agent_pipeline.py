@@ -100,6 +100,7 @@ def test_a_candidates_confirmation_runs_before_the_prepared_exploration(
 ) -> None:
     """A run ends with an exploration prepared while a candidate's confirmations wait: the confirmation
     runs now (on exactly the candidate's code), the exploration waits in its slot for the next run."""
+    monkeypatch.setattr(defaults, "URGENT_FIRST", True)
     parts = make_parts(redis_url, swarm_name, tmp_path / "a")
     pipeline = parts.pipeline()
     leader = establish_baseline(parts)
@@ -119,7 +120,7 @@ def test_a_candidates_confirmation_runs_before_the_prepared_exploration(
     assert (second := pipeline.take()) is not None and second.kind == Kind.CONFIRM and second.hyp.id != job.hyp.id
     assert (third := pipeline.take()) is not None and third.kind == Kind.CONFIRM
     assert pipeline.take() is prepared
-    # With the setting off, the prepared job runs first, as before.
+    # With the setting off (the default), the prepared job runs first.
     monkeypatch.setattr(defaults, "URGENT_FIRST", False)
     cand2 = publish(parts, {"train.py": base.replace("X = 0.2 ", "X = 0.6 ")}, 1.41, parent=leader.patch_hash)
     parts.promoter.on_result(parts.board.result(cand2))
@@ -131,6 +132,7 @@ def test_a_candidates_confirmation_runs_before_the_prepared_exploration(
 def test_a_board_error_while_asking_for_urgent_work_keeps_the_prepared_job(
     redis_url: str, swarm_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(defaults, "URGENT_FIRST", True)
     parts = make_parts(redis_url, swarm_name, tmp_path / "a")
     pipeline = parts.pipeline()
     establish_baseline(parts)

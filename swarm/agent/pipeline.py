@@ -7,9 +7,9 @@
     leftover = pipeline.close()      # on the way out: the job still waiting (its claim is released)
 
 One job waits in the slot. The GPU never waits for the proposer: when a run ends, the next job is
-already implemented on the leader. Urgent work goes first: when a run ends and the prepared job is an
-exploration, a waiting confirmation (or baseline seed) is claimed and run now, and the prepared job
-waits one more run in its slot (`defaults.URGENT_FIRST`). When the running job is a candidate's
+already implemented on the leader. With `defaults.URGENT_FIRST` (off by default: no measured gain),
+when a run ends and the prepared job is an exploration, a waiting confirmation (or baseline seed) is
+claimed and run now, and the prepared job waits one more run in its slot. When the running job is a candidate's
 deciding confirmation whose runs so far clear the threshold, the next job is built on the candidate's code
 (`Promoter.speculative_leader`), so the agent's own promotion does not leave the GPU idle either.
 
