@@ -157,17 +157,23 @@ def test_patch_hash_of_results_matches_board_patches(redis_url: str, swarm_name:
     assert parts.seat.ws.files_for(text) == files
 
 
-def test_a_result_run_ahead_of_the_baseline_is_judged_once_the_baseline_lands(
-    redis_url: str, swarm_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def run_ahead_of_the_baseline(redis_url: str, swarm_name: str, tmp_path: Path) -> tuple[Any, Job, Any]:
+    """A fresh track with no baseline yet, and a job claimed to run on the pristine code ahead of it."""
     parts = make_parts(redis_url, swarm_name, tmp_path / "a")
-    board = parts.board
     files = parts.edited(0.6)
-    board.post(HypothesisIn(text="X to 0.6", track=TRACK, priority=5, patch=make_patch(parts.baseline_files(), files)))
+    parts.board.post(HypothesisIn(text="X to 0.6", track=TRACK, priority=5,
+                                  patch=make_patch(parts.baseline_files(), files)))
     claim = parts.source.claim()
     assert claim is not None
     job = Job(claim.hypothesis, claim.token, parts.source.pristine_leader(), files)
-    publisher = parts.publisher(Outbox(tmp_path / "a" / "outbox.jsonl"))
+    return parts, job, parts.publisher(Outbox(tmp_path / "a" / "outbox.jsonl"))
+
+
+def test_a_result_run_ahead_of_the_baseline_is_judged_once_the_baseline_lands(
+    redis_url: str, swarm_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parts, job, publisher = run_ahead_of_the_baseline(redis_url, swarm_name, tmp_path)
+    board = parts.board
     entry = publisher.record(job, RunOutcome("ok", 1.30, 0.2, {}))  # far better than the baseline's 1.50
     assert entry["judge"] and entry["result"]["parent_patch_hash"] == EMPTY_PATCH
     landing = threading.Timer(0.5, establish_baseline, args=(parts,))
@@ -185,14 +191,8 @@ def test_a_result_run_ahead_of_a_baseline_that_never_lands_is_discarded_in_time(
     redis_url: str, swarm_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(defaults, "BASELINE_AWAIT_S", 0.5)
-    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
+    parts, job, publisher = run_ahead_of_the_baseline(redis_url, swarm_name, tmp_path)
     board = parts.board
-    files = parts.edited(0.6)
-    board.post(HypothesisIn(text="X to 0.6", track=TRACK, priority=5, patch=make_patch(parts.baseline_files(), files)))
-    claim = parts.source.claim()
-    assert claim is not None
-    job = Job(claim.hypothesis, claim.token, parts.source.pristine_leader(), files)
-    publisher = parts.publisher(Outbox(tmp_path / "a" / "outbox.jsonl"))
     t0 = time.monotonic()
     publisher.publish(publisher.record(job, RunOutcome("ok", 1.30, 0.2, {})))
     assert time.monotonic() - t0 < 5
