@@ -94,8 +94,8 @@ class Pipeline:
     def _urgent_instead(self, job: Job) -> Job | None:
         """A confirmation or baseline seed to run before `job`, an exploration (None: run `job`). A
         candidate's confirmations are posted when its run ends, while every agent already holds its next
-        job: without this they would start one run later everywhere, and the leader could move only
-        every third run or so (docs/benchmarks.md, search efficiency)."""
+        job, so without this they start a run later; measured, that did not slow the search
+        (docs/benchmarks.md, search efficiency), hence off by default."""
         if not defaults.URGENT_FIRST or job.kind in (Kind.CONFIRM, Kind.BASELINE):
             return None
         try:

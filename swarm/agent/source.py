@@ -145,14 +145,16 @@ class JobSource:
             time_ms=0,
         )  # fmt: skip
 
-    def claim(self) -> Claim | None:
-        """Lease the best open hypothesis for the track; a candidate's confirmations are left to the
-        other agents of the track while there are any. The claim is held (renewed) from here on."""
+    def claim(self, min_priority: int | None = None) -> Claim | None:
+        """Lease the best open hypothesis for the track (of at least `min_priority`); a candidate's
+        confirmations are left to the other agents of the track while there are any. The claim is held
+        (renewed) from here on."""
         claim = self.board.claim(
             self.agent_id,
             self.track,
             need_patch=not self.can_implement,
             avoid_own=self.peers.others_on_track(defaults.LOOK_AROUND_S),
+            min_priority=min_priority,
         )
         if claim is not None:
             self.leases.hold(claim.hypothesis.id, claim.token)
@@ -161,16 +163,9 @@ class JobSource:
     def urgent(self) -> Job | None:
         """A waiting confirmation or baseline seed of the track, claimed and ready to run (None: none
         is open). Asked when a run ends with an exploration prepared: urgent work goes first."""
-        claim = self.board.claim(
-            self.agent_id,
-            self.track,
-            need_patch=True,
-            avoid_own=self.peers.others_on_track(defaults.LOOK_AROUND_S),
-            min_priority=defaults.PRIORITY_CONFIRM,
-        )
+        claim = self.claim(min_priority=defaults.PRIORITY_CONFIRM)
         if claim is None:
             return None
-        self.leases.hold(claim.hypothesis.id, claim.token)
         leader = self.board.leader(self.track)
         if leader is None and claim.hypothesis.kind != Kind.BASELINE:  # no candidate before the baseline
             self.leases.release(claim.hypothesis.id, claim.token)
