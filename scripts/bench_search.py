@@ -274,6 +274,7 @@ def run_optuna_group(sh: Shared, unit: Unit, ids: list[int], ready: Any, go: Any
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "current": {},
     "before": {"defaults": {"CARRY_OVER": False}},  # item 4: without carrying candidates over a promotion
+    "no-model": {"proposer": {"model_step": False}},  # item 4: local TPE moves only, no surrogate jump
 }
 
 

@@ -34,6 +34,7 @@ RESULTS_MINUTES_KEPT = 120  # per-minute result counts kept (results:minutes): "
 REPORT_MAX_RESULTS = 200_000  # `swarm report` reads every result up to this: ~2 weeks of a 100-GPU swarm
 REPORT_DIFF_MAX_LINES = 200  # one leader move's diff in report.md is cut here; the board keeps it all
 REPORT_LABEL_CHARS = 48  # hypothesis titles on the chart: enough to recognise, short enough not to overlap
+REPORT_LATEST_ERRORS = 10  # failed results listed with their error in report.md, newest first
 
 # --- LLM proposers -----------------------------------------------------------------------------
 PROPOSER_TIMEOUT_S = 120.0  # a long implementation reply from a slow local model can take ~1-2 minutes
@@ -91,6 +92,16 @@ CLASSICAL_POW2_STEPS = 2  # powers of two (batch, dims >= 32) move at most 2 dou
 CLASSICAL_POW2_MIN = 32  # smaller powers of two (depth 8, 4 heads) are counts, tuned as plain ints
 CLASSICAL_FRACTION_STEP = 0.25  # fractions move at most +-0.25 and at most halfway to 0 or to 1
 CLASSICAL_SIG_DIGITS = 2  # proposed values are rounded (4.2e-3, not 4.1873e-3): readable titles, real dedup
+CLASSICAL_MODEL_STEP = True  # one idea per call is the model step (swarm/proposers/surrogate.py) once the fit has data
+CLASSICAL_MODEL_OBS_PER_PARAM = 1.5  # observations per fitted parameter before a model step: the fit averages the noise
+CLASSICAL_MODEL_RADIUS = 0.25  # trust region: each constant moves at most a quarter of its space (x/2..x*2 for a
+#                                float, one doubling for a power of two), so a wrong model costs one run, not a recipe
+CLASSICAL_MODEL_WIDTH = 0.5  # observations weigh exp(-|d|^2 / 2w^2), d in spans from the leader: the fit is local
+CLASSICAL_MODEL_RIDGE = 1e-3  # shrinkage of the slopes and curvatures: keeps a constant seen at few values tame
+CLASSICAL_MODEL_MIN_GAIN_SDS = 1.0  # proposed when it promises >= 1 residual sd: a smaller gain cannot pass screening
+CLASSICAL_MODEL_MOVE_Z = 2.0  # ... and each constant it moves promises a gain >= 2 of its standard errors: on the bowl
+#   of tests/test_surrogate.py (scripts/bench_model_step.py: 200 fits of 40 observations) a constant with no effect
+#   moved in 5% of steps (44% at z = 1, 0% at 3) and the steps took 95% of the gap on average (96% at 1, 90% at 3)
 CLASSICAL_TRIES_PER_IDEA = 25  # TPE asks per wanted idea before giving up on finding an untried distinct point
 
 # --- agent: runner, workspace, loop, confirmation ------------------------------------------------

@@ -50,11 +50,13 @@ from swarm.errors import ProposerError
 from swarm.models import Direction, Status
 from swarm.proposers.base import Idea, ProposalContext, Usage
 from swarm.proposers.constants import Constant, Space, apply_values, format_value, parse_constants, search_space
+from swarm.proposers.surrogate import Step, model_step
 
 log = logging.getLogger(__name__)
 
 META_CHANGED = "changed"  # comma-separated keys this idea changed; marks a result as classical
 META_PROFILE = "profile"  # the profile whose per-profile entries the values belong to
+META_BASIS = "basis"  # "model" on a model step (the surrogate's jump); absent on a local TPE move
 FAILED_STATUSES = (Status.CRASH, Status.TIMEOUT)  # told as the worst value seen
 SCORED_STATUSES = (Status.KEEP, Status.DISCARD)  # told with their metric
 
@@ -69,7 +71,8 @@ class ClassicalProposer:
     `seed`: makes the sequence of ideate calls reproducible (give each agent its own seed, or agents
     sharing a leader propose the same points and rely on board dedup). `sampler`: "tpe" (default) or
     "random" (same local moves, uniform draws: the baseline of scripts/bench_classical.py).
-    `max_changes`: constants changed per idea (1..max_changes)."""
+    `max_changes`: constants changed per idea (1..max_changes). `model_step`: the first idea of a call
+    is the surrogate's jump (swarm.proposers.surrogate) whenever the observations support one."""
 
     name = "classical"
     can_implement = False
@@ -81,6 +84,7 @@ class ClassicalProposer:
         sampler: str = "tpe",
         max_changes: int = defaults.CLASSICAL_MAX_CHANGES,
         n_startup_trials: int = defaults.CLASSICAL_STARTUP_TRIALS,
+        model_step: bool = defaults.CLASSICAL_MODEL_STEP,
     ) -> None:
         if sampler not in ("tpe", "random"):
             raise ProposerError(f"classical: unknown sampler {sampler!r} (tpe or random)")
@@ -90,6 +94,7 @@ class ClassicalProposer:
         self.sampler = sampler
         self.max_changes = max_changes
         self.n_startup_trials = n_startup_trials
+        self.model_step = model_step
         self._rng = random.Random(seed)
 
     # --- the Proposer protocol -------------------------------------------------------------------
@@ -139,11 +144,18 @@ class ClassicalProposer:
             sampler = optuna.samplers.RandomSampler(seed=call_seed)
         direction = StudyDirection.MAXIMIZE if ctx.direction is Direction.MAXIMIZE else StudyDirection.MINIMIZE
         study = optuna.create_study(direction=direction, sampler=sampler)
-        n_obs, n_failed, tried, best = self._replay(study, ctx, spaces, leader)
+        n_obs, n_failed, tried, scored = self._replay(study, ctx, spaces, leader)
+        best = max(scored, key=lambda pv: ctx.direction.gain(0.0, pv[1])) if scored else None
         rng = random.Random(call_seed)
         by_key = {c.key: c for c in constants}
         ideas: list[Idea] = []
         seen = set(tried) | {_point_sig(leader)}
+        step = self._model(ctx, spaces, leader, scored, rng) if n > 0 else None
+        if step is not None and _point_sig(point := {**leader, **step.values}) not in seen:
+            seen.add(_point_sig(point))
+            self._add(study, spaces, point, None, TrialState.RUNNING)
+            moved = [c for c in constants if c.key in step.values]
+            ideas.append(self._idea(ctx, moved, point, n_obs, n_failed, best, step))
         for _ in range(max(1, n) * defaults.CLASSICAL_TRIES_PER_IDEA):
             if len(ideas) >= n:
                 break
@@ -169,9 +181,10 @@ class ClassicalProposer:
         ctx: ProposalContext,
         spaces: dict[str, Space],
         leader: dict[str, float | int],
-    ) -> tuple[int, int, set[tuple[tuple[str, float], ...]], tuple[float, dict[str, float | int]] | None]:
+    ) -> tuple[int, int, set[tuple[tuple[str, float], ...]], list[tuple[dict[str, float | int], float]]]:
         """Tell the study every observation: the leader and each classical result of this profile.
-        Returns (#observations, #crash/timeout, points tried on the current leader, best (value, point))."""
+        Returns (#observations, #crash/timeout, points tried on the current leader, the scored
+        (point, value) pairs)."""
         obs: list[tuple[dict[str, float | int], float | None]] = []
         tried: set[tuple[tuple[str, float], ...]] = set()
         if ctx.leader_metric is not None and math.isfinite(ctx.leader_metric):
@@ -189,13 +202,23 @@ class ClassicalProposer:
         values = [v for _, v in obs if v is not None]
         n_failed = sum(1 for _, v in obs if v is None)
         if not values:
-            return 0, n_failed, tried, None
+            return 0, n_failed, tried, []
         worst = min(values, key=lambda v: ctx.direction.gain(0.0, v))
         for point, value in obs:
             self._add(study, spaces, point, worst if value is None else value, TrialState.COMPLETE)
-        scored = [(v, p) for p, v in obs if v is not None]
-        best = max(scored, key=lambda vp: ctx.direction.gain(0.0, vp[0]))
-        return len(obs), n_failed, tried, best
+        return len(obs), n_failed, tried, [(p, v) for p, v in obs if v is not None]
+
+    def _model(
+        self,
+        ctx: ProposalContext,
+        spaces: dict[str, Space],
+        leader: dict[str, float | int],
+        scored: list[tuple[dict[str, float | int], float]],
+        rng: random.Random,
+    ) -> Step | None:
+        if not self.model_step or self.sampler != "tpe":
+            return None
+        return model_step(scored, spaces, leader, rng, minimize=ctx.direction is Direction.MINIMIZE)
 
     @staticmethod
     def _add(
@@ -258,7 +281,8 @@ class ClassicalProposer:
         point: dict[str, float | int],
         n_obs: int,
         n_failed: int,
-        best: tuple[float, dict[str, float | int]] | None,
+        best: tuple[dict[str, float | int], float] | None,
+        step: Step | None = None,
     ) -> Idea:
         new_text = {c: format_value(c, point[c.key]) for c in chosen}
         after = apply_values(ctx.files, new_text)
@@ -266,7 +290,13 @@ class ClassicalProposer:
         patch = make_patch(before, {p: after[p] for p in before})
         moves = ", ".join(f"{c.label} {c.text} -> {new_text[c]}" for c in chosen)
         sampler = "Optuna TPE" if self.sampler == "tpe" else "uniform random"
-        if self.sampler == "tpe" and n_obs - n_failed < self.n_startup_trials:
+        if step is not None:
+            basis = (
+                f"an additive quadratic fit to {step.n_obs} observations (every agent's runs of this track) "
+                f"puts each moved constant's minimum here, within the trust region, and predicts "
+                f"{ctx.metric_name} {'-' if ctx.direction is Direction.MINIMIZE else '+'}{step.predicted_gain:.3g}"
+            )
+        elif self.sampler == "tpe" and n_obs - n_failed < self.n_startup_trials:
             basis = (
                 f"{n_obs - n_failed} scored observations on this track are fewer than the "
                 f"{self.n_startup_trials} TPE needs, so this is a random draw around the leader"
@@ -277,12 +307,12 @@ class ClassicalProposer:
             basis = f"a uniform draw over the search space ({n_obs} observations ignored)"
         if best is not None:
             leader = {**point, **{c.key: c.value for c in chosen}}
-            diff = [f"{k}={v:g}" for k, v in best[1].items() if v != leader.get(k)]
-            leader_best = ctx.leader_metric is not None and best[0] == ctx.leader_metric
+            diff = [f"{k}={v:g}" for k, v in best[0].items() if v != leader.get(k)]
+            leader_best = ctx.leader_metric is not None and best[1] == ctx.leader_metric
             basis += (
-                f"; the leader is the best observation ({ctx.metric_name} {best[0]:.6g})"
+                f"; the leader is the best observation ({ctx.metric_name} {best[1]:.6g})"
                 if leader_best or not diff
-                else f"; best observed {ctx.metric_name} {best[0]:.6g} had {', '.join(diff[:6])}"
+                else f"; best observed {ctx.metric_name} {best[1]:.6g} had {', '.join(diff[:6])}"
             )
         if n_failed:
             basis += f"; {n_failed} crashed/timed-out points were told as the worst value"
@@ -290,6 +320,9 @@ class ClassicalProposer:
             f"{sampler} sampler over {len(point)} tunable constants: {basis}. "
             f"Changes {len(chosen)} constant(s) and keeps the rest at the leader's values: a local move "
             "whose effect stays attributable under seed noise."
+            if step is None
+            else f"Model step over {len(point)} tunable constants: {basis}. Changes {len(chosen)} "
+            "constant(s) at once; the noise rule judges it like any other candidate."
         )
         meta: dict[str, float | int | str] = {
             META_CHANGED: ",".join(c.key for c in chosen),
@@ -302,6 +335,7 @@ class ClassicalProposer:
                 META_PROFILE: ctx.profile,
                 **{c.key: point[c.key] for c in chosen},
             }
-        return Idea(
-            title=f"classical: {moves}", rationale=rationale, patch=patch, tags=["classical"], meta=meta
-        )
+        if step is not None:
+            meta[META_BASIS] = "model"
+        title = f"classical{' model step' if step else ''}: {moves}"
+        return Idea(title=title, rationale=rationale, patch=patch, tags=["classical"], meta=meta)

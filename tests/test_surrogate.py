@@ -1,0 +1,146 @@
+"""The classical proposer's model step: an additive quadratic fit to every agent's observations."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from swarm.code.diff import apply_patch
+from swarm.models import Direction, Status
+from swarm.proposers.base import PastResult, ProposalContext
+from swarm.proposers.classical import META_BASIS, ClassicalProposer
+from swarm.proposers.constants import parse_constants, search_space
+from swarm.proposers.surrogate import coordinate, model_step
+
+TRAIN = """\
+MATRIX_LR = 0.04                       # Muon learning rate
+WARMDOWN_RATIO = 0.5                   # fraction of the budget decaying the LR
+TOTAL_BATCH_SIZE = 2**19               # tokens per optimizer step
+SOFTCAP = 15.0                         # no effect on the objective below
+"""
+FILES = {"train.py": TRAIN}
+OPT = {"MATRIX_LR": 0.07, "WARMDOWN_RATIO": 0.65, "TOTAL_BATCH_SIZE": 2**18}
+NOISE = 0.001
+
+
+def true_value(p: dict[str, float | int]) -> float:
+    """A bowl in each constant's natural coordinate, 0.970 at OPT; SOFTCAP does nothing."""
+    return (
+        0.970
+        + 0.004 * math.log2(float(p["MATRIX_LR"]) / OPT["MATRIX_LR"]) ** 2
+        + 0.1 * (float(p["WARMDOWN_RATIO"]) - OPT["WARMDOWN_RATIO"]) ** 2
+        + 0.003 * math.log2(int(p["TOTAL_BATCH_SIZE"]) / OPT["TOTAL_BATCH_SIZE"]) ** 2
+    )
+
+
+def spaces_and_leader() -> tuple[dict, dict[str, float | int]]:
+    cs = parse_constants(FILES, "cpu")
+    return {c.key: search_space(c) for c in cs}, {c.key: c.value for c in cs}
+
+
+def local_moves(n: int, seed: int) -> list[tuple[dict[str, float | int], float]]:
+    """The leader and n noisy runs of random 1-2 constant moves around it (what local search leaves)."""
+    spaces, leader = spaces_and_leader()
+    rng = random.Random(seed)
+    obs: list[tuple[dict[str, float | int], float]] = [(dict(leader), true_value(leader))]
+    for _ in range(n):
+        p = dict(leader)
+        for k in rng.sample(sorted(spaces), rng.randint(1, 2)):
+            s = spaces[k]
+            if s.kind == "pow2":
+                p[k] = s.to_value(rng.randint(int(s.low), int(s.high)))
+            elif s.log:
+                p[k] = s.to_value(math.exp(rng.uniform(math.log(s.low), math.log(s.high))))
+            else:
+                p[k] = s.to_value(rng.uniform(s.low, s.high))
+        obs.append((p, true_value(p) + rng.gauss(0.0, NOISE)))
+    return obs
+
+
+def test_a_model_step_jumps_most_of_the_way_and_leaves_a_constant_without_effect() -> None:
+    spaces, leader = spaces_and_leader()
+    obs = local_moves(40, seed=3)
+    start = true_value(leader)  # 0.9779: 7.9 noise sds above the optimum
+    for seed in range(5):  # each bootstrap draw is a different, equally good step
+        step = model_step(obs, spaces, leader, random.Random(seed))
+        assert step is not None and step.n_obs == 41
+        after = true_value({**leader, **step.values})
+        # one step (within the trust region) takes most of the gap
+        assert after < start - 0.6 * (start - 0.970), (seed, step.values, after)
+        assert "SOFTCAP" not in step.values
+        assert step.predicted_gain > 3 * NOISE
+    # over many histories and draws: a constant without effect rarely moves (5% measured), the gain holds
+    steps = [
+        model_step(local_moves(40, seed=100 + h), spaces, leader, random.Random(d)) for h in range(20) for d in range(3)
+    ]
+    assert all(s is not None for s in steps)
+    assert sum("SOFTCAP" in s.values for s in steps if s) <= 6
+    gaps = sorted((start - true_value({**leader, **s.values})) / (start - 0.970) for s in steps if s)
+    assert gaps[len(gaps) // 2] > 0.9 and gaps[len(gaps) // 10] > 0.6, gaps
+
+
+def test_too_few_observations_or_only_noise_give_no_step() -> None:
+    spaces, leader = spaces_and_leader()
+    assert model_step(local_moves(8, seed=3), spaces, leader, random.Random(0)) is None  # 9 params need 14
+    rng = random.Random(9)
+    flat = [(p, 1.0 + rng.gauss(0.0, NOISE)) for p, _ in local_moves(60, seed=4)]
+    assert [model_step(flat, spaces, leader, random.Random(s)) for s in range(10)] == [None] * 10
+
+
+def test_maximize_is_the_mirror_of_minimize() -> None:
+    spaces, leader = spaces_and_leader()
+    obs = local_moves(40, seed=5)
+    down = model_step(obs, spaces, leader, random.Random(1))
+    up = model_step([(p, -v) for p, v in obs], spaces, leader, random.Random(1), minimize=False)
+    assert down is not None and down == up
+
+
+def test_natural_coordinates() -> None:
+    spaces, _ = spaces_and_leader()
+    assert coordinate(spaces["TOTAL_BATCH_SIZE"], 2**19) == 19
+    assert coordinate(spaces["MATRIX_LR"], 0.04) == math.log(0.04)
+    assert coordinate(spaces["WARMDOWN_RATIO"], 0.5) == 0.5
+    assert coordinate(spaces["MATRIX_LR"], -1.0) is None
+
+
+def _ctx(obs: list[tuple[dict[str, float | int], float]]) -> ProposalContext:
+    history = [
+        PastResult(
+            title="t",
+            status=Status.DISCARD,
+            metric=v,
+            delta=None,
+            on_current_leader=True,
+            proposer="classical",
+            meta={"changed": ",".join(k for k in p if p[k] != obs[0][0][k]) or "SOFTCAP", "profile": "cpu", **p},
+        )
+        for p, v in obs[1:]
+    ]
+    return ProposalContext(
+        track="cpu:2c",
+        profile="cpu",
+        metric_name="val_bpb",
+        direction=Direction.MINIMIZE,
+        files=FILES,
+        leader_metric=obs[0][1],
+        leader_generation=1,
+        history=history,
+    )
+
+
+def test_the_classical_proposer_leads_with_the_model_step_once_the_data_supports_one() -> None:
+    ctx = _ctx(local_moves(40, seed=3))
+    ideas, _ = ClassicalProposer(seed=7).ideate(ctx, 3)
+    assert len(ideas) == 3
+    first = ideas[0]
+    assert first.title.startswith("classical model step: ") and first.meta[META_BASIS] == "model"
+    assert "additive quadratic fit to 41 observations" in first.rationale
+    new = apply_patch(FILES, first.patch or "")
+    point = {c.key: c.value for c in parse_constants(new, "cpu")}
+    assert true_value(point) < true_value(spaces_and_leader()[1]) - 0.004  # over half the gap of 0.0079
+    assert all(META_BASIS not in i.meta for i in ideas[1:])  # the rest are local TPE moves
+    # off: local moves only; and too little data: no model step either
+    off, _ = ClassicalProposer(seed=7, model_step=False).ideate(ctx, 3)
+    assert all(META_BASIS not in i.meta for i in off)
+    few, _ = ClassicalProposer(seed=7).ideate(_ctx(local_moves(5, seed=3)), 3)
+    assert all(META_BASIS not in i.meta for i in few)
