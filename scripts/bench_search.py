@@ -380,6 +380,11 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
             for r, g in zip(explores, gains, strict=True)
             if r.hypothesis_id and board.get(r.hypothesis_id).title.startswith("combine")
         ],
+        "model_steps": [  # (status, true gain over its parent in sds, seconds since go)
+            (str(r.status), round(g, 1), round(r.published_ms / 1000 - offset - go))
+            for r, g in zip(explores, gains, strict=True)
+            if r.meta.get("basis") == "model"
+        ],
     }
     return {"best": best, "experiments": len(results), "by_kind": {str(k): v for k, v in kinds.items()},
             "moves": max(0, len(best) - 1), "candidates": candidates, "diag": diag}  # fmt: skip

@@ -97,11 +97,14 @@ CLASSICAL_MODEL_OBS_PER_PARAM = 1.5  # observations per fitted parameter before 
 CLASSICAL_MODEL_RADIUS = 0.25  # trust region: each constant moves at most a quarter of its space (x/2..x*2 for a
 #                                float, one doubling for a power of two), so a wrong model costs one run, not a recipe
 CLASSICAL_MODEL_WIDTH = 0.5  # observations weigh exp(-|d|^2 / 2w^2), d in spans from the leader: the fit is local
-CLASSICAL_MODEL_RIDGE = 1e-3  # shrinkage of the slopes and curvatures: keeps a constant seen at few values tame
+CLASSICAL_MODEL_IRLS_ROUNDS = 4  # Huber reweighting rounds: points the additive surface cannot explain (LR and batch
+#                                   moved together) weigh less; the residual sd on bench_search's bowl fell ~2x
+CLASSICAL_MODEL_RIDGE = 1e-6  # shrinkage (x the total weight), only to keep the fit solvable: at 1e-3 the fit of the
+#   bench_search bowl (exact for noise-free data) left residuals of 2-3 noise sds and no step passed its own z test
 CLASSICAL_MODEL_MIN_GAIN_SDS = 1.0  # proposed when it promises >= 1 residual sd: a smaller gain cannot pass screening
 CLASSICAL_MODEL_MOVE_Z = 2.0  # ... and each constant it moves promises a gain >= 2 of its standard errors: on the bowl
 #   of tests/test_surrogate.py (scripts/bench_model_step.py: 200 fits of 40 observations) a constant with no effect
-#   moved in 5% of steps (44% at z = 1, 0% at 3) and the steps took 95% of the gap on average (96% at 1, 90% at 3)
+#   moved in 7.5% of steps (30% at z = 1, 2.5% at 3) and the steps took 97% of the gap on average (98% at 1, 96% at 3)
 CLASSICAL_TRIES_PER_IDEA = 25  # TPE asks per wanted idea before giving up on finding an untried distinct point
 
 # --- agent: runner, workspace, loop, confirmation ------------------------------------------------

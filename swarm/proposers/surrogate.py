@@ -9,12 +9,14 @@ agents make N times the observations, and a model that pools them can see what n
 
 where u_k is the constant's natural coordinate (log for log spaces, the exponent for powers of two,
 the value for linear ones) and span_k the width of its search space in that coordinate. It is a ridge
-least-squares fit on a bootstrap resample of the observations (so agents asking at the same moment
-get different, equally plausible steps: Thompson sampling in spirit), weighted by nearness to the
-leader. Each constant whose fitted curve promises a gain (by `CLASSICAL_MODEL_MOVE_Z` standard errors
-of that gain, so a constant with no effect stays put) moves to the curve's minimum, within a trust
-region of `radius` spans; the step is the sum of those moves. It is proposed only when the fit has
-enough observations for its parameters and promises a gain of at least `min_gain_sds` times the
+least-squares fit weighted by nearness to the leader and made robust with Huber weights (points the
+additive surface cannot explain, such as two interacting constants moved together, weigh less), and
+the step goes to the minimum of a surface drawn from the fit's uncertainty (Thompson sampling), so
+agents asking at the same moment try different, equally plausible steps. Each constant moves to its
+drawn curve's minimum, within a trust region (`CLASSICAL_MODEL_RADIUS` spans), when the fit expects that move to
+gain by `CLASSICAL_MODEL_MOVE_Z` standard errors of the gain (so a constant with no effect stays put);
+the step is the sum of those moves. It is proposed only when the fit has
+enough observations for its parameters and promises a gain of at least `CLASSICAL_MODEL_MIN_GAIN_SDS` times the
 fit's residual sd (about the seed noise when the model fits). The noise rule then judges it like any
 other candidate: the model only decides what to try, never what to keep.
 
@@ -64,6 +66,34 @@ def _value(space: Space, coord: float) -> float | int:
     return space.to_value(x)
 
 
+def _robust_fit(
+    x: np.ndarray, y: np.ndarray, near: np.ndarray, ridge: float
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Ridge least squares weighted by `near`, made robust by Huber weights (a few iterations): the
+    points an additive surface cannot explain (two interacting constants moved together) weigh less
+    instead of blurring every curvature. Returns (coefficients, their covariance, the residual sd
+    (MAD-based)), or None when the system is singular."""
+    penalty = ridge * np.eye(x.shape[1])
+    penalty[0, 0] = 0.0  # the intercept is not shrunk
+    huber = np.ones(len(y))
+    for _ in range(defaults.CLASSICAL_MODEL_IRLS_ROUNDS):
+        w = near * huber
+        xw, yw = x * np.sqrt(w)[:, None], y * np.sqrt(w)
+        try:
+            inv = np.linalg.inv(xw.T @ xw + penalty * w.sum())
+        except np.linalg.LinAlgError:
+            return None
+        beta = inv @ (xw.T @ yw)
+        resid = y - x @ beta
+        scale = 1.4826 * float(np.median(np.abs(resid[near > 0.1]))) if (near > 0.1).any() else 0.0
+        if scale <= 0.0:
+            break
+        huber = np.minimum(1.0, 1.345 * scale / np.maximum(np.abs(resid), 1e-300))
+    dof = max(1.0, float(len(y)) - x.shape[1])
+    scale = max(scale, math.sqrt(float(((resid**2) * w).sum()) / dof) / 10)  # never zero on exact data
+    return beta, scale**2 * inv, scale
+
+
 @dataclass(frozen=True)
 class Step:
     """A proposed jump: the new values of the constants it moves and the loss decrease it predicts."""
@@ -80,14 +110,12 @@ def model_step(
     rng: random.Random,
     *,
     minimize: bool = True,
-    min_gain_sds: float = defaults.CLASSICAL_MODEL_MIN_GAIN_SDS,
-    radius: float = defaults.CLASSICAL_MODEL_RADIUS,
-    ridge: float = defaults.CLASSICAL_MODEL_RIDGE,
 ) -> Step | None:
     """The model step from `observations` ((point, metric) pairs, the leader's own included), or None
-    when too few observations vary the constants or the step promises less than `min_gain_sds` times
+    when too few observations vary the constants or the step promises less than CLASSICAL_MODEL_MIN_GAIN_SDS times
     the fit's residual sd (about the seed noise when the model fits: a smaller gain would not pass
     the noise rule anyway)."""
+    radius, ridge = defaults.CLASSICAL_MODEL_RADIUS, defaults.CLASSICAL_MODEL_RIDGE  # read per call: settings
     keys = [k for k in spaces if coordinate(spaces[k], leader[k]) is not None]
     rows: list[list[float]] = []
     ys: list[float] = []
@@ -105,53 +133,50 @@ def model_step(
         return None
     d_all = np.array(rows)
     varied = [j for j in range(len(keys)) if len({round(x, 9) for x in d_all[:, j]}) >= 3]
-    # 2 parameters per varied constant and an intercept; ask for twice that many observations, so
-    # the fit averages the noise instead of threading through it.
+    # 2 parameters per varied constant and an intercept; ask for more observations than that, so the
+    # fit averages the noise instead of threading through it.
     if not varied or len(rows) < defaults.CLASSICAL_MODEL_OBS_PER_PARAM * (2 * len(varied) + 1):
         return None
-    idx = [rng.randrange(len(rows)) for _ in rows]  # bootstrap resample
-    d = d_all[idx][:, varied]
-    y = np.array(ys)[idx]
-    w = np.exp(-0.5 * (d**2).sum(axis=1) / defaults.CLASSICAL_MODEL_WIDTH**2)
+    d = d_all[:, varied]
+    m = len(varied)
     x = np.hstack([np.ones((len(d), 1)), d, d**2])
-    sw = np.sqrt(w)[:, None]
-    xw, yw = x * sw, y * sw[:, 0]
-    penalty = ridge * np.eye(x.shape[1])
-    penalty[0, 0] = 0.0  # the intercept is not shrunk
+    near = np.exp(-0.5 * (d**2).sum(axis=1) / defaults.CLASSICAL_MODEL_WIDTH**2)
+    fit = _robust_fit(x, np.array(ys), near, ridge)
+    if fit is None:
+        return None
+    beta, cov, resid_sd = fit
+    # Thompson sampling: the step goes to the minimum of a surface drawn from the fit's uncertainty,
+    # so agents asking at the same moment try different, equally plausible steps.
     try:
-        inv = np.linalg.inv(xw.T @ xw + penalty * w.sum())
+        chol = np.linalg.cholesky(cov + 1e-18 * np.eye(len(beta)))
     except np.linalg.LinAlgError:
         return None
-    beta = inv @ (xw.T @ yw)
-    resid = yw - xw @ beta
-    resid_sd = math.sqrt(float(resid @ resid) / max(1.0, float(w.sum()) - x.shape[1]))
-    cov = resid_sd**2 * inv  # of the coefficients (ridge makes it slightly optimistic; z covers that)
-    m = len(varied)
+    draw = beta + chol @ np.array([rng.gauss(0.0, 1.0) for _ in beta])
     values: Point = {}
     gain = 0.0
     for i, j in enumerate(varied):
         k = keys[j]
-        b, a = float(beta[1 + i]), float(beta[1 + m + i])
+        b, a = float(draw[1 + i]), float(draw[1 + m + i])
         if a > 1e-12:
             t = -b / (2 * a)
         elif b != 0:
-            t = -math.copysign(radius, b)  # no curvature seen: walk downhill to the trust radius
+            t = -math.copysign(radius, b)  # no curvature: downhill to the edge of the trust region
         else:
             continue
         t = max(-radius, min(radius, t))
-        lead_c = origin[k]
-        new = _value(spaces[k], lead_c + t * _span(spaces[k]))
-        if new == leader[k]:
+        new = _value(spaces[k], origin[k] + t * _span(spaces[k]))
+        c = coordinate(spaces[k], new)
+        if new == leader[k] or c is None:
             continue
-        new_c = coordinate(spaces[k], new)
-        assert new_c is not None
-        t = (new_c - lead_c) / _span(spaces[k])  # the move actually made, after rounding and clipping
-        g = -(b * t + a * t * t)
-        ia, ib = 1 + m + i, 1 + i
-        se = t * math.sqrt(max(0.0, cov[ib, ib] + 2 * t * cov[ib, ia] + t * t * cov[ia, ia]))
-        if g >= defaults.CLASSICAL_MODEL_MOVE_Z * abs(se):  # a constant moves on evidence, not on a noisy slope
+        t = (c - origin[k]) / _span(spaces[k])  # the move as made: rounded, clipped to the space
+        # The gain the fit (not the draw) expects from this move, and its standard error: a constant
+        # moves on evidence, not on a noisy slope.
+        ib, ia = 1 + i, 1 + m + i
+        g = -(float(beta[ib]) * t + float(beta[ia]) * t * t)
+        se = abs(t) * math.sqrt(max(0.0, cov[ib, ib] + 2 * t * cov[ib, ia] + t * t * cov[ia, ia]))
+        if g >= defaults.CLASSICAL_MODEL_MOVE_Z * se:
             values[k] = new
             gain += g
-    if not values or gain < min_gain_sds * resid_sd:
+    if not values or gain < defaults.CLASSICAL_MODEL_MIN_GAIN_SDS * resid_sd:
         return None
     return Step(values=values, predicted_gain=gain, n_obs=len(rows))
