@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 from swarm.code.diff import apply_patch
 from swarm.models import Direction, Status
@@ -144,3 +147,27 @@ def test_the_classical_proposer_leads_with_the_model_step_once_the_data_supports
     assert all(META_BASIS not in i.meta for i in off)
     few, _ = ClassicalProposer(seed=7).ideate(_ctx(local_moves(5, seed=3)), 3)
     assert all(META_BASIS not in i.meta for i in few)
+
+
+def test_the_model_step_scripts_run() -> None:
+    root = Path(__file__).resolve().parents[1]
+    sim = subprocess.run(
+        [sys.executable, str(root / "scripts" / "sim_search.py"), "--agents", "2", "--rounds", "4", "--seeds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert sim.returncode == 0, sim.stderr
+    assert sim.stdout.startswith("off: N=2, 4 rounds: final true ") and "\non: N=2" in sim.stdout
+    bad = subprocess.run(
+        [sys.executable, str(root / "scripts" / "sim_search.py"), "--variant", 'x={"NO_SUCH": 1}'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: variant 'x': swarm.defaults has no NO_SUCH"
+    stats = subprocess.run(
+        [sys.executable, str(root / "scripts" / "bench_model_step.py")], capture_output=True, text=True, timeout=120
+    )
+    assert stats.returncode == 0, stats.stderr
+    assert [line.split(":")[0] for line in stats.stdout.splitlines()] == ["z = 1", "z = 2", "z = 3"]
