@@ -71,10 +71,12 @@ def wait_for(pred: Callable[[], object], timeout: float, what: str) -> object:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def init(url: str, swarm: str, *args: str) -> Board:
+Connect = Callable[[str, str], Board]  # the connect_board fixture: boards closed at teardown
+
+
+def init(url: str, swarm: str, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "swarm.cli", "--redis", url, "--swarm", swarm, "init", "--arena",
                     str(SYNTH), *args], check=True, capture_output=True)
-    return Board.connect(url, swarm)
 
 
 def claimed_by(board: Board, agent_pid: int) -> list[str]:
@@ -83,8 +85,11 @@ def claimed_by(board: Board, agent_pid: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_three_agents_confirm_a_leader_move_and_end_on_it(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
-    board = init(redis_url, swarm_name)
+def test_three_agents_confirm_a_leader_move_and_end_on_it(
+    redis_url: str, swarm_name: str, tmp_path: Path, connect_board: Connect
+) -> None:
+    init(redis_url, swarm_name)
+    board = connect_board(redis_url, swarm_name)
     procs = [spawn(redis_url, swarm_name, tmp_path / f"a{i}", "--seed", str(i)) for i in range(3)]
     try:
         # From when all three are registered, no agent runs its own candidate's confirmations.
@@ -134,8 +139,11 @@ def test_three_agents_confirm_a_leader_move_and_end_on_it(redis_url: str, swarm_
     assert all(not a.alive for a in board.agents())
 
 
-def test_kill_9_requeues_and_another_agent_finishes(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
-    board = init(redis_url, swarm_name, "--lease-s", "2", "--max-attempts", "3")
+def test_kill_9_requeues_and_another_agent_finishes(
+    redis_url: str, swarm_name: str, tmp_path: Path, connect_board: Connect
+) -> None:
+    init(redis_url, swarm_name, "--lease-s", "2", "--max-attempts", "3")
+    board = connect_board(redis_url, swarm_name)
     slow = spawn(redis_url, swarm_name, tmp_path / "slow", "--budget", "60")
     held = wait_for(lambda: claimed_by(board, slow.pid), 30, "the slow agent to claim")
     assert isinstance(held, list)
@@ -154,8 +162,11 @@ def test_kill_9_requeues_and_another_agent_finishes(redis_url: str, swarm_name: 
     assert any(e.kind == "requeue" or "requeue" in e.text for e in board.events(limit=200))
 
 
-def test_sigterm_releases_claims_and_deregisters(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
-    board = init(redis_url, swarm_name)
+def test_sigterm_releases_claims_and_deregisters(
+    redis_url: str, swarm_name: str, tmp_path: Path, connect_board: Connect
+) -> None:
+    init(redis_url, swarm_name)
+    board = connect_board(redis_url, swarm_name)
     proc = spawn(redis_url, swarm_name, tmp_path / "a", "--budget", "60")
     held = wait_for(lambda: claimed_by(board, proc.pid), 30, "a claim")
     assert isinstance(held, list)
@@ -170,11 +181,14 @@ def test_sigterm_releases_claims_and_deregisters(redis_url: str, swarm_name: str
     assert not [r for r in board.results(limit=50) if r.hypothesis_id in held]  # nothing half-published
 
 
-def test_redis_restart_mid_run_result_published_afterwards(tmp_path: Path, swarm_name: str) -> None:
+def test_redis_restart_mid_run_result_published_afterwards(
+    tmp_path: Path, swarm_name: str, connect_board: Connect
+) -> None:
     server = RedisServer(free_port(), tempfile.mkdtemp(prefix="swarm-aof-"), persist=True)
     server.start()
     try:
-        board = init(server.url, swarm_name)
+        init(server.url, swarm_name)
+        board = connect_board(server.url, swarm_name)
         proc = spawn(server.url, swarm_name, tmp_path / "a", "--budget", "4", "--max-experiments", "1",
                      "--no-pipeline")
         held = wait_for(lambda: claimed_by(board, proc.pid), 30, "a claim")
@@ -184,7 +198,7 @@ def test_redis_restart_mid_run_result_published_afterwards(tmp_path: Path, swarm
         wait_for(lambda: (tmp_path / "a" / defaults.OUTBOX_FILE).exists(), 30, "the outbox")
         server.start()
         assert proc.wait(timeout=60) == 0, (tmp_path / "a" / "agent.log").read_text()[-2000:]
-        board = Board.connect(server.url, swarm_name)
+        board = connect_board(server.url, swarm_name)
         res = [r for r in board.results(limit=20) if r.hypothesis_id == held[0]]
         assert len(res) == 1 and res[0].status == "keep" and not res[0].stale
         assert board.get(held[0]).state == "done"
@@ -226,7 +240,9 @@ def test_runner_kills_a_run_that_ignores_its_deadline(tmp_path: Path) -> None:
     assert out.status == "crash" and "synthetic crash" in out.error
 
 
-def test_running_agent_serves_prometheus_metrics(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
+def test_running_agent_serves_prometheus_metrics(
+    redis_url: str, swarm_name: str, tmp_path: Path, connect_board: Connect
+) -> None:
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
@@ -239,7 +255,7 @@ def test_running_agent_serves_prometheus_metrics(redis_url: str, swarm_name: str
         argv = agent_cmd(redis_url, swarm_name, workdir, "--metrics-port", str(port))
         argv.remove("--no-metrics")
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    board = Board.connect(redis_url, swarm_name)
+    board = connect_board(redis_url, swarm_name)
     try:
         # the 5 baseline seeds and one run after them: the leader was seen (synced) before that run
         wait_for(lambda: len(board.results(limit=50)) >= 6, 60, "six results")
@@ -267,11 +283,14 @@ def sim_run(arena_dir: Path, files: dict[str, str], seed: int, budget_s: float, 
     return RunOutcome("ok", (x - 0.7) ** 2 + (y - 0.3) ** 2 + 1.0 + noise, 0.2, {})
 
 
-def test_two_agents_keep_busy_while_the_baseline_is_measured(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
+def test_two_agents_keep_busy_while_the_baseline_is_measured(
+    redis_url: str, swarm_name: str, tmp_path: Path, connect_board: Connect
+) -> None:
     """Two real Agents (simulated runs) on a fresh track: 5 baseline seeds split 3/2, so the agent that ran
     its 2 explores the pristine code meanwhile; that run is judged against the baseline once it lands,
     and nothing is lost or left claimed."""
-    board = init(redis_url, swarm_name)
+    init(redis_url, swarm_name)
+    board = connect_board(redis_url, swarm_name)
     agents = []
     for i in range(2):
         props = [ClassicalProposer(seed=i)]
@@ -305,7 +324,9 @@ FAULT_POINTS = {
 
 
 @pytest.mark.parametrize("where", list(FAULT_POINTS))
-def test_redis_refusing_connections_at_each_step_of_the_loop(where: str, tmp_path: Path, swarm_name: str) -> None:
+def test_redis_refusing_connections_at_each_step_of_the_loop(
+    where: str, tmp_path: Path, swarm_name: str, connect_board: Connect
+) -> None:
     """Redis stops at one step of the loop of a real Agent (after the baseline) and comes back 2 s later:
     the agent backs off, goes on, ends normally, and nothing is lost or published twice."""
     owner, method, when = FAULT_POINTS[where]
@@ -336,14 +357,15 @@ def test_redis_refusing_connections_at_each_step_of_the_loop(where: str, tmp_pat
             setattr(part, method, wrapped)
 
     try:
-        board = init(server.url, swarm_name)
+        init(server.url, swarm_name)
+        board = connect_board(server.url, swarm_name)
         props = [ClassicalProposer(seed=0)]
         opts = AgentOptions(workdir=tmp_path / "a", arena=SYNTH, track=TRACK, runner=sim_run, max_experiments=7)
         agent = Faulty(board, opts, props, Selector(props, [1.0]))
         assert agent.run() == 7  # no exception: the agent went on
         assert fired, "the fault never fired"
         assert not (tmp_path / "a" / defaults.OUTBOX_FILE).exists()
-        board = Board.connect(server.url, swarm_name)
+        board = connect_board(server.url, swarm_name)
         mine = [r for r in board.results(limit=100) if r.agent_id == agent.agent_id]
         assert len(mine) == 7 and not any(r.stale for r in mine)  # every run published, once
         assert max(Counter(r.hypothesis_id for r in mine).values()) == 1
@@ -370,13 +392,13 @@ def flaky_arena(dest: Path, crash_seed: int) -> Path:
 
 
 def test_a_crashed_baseline_seed_is_retried_and_no_agent_gives_up(
-    redis_url: str, swarm_name: str, tmp_path: Path
+    redis_url: str, swarm_name: str, tmp_path: Path, connect_board: Connect
 ) -> None:
     arena = flaky_arena(tmp_path / "flaky", crash_seed=1)
     init_cmd = [sys.executable, "-m", "swarm.cli", "--redis", redis_url, "--swarm", swarm_name, "init", "--arena",
                 str(arena)]
     subprocess.run(init_cmd, check=True, capture_output=True)
-    board = Board.connect(redis_url, swarm_name)
+    board = connect_board(redis_url, swarm_name)
     procs = []
     for i in range(2):
         workdir = tmp_path / f"a{i}"
@@ -441,7 +463,9 @@ def test_a_run_dies_with_its_agent_and_a_restart_cleans_up_what_was_left(
     assert "killed the run an earlier agent left running here" in (workdir / "agent.log").read_text()
 
 
-def test_an_agent_starts_past_a_corrupt_outbox_line(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
+def test_an_agent_starts_past_a_corrupt_outbox_line(
+    redis_url: str, swarm_name: str, tmp_path: Path, connect_board: Connect
+) -> None:
     init(redis_url, swarm_name)
     workdir = tmp_path / "a"
     workdir.mkdir()
@@ -450,4 +474,4 @@ def test_an_agent_starts_past_a_corrupt_outbox_line(redis_url: str, swarm_name: 
     assert agent.wait(timeout=60) == 0, (workdir / "agent.log").read_text()[-2000:]
     assert not (workdir / defaults.OUTBOX_FILE).exists()
     assert (workdir / "outbox.rejected.jsonl").read_text() == '{"result": {"result_id": "torn\n'
-    assert len(Board.connect(redis_url, swarm_name).results(limit=10)) == 2
+    assert len(connect_board(redis_url, swarm_name).results(limit=10)) == 2

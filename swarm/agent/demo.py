@@ -98,6 +98,7 @@ def run_demo(plan: DemoPlan, echo: Echo) -> int:
         url = server.url
         echo(f"embedded redis-server on {url}")
     launcher = None
+    board: Board | None = None
     try:
         prepare_arena(plan.arena, echo)
         swarm = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -129,6 +130,8 @@ def run_demo(plan: DemoPlan, echo: Echo) -> int:
     finally:
         if launcher is not None:
             launcher.stop()
+        if board is not None:
+            board.close()
         if server is not None:
             server.stop()
             shutil.rmtree(plan.workdir / "redis", ignore_errors=True)

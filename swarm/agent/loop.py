@@ -224,17 +224,18 @@ class Agent:
         """Follows leader moves on pub/sub so the waiting job is rebased before it runs."""
         while not self.stop.is_set():
             try:
-                pubsub = self.board.r.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(self.board.leader_channel())
-                while not self.stop.is_set():
-                    msg = pubsub.get_message(timeout=0.5)
-                    if msg is None:
-                        continue
-                    moved = parse_leader_message(msg["data"])
-                    if moved.track == self.track:
-                        self.pipeline.leader_moved()
-                        self.propagation_ms.append(self.board.server_ms() - moved.time_ms)
-                pubsub.close()
+                # closed on the way out of the block, a Redis error included: a subscription dropped
+                # unclosed keeps its socket open until the garbage collector gets to it
+                with self.board.r.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    pubsub.subscribe(self.board.leader_channel())
+                    while not self.stop.is_set():
+                        msg = pubsub.get_message(timeout=0.5)
+                        if msg is None:
+                            continue
+                        moved = parse_leader_message(msg["data"])
+                        if moved.track == self.track:
+                            self.pipeline.leader_moved()
+                            self.propagation_ms.append(self.board.server_ms() - moved.time_ms)
             except BOARD_DOWN as exc:
                 self.board_down(exc)
                 self.stop.wait(1.0)

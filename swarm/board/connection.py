@@ -3,6 +3,7 @@
 `connect(url)` returns a client that has answered PING, or raises `BoardUnavailable` with one line
 naming the URL with its password masked. The client itself retries transient connection errors
 (a restart, a failover) with exponential backoff, so a blip mid-run does not surface as an error.
+`close(r)` closes every socket it opened, the sentinels' included (`Board.close` calls it).
 
 TLS settings ride in the URL's query, which redis-py hands to its SSLConnection:
 `rediss://:PW@host:6380/0?ssl_ca_certs=/etc/swarm/ca.crt&ssl_certfile=agent.crt&ssl_keyfile=agent.key`.
@@ -212,13 +213,13 @@ def connect(
             r.set_retry(Retry(ExponentialBackoff(cap=2.0, base=backoff_s), 3))
             return r
         except redis.exceptions.AuthenticationError as exc:
-            r.close()
+            close(r)
             raise BoardUnavailable(f"cannot authenticate to Redis at {masked}: {exc}") from exc
         except redis.exceptions.ResponseError as exc:  # e.g. NOAUTH / WRONGPASS from an ACL setup
-            r.close()
+            close(r)
             raise BoardUnavailable(f"Redis at {masked} refused the connection: {exc}") from exc
         except TypeError as exc:  # redis-py builds its connection on first use, from the URL's query
-            r.close()
+            close(r)
             if "unexpected keyword argument" not in str(exc):
                 raise
             name = str(exc).rpartition(" ")[2]
@@ -227,21 +228,37 @@ def connect(
             if isinstance(exc, MasterNotFoundError):  # redis-py's text lists client reprs; ask the sentinels why
                 fatal_error, why = ask_sentinels(r, url)
                 if fatal_error is not None:
-                    r.close()
+                    close(r)
                     raise fatal_error from exc
                 last_text = why
             else:
                 fatal = tls_failure(url, exc)
                 if fatal is not None:
-                    r.close()
+                    close(r)
                     raise BoardUnavailable(fatal) from exc
                 last_text = f"{exc}{tls_hint(url, exc)}"
             if attempt < retries:
                 log.debug("redis %s unreachable (attempt %d): %s", masked, attempt + 1, last_text)
                 time.sleep(delay)
                 delay *= 2
-    r.close()
+    close(r)
     raise BoardUnavailable(f"cannot reach Redis at {masked} after {retries + 1} attempts: {last_text}")
+
+
+def close(r: redis.Redis) -> None:
+    """Close every socket of a client from `connect`: its pool's, and for a Sentinel URL the sentinels'.
+
+    Left to the garbage collector instead, a socket is closed at an arbitrary later point (redis-py's
+    pools are reference cycles), or warned about as unclosed when the collector finalizes it first.
+    `Redis.close()` alone leaves a Sentinel client's pool (and the sentinels' clients) connected.
+    """
+    r.close()
+    pool: Any = r.connection_pool
+    pool.disconnect()
+    manager: Sentinel | None = getattr(pool, "sentinel_manager", None)
+    if manager is not None:
+        for sentinel in manager.sentinels:
+            sentinel.close()
 
 
 def ask_sentinels(r: redis.Redis, url: str) -> tuple[SwarmError | None, str]:

@@ -20,11 +20,11 @@ import a whole swarm).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import redis
 
-from swarm.board.connection import Replication
+from swarm.board.connection import Replication, close
 from swarm.board.keys import Keys
 from swarm.board.lua import Scripts
 
@@ -41,6 +41,17 @@ class BoardCore:
         self.scripts = Scripts(r)
         # publish and move_leader go through it: with replicas, a write counts once one has it (WAIT)
         self.replication = Replication(r, barrier_key=self.k.seq_hyp)
+
+    def close(self) -> None:
+        """Close the client's sockets (the board owns the client it was given). `with Board.connect(...)`
+        closes on leaving the block; a board left to the garbage collector leaks its sockets until then."""
+        close(self.r)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def server_ms(self) -> int:
         """Milliseconds on the Redis server's clock (the only clock leases and liveness use)."""

@@ -131,7 +131,8 @@ class RedisProcess:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
-                redis.Redis.from_url(self.url, socket_timeout=1).ping()
+                with redis.Redis.from_url(self.url, socket_timeout=1) as r:
+                    r.ping()
                 return
             except redis.exceptions.ConnectionError:
                 if self.proc.poll() is not None:
@@ -254,7 +255,8 @@ class SentinelProcess(RedisProcess):
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
-                redis.Redis.from_url(self.url, socket_timeout=1).ping()
+                with redis.Redis.from_url(self.url, socket_timeout=1) as r:
+                    r.ping()
                 return
             except redis.exceptions.ConnectionError:
                 if self.proc.poll() is not None:

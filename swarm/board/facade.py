@@ -52,6 +52,8 @@ Everywhere
   stream of all tracks (LEADER_MOVES_MAXLEN) are capped, approximately.
 - Threads may share one Board: each call takes a connection from the client's pool. Processes each
   connect their own.
+- Closing: the board owns its client. `close()`, or leaving `with Board.connect(url, swarm) as board:`,
+  closes every socket it opened (a Sentinel's included); an Agent never closes the board it was given.
 
 Swarm and arena (`arena_pin`, `brief`):
 - `init(arena_dir, min_delta, lease_s, max_attempts, heartbeat_ttl_s) -> SwarmSettings`: pins every

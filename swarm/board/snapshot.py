@@ -334,10 +334,10 @@ def temporary_board(path: str | Path) -> Iterator[Board]:
     server = RedisProcess(workdir)
     try:
         server.start()
-        r = redis.Redis.from_url(server.url, socket_timeout=5)
-        import_swarm(r, snap)
-        r.close()
-        yield Board.connect(server.url, snap.swarm)
+        with redis.Redis.from_url(server.url, socket_timeout=5) as r:
+            import_swarm(r, snap)
+        with Board.connect(server.url, snap.swarm) as board:  # closed before its server stops
+            yield board
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -43,8 +43,7 @@ class CliState:
     def close(self) -> None:
         """Close the board's connections (the command is done; in-process callers must not leak sockets)."""
         if self._board is not None:
-            self._board.r.close()
-            self._board.r.connection_pool.disconnect()
+            self._board.close()
             self._board = None
 
 
