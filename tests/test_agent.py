@@ -32,6 +32,7 @@ import pytest
 from conftest import RedisServer, free_port
 
 from swarm import defaults
+from swarm.agent.context import build_context
 from swarm.agent.loop import Agent, AgentOptions
 from swarm.board import Board
 from swarm.code.diff import EMPTY_PATCH
@@ -311,6 +312,17 @@ def test_two_agents_keep_busy_while_the_baseline_is_measured(
     assert all(r.parent_patch_hash == EMPTY_PATCH and r.status in ("keep", "discard") for r in ahead)
     assert all((r.finished_ms or 0) <= (r.published_ms or 0) for r in ahead)
     assert not board.list_hypotheses(state="claimed", limit=20)
+    # Each classical result carries the point its idea tried, so the proposers' next ideas learn from
+    # it (the published result once dropped its hypothesis' meta: TPE saw only the leader, ever).
+    explores = [r for r in results if r.kind == "explore"]
+    assert explores and all(r.meta.get("changed") for r in explores)
+    for r in explores:
+        hyp = board.get(r.hypothesis_id or "")
+        assert {k: r.meta[k] for k in ("X", "Y")} == {k: hyp.meta[k] for k in ("X", "Y")}
+    leader = board.leader(TRACK)
+    files = {"train.py": board.arena_files()["train.py"].decode()}
+    ctx = build_context(board, agents[0].settings, TRACK, "cpu", leader, files)
+    assert sum("changed" in h.meta for h in ctx.history) == len(explores)
 
 
 FAULT_POINTS = {

@@ -89,6 +89,8 @@ class Publisher:
             finished_ms=now_ms,
             kind=job.kind if job.kind in (Kind.BASELINE, Kind.CONFIRM) else Kind.EXPLORE,
             candidate_of=job.hyp.parent if job.kind == Kind.CONFIRM else None,
+            # what the idea says it tried (the classical proposer's point): proposers learn from it
+            meta=dict(job.hyp.meta),
         )
         return {
             "result": result.model_dump(mode="json"),
