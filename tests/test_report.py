@@ -231,6 +231,24 @@ def test_report_from_recorded_board(redis_url: str, swarm_name: str, tmp_path: P
     assert "RuntimeError: CUDA out of memory" in md
 
 
+def test_report_reads_only_the_titles_it_shows(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
+    """The titles of leader moves and of the latest failures, not one hypothesis read per result (at
+    100,000 results those reads were most of the report's time); the failures still show theirs."""
+    board = Board.connect(redis_url, swarm_name)
+    record_board(board, tmp_path)
+    data = collect(board)
+    assert set(data.titles.values()) == {
+        "Raise the LR to 0.06",
+        "LR 0.06 with warmup 20",
+        "Shallower model for the CPU",
+        "Drop the warmup entirely",
+        "Depth 3, LR 0.05",
+    }  # not the discarded "Deeper model: 6 layers" nor "Warmup 20 steps"
+    md = render_markdown(data)
+    assert "- crash · Drop the warmup entirely · node1-gpu0: RuntimeError: CUDA out of memory" in md
+    assert "- timeout · Depth 3, LR 0.05 · laptop-cpu: killed at the 10 s deadline" in md
+
+
 @pytest.mark.parametrize(
     ("direction", "improvement"), [(Direction.MINIMIZE, "-0.5 (-50%)"), (Direction.MAXIMIZE, "0.5 (50%)")]
 )
