@@ -15,6 +15,8 @@ runs it; never 6379):
      and the exporter is scraped every SCRAPE_EVERY_S as Prometheus would.
 
 Reported per step: claim, publish, complete and heartbeat p50/p99 (ms, send to reply, on the client),
+a bare TIME round trip after each claim from the same thread (`time_rt`: what any call pays on this
+host with no script behind it, the floor under the others),
 leader-move propagation p50/p99/max to every agent (move_leader sent -> the message read by each
 agent's subscriber; same host, same clock) and the deliveries missed, Redis CPU (cores, from
 /proc/<pid>/stat of the redis-server over the step), Redis memory (INFO used_memory), and the load
@@ -29,6 +31,7 @@ the 1,000 records, which a real agent does in its own process.
 
     .venv/bin/python scripts/bench_scale.py                          # 1,000 agents, 1k/10k/100k results
     .venv/bin/python scripts/bench_scale.py --agents 200 --sizes 1000 --rates 3.3:20 --json out.json
+    .venv/bin/python scripts/bench_scale.py --sizes 100000 --rates   # the observers at 100,000 results only
 """
 
 from __future__ import annotations
@@ -74,6 +77,10 @@ SCRAPE_EVERY_S = 15.0  # Prometheus' default scrape interval
 STATUS_REPS = 3
 SCRAPE_REPS = 3
 START_DELAY_S = 2.0
+# The CLI and the exporter run from the tree this script imports `swarm` from: `python -m swarm` puts its
+# working directory first on sys.path, so run from another checkout it would import that one instead
+# (a before/after run with PYTHONPATH on a worktree would time the current tree's CLI).
+TREE = Path(swarm.__file__).resolve().parents[1]
 
 
 def pct(xs: list[float], q: float) -> float | None:
@@ -200,7 +207,7 @@ def fill(url: str, swarm_name: str, have: int, want: int) -> dict[str, Any]:
 
 def cli(args: list[str], env: dict[str, str]) -> float:
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "-m", "swarm", *args], env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "swarm", *args], env=env, cwd=TREE, check=True, stdout=subprocess.DEVNULL)
     return time.monotonic() - t0
 
 
@@ -284,7 +291,7 @@ def agents_worker(
         return -1
 
     lat: dict[str, list[list[float]]] = {
-        k: [[] for _ in steps] for k in ("claim", "publish", "complete", "heartbeat", "peers")
+        k: [[] for _ in steps] for k in ("claim", "publish", "complete", "heartbeat", "peers", "time")
     }
     lags: list[list[float]] = [[] for _ in steps]
     received: list[tuple[int, str, float]] = []
@@ -340,7 +347,10 @@ def agents_worker(
             if c is None:
                 continue
             seq += 1
-            res = result_in(seq + wid, me, track, c.hypothesis.id, c.token, 2.0, b.server_ms())
+            t0 = time.perf_counter()
+            now_ms = b.server_ms()  # a bare TIME: the round trip any call pays on this host, no script
+            lat["time"][st].append(time.perf_counter() - t0)
+            res = result_in(seq + wid, me, track, c.hypothesis.id, c.token, 2.0, now_ms)
             t0 = time.perf_counter()
             b.publish(res)
             t1 = time.perf_counter()
@@ -424,7 +434,12 @@ def server_times_read(r: redis.Redis) -> dict[str, Any]:
 
 
 def run_agents(
-    url: str, swarm_name: str, n_agents: int, steps: list[tuple[float, float]], redis_pid: int, port: int,
+    url: str,
+    swarm_name: str,
+    n_agents: int,
+    steps: list[tuple[float, float]],
+    redis_pid: int,
+    port: int,
     server_times: bool = False,
 ) -> list[dict[str, Any]]:
     r = redis.Redis.from_url(url)
@@ -514,6 +529,7 @@ def run_agents(
                 "complete": ms_summary(merged("complete")),
                 "heartbeat": ms_summary(merged("heartbeat")),
                 "peer_check": ms_summary(merged("peers")),
+                "time_rt": ms_summary(merged("time")),
                 "moves": sum(1 for _, st in sent.values() if st == n),
                 "propagation": {**ms_summary(prop), "missed": missed},
                 "schedule_lag_p99_ms": round((pct(lags, 0.99) or 0) * 1000, 1),
@@ -549,8 +565,11 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000], help="results to fill to")
     ap.add_argument("--rates", nargs="*", default=["3.3:60", "10:20", "30:20", "100:20", "300:20"], help="RATE:SECONDS")
     ap.add_argument("--json", type=Path, help="write every figure here too")
-    ap.add_argument("--server-times", action="store_true",
-                    help="also time each board script inside Redis (SLOWLOG at 0 us; adds ~1 us per command)")
+    ap.add_argument(
+        "--server-times",
+        action="store_true",
+        help="also time each board script inside Redis (SLOWLOG at 0 us; adds ~1 us per command)",
+    )
     args = ap.parse_args()
     if args.agents < WORKER_PROCS or any(s < FILL_PROCS for s in args.sizes) or args.sizes != sorted(args.sizes):
         raise SystemExit("error: --agents must be >= 4 and --sizes ascending, each >= 2")
@@ -566,10 +585,13 @@ def main() -> None:
     where = subprocess.run(
         [sys.executable, "-c", "import swarm; print(swarm.__file__)"],
         env=env,
+        cwd=TREE,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
+    if Path(where).resolve() != Path(swarm.__file__).resolve():
+        raise SystemExit(f"error: the CLI imports {where}, this script {swarm.__file__}")
     out: dict[str, Any] = {"swarm_module": swarm.__file__, "cli_swarm_module": where, "agents": args.agents}
     print(f"swarm: {swarm.__file__} (CLI: {where})", flush=True)
     exporter = None
@@ -590,6 +612,7 @@ def main() -> None:
         exporter = subprocess.Popen(
             [sys.executable, "-m", "swarm", "exporter", "--port", str(port)],
             env=env,
+            cwd=TREE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -616,8 +639,10 @@ def main() -> None:
             }
             out["sizes"].append(row)
             print(json.dumps(row), flush=True)
-        out["steps"] = run_agents(
-            server.url, swarm_name, args.agents, steps, server.proc.pid, port, server_times=args.server_times
+        out["steps"] = (  # `--rates` with no steps: the observers only
+            run_agents(server.url, swarm_name, args.agents, steps, server.proc.pid, port, args.server_times)
+            if steps
+            else []
         )
         for row in out["steps"]:
             print(json.dumps(row), flush=True)
