@@ -18,7 +18,7 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -297,11 +297,14 @@ def test_kill_9_of_the_primary_loses_nothing_acknowledged(group: SentinelGroup, 
     assert old.client().hexists(board.k.results, last.result_id)
 
 
-def test_an_agent_rides_out_a_failover(tmp_path: Path, swarm_name: str) -> None:
+def test_an_agent_rides_out_a_failover(
+    tmp_path: Path, swarm_name: str, connect_board: Callable[[str, str], Board]
+) -> None:
     """The primary is declared dead after 3 s, so the failover outlasts the client's own retries
     (~3 s): the agent meets BOARD_DOWN, backs off with its result in the outbox, and goes on."""
     with ha_group(tmp_path / "ha", down_after_ms=3000) as group:
-        board = init(group.url, swarm_name)
+        init(group.url, swarm_name)
+        board = connect_board(group.url, swarm_name)
         proc = spawn(group.url, swarm_name, tmp_path / "a", "--max-experiments", "8", "--budget", "0.3")
         log = tmp_path / "a" / "agent.log"
         try:

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -241,8 +242,11 @@ def test_heartbeat_ttl_is_a_swarm_setting(board: Board, redis_url: str, swarm_na
 AGENT_TTL_S = 3.0
 
 
-def test_kill_9_frees_both_claims_within_the_heartbeat_ttl(redis_url: str, swarm_name: str, tmp_path: Path) -> None:
-    board = init(redis_url, swarm_name, "--heartbeat-ttl-s", str(AGENT_TTL_S))  # the default 15-minute lease
+def test_kill_9_frees_both_claims_within_the_heartbeat_ttl(
+    redis_url: str, swarm_name: str, tmp_path: Path, connect_board: Callable[[str, str], Board]
+) -> None:
+    init(redis_url, swarm_name, "--heartbeat-ttl-s", str(AGENT_TTL_S))  # the default 15-minute lease
+    board = connect_board(redis_url, swarm_name)
     slow = spawn(redis_url, swarm_name, tmp_path / "slow", "--budget", "60")
     fast: subprocess.Popen[bytes] | None = None
     try:

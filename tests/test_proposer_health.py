@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -111,9 +112,10 @@ def test_a_failing_llm_backs_off_pauses_and_uses_no_human_hypothesis_up(
 
 
 def test_the_bandit_shifts_claims_to_the_proposer_that_improves(
-    redis_url: str, swarm_name: str, tmp_path: Path
+    redis_url: str, swarm_name: str, tmp_path: Path, connect_board: Callable[[str, str], Board]
 ) -> None:
-    board = init(redis_url, swarm_name)
+    init(redis_url, swarm_name)
+    board = connect_board(redis_url, swarm_name)
     props = [Marker("openai:good", "good"), Marker("openai:useless", "bad")]
     opts = AgentOptions(workdir=tmp_path / "a", arena=SYNTH, track=TRACK, runner=marker_run, max_experiments=70,
                         pipeline=False)  # fmt: skip
@@ -159,9 +161,10 @@ class Implementer:
 
 
 def test_a_failed_implementation_goes_back_and_to_another_proposer(
-    redis_url: str, swarm_name: str, tmp_path: Path
+    redis_url: str, swarm_name: str, tmp_path: Path, connect_board: Callable[[str, str], Board]
 ) -> None:
-    board = init(redis_url, swarm_name)
+    init(redis_url, swarm_name)
+    board = connect_board(redis_url, swarm_name)
     hid, _ = board.post(HypothesisIn(text="Move X to the middle", source="human", author="me", priority=10))
     bad, good = Implementer("anthropic:bad", works=False), Implementer("openai:good", works=True)
     opts = AgentOptions(workdir=tmp_path / "a", arena=SYNTH, track=TRACK, runner=marker_run,
@@ -196,9 +199,10 @@ class Repeater(Marker):
 
 
 def test_a_model_that_repeats_itself_backs_off_instead_of_being_asked_every_poll(
-    redis_url: str, swarm_name: str, tmp_path: Path
+    redis_url: str, swarm_name: str, tmp_path: Path, connect_board: Callable[[str, str], Board]
 ) -> None:
-    board = init(redis_url, swarm_name)
+    init(redis_url, swarm_name)
+    board = connect_board(redis_url, swarm_name)
     parrot = Repeater()
     sel = Selector([parrot], [1.0], seed=0, health=HealthPolicy(backoff_s=2, pause_after=3, pause_s=60))  # type: ignore[list-item]
     opts = AgentOptions(workdir=tmp_path / "a", arena=SYNTH, track=TRACK, runner=marker_run, pipeline=False)
