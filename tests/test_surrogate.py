@@ -13,7 +13,7 @@ from swarm.models import Direction, Status
 from swarm.proposers.base import PastResult, ProposalContext
 from swarm.proposers.classical import META_BASIS, ClassicalProposer
 from swarm.proposers.constants import parse_constants, search_space
-from swarm.proposers.surrogate import coordinate, model_step
+from swarm.proposers.surrogate import model_step
 
 TRAIN = """\
 MATRIX_LR = 0.04                       # Muon learning rate
@@ -100,10 +100,10 @@ def test_maximize_is_the_mirror_of_minimize() -> None:
 
 def test_natural_coordinates() -> None:
     spaces, _ = spaces_and_leader()
-    assert coordinate(spaces["TOTAL_BATCH_SIZE"], 2**19) == 19
-    assert coordinate(spaces["MATRIX_LR"], 0.04) == math.log(0.04)
-    assert coordinate(spaces["WARMDOWN_RATIO"], 0.5) == 0.5
-    assert coordinate(spaces["MATRIX_LR"], -1.0) is None
+    assert spaces["TOTAL_BATCH_SIZE"].coordinate(2**19) == 19
+    assert spaces["MATRIX_LR"].coordinate(0.04) == math.log(0.04)
+    assert spaces["WARMDOWN_RATIO"].coordinate(0.5) == 0.5
+    assert spaces["MATRIX_LR"].coordinate(-1.0) is None
 
 
 def _ctx(obs: list[tuple[dict[str, float | int], float]]) -> ProposalContext:

@@ -258,11 +258,9 @@ class ClassicalProposer:
             if b is None:
                 weights[k] = 1.0
                 continue
-            if s.log and s.kind != "pow2":
-                span, dist = math.log(s.high / s.low), abs(math.log(float(a) / float(b)))
-            else:
-                span, dist = s.high - s.low, abs(float(a) - float(b))
-            weights[k] = 0.05 + dist / span
+            pa, pb = s.coordinate(proposal[k]), s.coordinate(leader[k])
+            assert pa is not None and pb is not None  # both lie in the space
+            weights[k] = 0.05 + abs(pa - pb) / s.span
         if not weights:
             return []
         size = min(len(weights), rng.randint(1, self.max_changes))

@@ -76,6 +76,24 @@ class Space:
             return FloatDistribution(self.low, self.high, log=self.log)
         return IntDistribution(int(self.low), int(self.high), log=self.log and self.kind == "int")
 
+    @property
+    def span(self) -> float:
+        """The width of the space in its natural coordinate (`coordinate`)."""
+        if self.log and self.kind != "pow2":
+            return math.log(self.high / self.low)
+        return float(self.high - self.low)  # pow2: the bounds are exponents already
+
+    def coordinate(self, value: float) -> float | None:
+        """The natural coordinate of a constant value, the one distances in this space are measured in:
+        log for log spaces, the exponent for powers of two, else the value (negative floats: the
+        magnitude). None where it has none (a log of a value <= 0)."""
+        v = abs(float(value)) if self.negative else float(value)
+        if self.kind == "pow2":
+            return math.log2(v) if v > 0 else None
+        if self.log:
+            return math.log(v) if v > 0 else None
+        return v
+
     def to_internal(self, value: float) -> float | int | None:
         """The Optuna parameter for a constant value, or None when it lies outside this space."""
         if self.kind == "pow2":

@@ -7,18 +7,19 @@ agents make N times the observations, and a model that pools them can see what n
 
     loss(point) ~ c + sum_k b_k * d_k + a_k * d_k**2,    d_k = (u_k(point) - u_k(leader)) / span_k
 
-where u_k is the constant's natural coordinate (log for log spaces, the exponent for powers of two,
-the value for linear ones) and span_k the width of its search space in that coordinate. It is a ridge
-least-squares fit weighted by nearness to the leader and made robust with Huber weights (points the
-additive surface cannot explain, such as two interacting constants moved together, weigh less), and
-the step goes to the minimum of a surface drawn from the fit's uncertainty (Thompson sampling), so
-agents asking at the same moment try different, equally plausible steps. Each constant moves to its
-drawn curve's minimum, within a trust region (`CLASSICAL_MODEL_RADIUS` spans), when the fit expects that move to
-gain by `CLASSICAL_MODEL_MOVE_Z` standard errors of the gain (so a constant with no effect stays put);
-the step is the sum of those moves. It is proposed only when the fit has
-enough observations for its parameters and promises a gain of at least `CLASSICAL_MODEL_MIN_GAIN_SDS` times the
-fit's residual sd (about the seed noise when the model fits). The noise rule then judges it like any
-other candidate: the model only decides what to try, never what to keep.
+where u_k is the constant's natural coordinate (`Space.coordinate`: log for log spaces, the exponent
+for powers of two, the value for linear ones) and span_k the width of its search space in that
+coordinate (`Space.span`). It is a ridge least-squares fit weighted by nearness to the leader and made
+robust with Huber weights (points the additive surface cannot explain, such as two interacting
+constants moved together, weigh less), and the step goes to the minimum of a surface drawn from the
+fit's uncertainty (Thompson sampling), so agents asking at the same moment try different, equally
+plausible steps. Each constant moves to its drawn curve's minimum, within a trust region
+(`CLASSICAL_MODEL_RADIUS` spans), when the fit expects that move to gain by `CLASSICAL_MODEL_MOVE_Z`
+standard errors of the gain (so a constant with no effect stays put); the step is the sum of those
+moves. It is proposed only when the fit has enough observations for its parameters and promises a
+gain of at least `CLASSICAL_MODEL_MIN_GAIN_SDS` times the fit's residual sd (about the seed noise when
+the model fits). The noise rule then judges it like any other candidate: the model only decides what
+to try, never what to keep.
 
     step = model_step(observations, spaces, leader, rng, minimize=True)   # {key: value} or None
 """
@@ -35,24 +36,6 @@ from swarm import defaults
 from swarm.proposers.constants import Space
 
 Point = dict[str, float | int]
-
-
-def coordinate(space: Space, value: float | int) -> float | None:
-    """The natural coordinate of a constant value (log for log spaces), or None if it has none."""
-    v = abs(float(value)) if space.negative else float(value)
-    if space.kind == "pow2":
-        return math.log2(v) if v > 0 else None
-    if space.log:
-        return math.log(v) if v > 0 else None
-    return v
-
-
-def _span(space: Space) -> float:
-    if space.kind == "pow2":
-        return float(space.high - space.low)  # bounds are exponents already
-    if space.log:
-        return math.log(space.high / space.low)
-    return float(space.high - space.low)
 
 
 def _value(space: Space, coord: float) -> float | int:
@@ -112,19 +95,19 @@ def model_step(
     minimize: bool = True,
 ) -> Step | None:
     """The model step from `observations` ((point, metric) pairs, the leader's own included), or None
-    when too few observations vary the constants or the step promises less than CLASSICAL_MODEL_MIN_GAIN_SDS times
-    the fit's residual sd (about the seed noise when the model fits: a smaller gain would not pass
-    the noise rule anyway)."""
+    when too few observations vary the constants or the step promises less than
+    CLASSICAL_MODEL_MIN_GAIN_SDS times the fit's residual sd (about the seed noise when the model fits:
+    a smaller gain would not pass the noise rule anyway)."""
     radius, ridge = defaults.CLASSICAL_MODEL_RADIUS, defaults.CLASSICAL_MODEL_RIDGE  # read per call: settings
-    keys = [k for k in spaces if coordinate(spaces[k], leader[k]) is not None]
+    keys = [k for k in spaces if spaces[k].coordinate(leader[k]) is not None]
     rows: list[list[float]] = []
     ys: list[float] = []
-    origin = {k: coordinate(spaces[k], leader[k]) or 0.0 for k in keys}
+    origin = {k: spaces[k].coordinate(leader[k]) or 0.0 for k in keys}
     for point, value in observations:
         row = []
         for k in keys:
-            c = coordinate(spaces[k], point.get(k, leader[k]))
-            row.append(math.nan if c is None else (c - origin[k]) / _span(spaces[k]))
+            c = spaces[k].coordinate(point.get(k, leader[k]))
+            row.append(math.nan if c is None else (c - origin[k]) / spaces[k].span)
         if any(math.isnan(x) for x in row) or not math.isfinite(value):
             continue
         rows.append(row)
@@ -164,11 +147,11 @@ def model_step(
         else:
             continue
         t = max(-radius, min(radius, t))
-        new = _value(spaces[k], origin[k] + t * _span(spaces[k]))
-        c = coordinate(spaces[k], new)
+        new = _value(spaces[k], origin[k] + t * spaces[k].span)
+        c = spaces[k].coordinate(new)
         if new == leader[k] or c is None:
             continue
-        t = (c - origin[k]) / _span(spaces[k])  # the move as made: rounded, clipped to the space
+        t = (c - origin[k]) / spaces[k].span  # the move as made: rounded, clipped to the space
         # The gain the fit (not the draw) expects from this move, and its standard error: a constant
         # moves on evidence, not on a noisy slope.
         ib, ia = 1 + i, 1 + m + i
