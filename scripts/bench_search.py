@@ -128,6 +128,7 @@ class Shared:
     duration_s: float
     budget_s: float
     workdir: str
+    target: float = 0.985
 
 
 class GatedAgent(Agent):
@@ -368,6 +369,21 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
         return cache[h]
 
     explores = [r for r in results if r.kind == Kind.EXPLORE and r.metric is not None]
+    promoted = {m.result_id for m in board.leader_history(TRACK)}
+
+    def since_go(ms: int | None) -> float | None:
+        return None if ms is None else round(ms / 1000 - offset - go, 1)
+
+    def first_run_at(runs: list[Any]) -> float | None:
+        """When the first exploration whose code is at the target finished (what Optuna's clock reads)."""
+        hits = [r.finished_ms for r in runs if r.finished_ms and true_at(r.patch_hash) <= sh.target]
+        return since_go(min(hits)) if hits else None
+
+    def latency(move: Any, runs: list[Any]) -> tuple[float | None, float | None, float | None]:
+        cand = next((r for r in runs if r.result_id == move.result_id), None)
+        confirms = [r.published_ms for r in runs if r.kind == Kind.CONFIRM and r.candidate_of == move.result_id]
+        return (since_go(cand.published_ms) if cand else None, since_go(max(confirms)) if confirms else None,
+                since_go(move.time_ms))  # fmt: skip
     gains = [(true_at(r.parent_patch_hash) - true_at(r.patch_hash)) / OBJ.NOISE_SD for r in explores]
     kept = [g for r, g in zip(explores, gains, strict=True) if r.status == Status.KEEP]
     diag = {
@@ -379,6 +395,15 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
             (str(r.status), round(g, 1))
             for r, g in zip(explores, gains, strict=True)
             if r.hypothesis_id and board.get(r.hypothesis_id).title.startswith("combine")
+        ],
+        "first_run_at_target_s": first_run_at(explores),
+        "candidate_list": [  # (seconds since go it finished, true value, its parent's, promoted, title)
+            (since_go(r.finished_ms), round(true_at(r.patch_hash), 4), round(true_at(r.parent_patch_hash), 4),
+             r.result_id in promoted, board.get(r.hypothesis_id).title[:70] if r.hypothesis_id else "")
+            for r in explores if r.status == Status.KEEP
+        ],
+        "move_latency": [  # per move: (seconds since go the candidate finished, its last confirmation, the move)
+            latency(m, results) for m in board.leader_history(TRACK)[1:] if m.time_ms / 1000 - offset <= end
         ],
         "model_steps": [  # (status, true gain over its parent in sds, seconds since go)
             (str(r.status), round(g, 1), round(r.published_ms / 1000 - offset - go))
@@ -581,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     batches_out = []
     errors: list[str] = []
     try:
-        sh = Shared(server.url, args.duration, args.budget_s, work)
+        sh = Shared(server.url, args.duration, args.budget_s, work, args.target)
         for units in plan(args):
             b = run_batch(sh, units)
             for u in units:

@@ -134,7 +134,7 @@ PROMOTE_ALPHA = 0.05  # the one-sided t test of a candidate's mean against the l
 CARRY_OVER = True  # at a promotion, the replaced leader's other pending candidates go onto the new leader at once,
 #                    each alone and all merged (scripts/bench_search.py: at 8-16 agents most real candidates were
 #                    found on a leader that another candidate then replaced, and reached the leader one at a time)
-URGENT_FIRST = False  # True: a run that ends runs a waiting confirmation or baseline seed next, ahead of the job
+URGENT_FIRST = True  # True: a run that ends runs a waiting confirmation or baseline seed next, ahead of the job
 #                       prepared for it. Off: measured side by side (scripts/bench_search.py, 3 seeds at N = 4 and
 #                       16) it gave no gain in time to target or end value (docs/benchmarks.md, search efficiency)
 IDEAS_PER_CALL = 3  # hypotheses asked from a proposer when the board has none open for the track

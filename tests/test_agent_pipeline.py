@@ -129,6 +129,41 @@ def test_a_candidates_confirmation_runs_before_the_prepared_exploration(
     assert pipeline.take() is later
 
 
+def test_the_preparer_leaves_a_confirmation_for_the_first_free_gpu(
+    redis_url: str, swarm_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A preparer fills a slot that runs only after the current run: with urgent work first it claims
+    no confirmation, so the first agent whose run ends takes it (even one whose slot is empty)."""
+    monkeypatch.setattr(defaults, "URGENT_FIRST", True)
+    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
+    pipeline = parts.pipeline()
+    leader = establish_baseline(parts)
+    base = parts.baseline_files()["train.py"]
+    cand = publish(parts, {"train.py": base.replace("X = 0.2 ", "X = 0.5 ")}, 1.40, parent=leader.patch_hash)
+    parts.promoter.on_result(parts.board.result(cand))  # 3 confirmations, priority 900, open
+    idea = make_patch(parts.baseline_files(), {"train.py": base.replace("Y = 0.8 ", "Y = 0.6 ")})
+    parts.board.post(HypothesisIn(text="a human idea", track=TRACK, priority=10, patch=idea))
+    prepared = pipeline.prepare()  # what the preparer thread does while a run goes on
+    assert prepared is not None and prepared.kind == Kind.EXPLORE and prepared.hyp.text == "a human idea"
+    open_confirms = [h for h in parts.board.list_hypotheses(state="open", limit=20) if h.kind == Kind.CONFIRM]
+    assert len(open_confirms) == 3
+    pipeline.put(prepared)
+    first = pipeline.take()  # the run ended: the confirmation now, the idea in the slot
+    assert first is not None and first.kind == Kind.CONFIRM and pipeline.waiting() is prepared
+    assert pipeline.take() is not None and pipeline.take() is not None  # the other two confirmations
+    assert pipeline.take() is prepared
+    # An agent with nothing prepared (its preparer found nothing below urgent) still takes urgent work.
+    cand2 = publish(parts, {"train.py": base.replace("X = 0.2 ", "X = 0.6 ")}, 1.41, parent=leader.patch_hash)
+    parts.promoter.on_result(parts.board.result(cand2))
+    assert pipeline.waiting() is None
+    job = pipeline.take()
+    assert job is not None and job.kind == Kind.CONFIRM and job.hyp.parent == cand2
+    # With the setting off, the preparer takes the confirmation like anything else.
+    monkeypatch.setattr(defaults, "URGENT_FIRST", False)
+    again = pipeline.prepare()
+    assert again is not None and again.kind == Kind.CONFIRM and again.hyp.parent == cand2
+
+
 def test_a_board_error_while_asking_for_urgent_work_keeps_the_prepared_job(
     redis_url: str, swarm_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

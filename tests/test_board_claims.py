@@ -343,3 +343,20 @@ def test_min_priority_leases_only_urgent_work(board: Board) -> None:
     assert c is not None and c.hypothesis.id == normal
     with pytest.raises(ValueError):
         board.claim("a", TRACK, min_priority=1001)
+
+
+@pytest.mark.parametrize("avoid_own", [False, True])
+def test_below_priority_leaves_urgent_work_open(board: Board, avoid_own: bool) -> None:
+    """A preparer filling its slot leaves urgent work (higher priorities) open for a free GPU, with or
+    without the avoid-own scan, and takes the best of what is below."""
+    seed, _ = board.post(HypothesisIn(text="a baseline seed", priority=1000, patch=""))
+    confirm, _ = board.post(HypothesisIn(text="a confirmation", priority=900, patch=""))
+    port, _ = board.post(HypothesisIn(text="a port", priority=899, patch=""))
+    idea, _ = board.post(HypothesisIn(text="an idea", priority=0, patch=""))
+    got = [board.claim("a", TRACK, below_priority=900, avoid_own=avoid_own) for _ in range(3)]
+    assert [c.hypothesis.id if c else None for c in got] == [port, idea, None]
+    assert board.get(seed).state == State.OPEN and board.get(confirm).state == State.OPEN
+    c = board.claim("a", TRACK, min_priority=900, below_priority=1000)  # both bounds: the confirmation only
+    assert c is not None and c.hypothesis.id == confirm
+    with pytest.raises(ValueError):
+        board.claim("a", TRACK, below_priority=-1001)

@@ -114,9 +114,32 @@ def test_post_dedup_and_validation(board: Board) -> None:
     assert [x.id for x in board.list_hypotheses(limit=2)] == [c2, c1]
 
 
+def test_an_edit_on_the_same_code_is_one_experiment_whatever_its_words(board: Board) -> None:
+    """Two agents' classical proposers reaching one point describe it with different counts: one
+    hypothesis. The same edit on other code, on another track, or as a confirmation is not the same."""
+    diff = make_patch({"train.py": "LR = 0.1\n"}, {"train.py": "LR = 0.2\n"})
+    base = {"base": "a" * 64}
+    a, created = board.post(HypothesisIn(text="classical: LR 0.1 -> 0.2\n\n12 observations", patch=diff, meta=base))
+    assert created
+    again = HypothesisIn(text="classical: LR 0.1 -> 0.2\n\n13 observations", patch=diff, meta=base, source="classical")
+    assert board.post(again) == (a, False)
+    assert board.post(HypothesisIn(text="classical: LR 0.1 -> 0.2", patch=diff, meta={"base": "b" * 64}))[1]
+    assert board.post(HypothesisIn(text="classical: LR 0.1 -> 0.2", patch=diff, meta=base, track="other"))[1]
+    assert board.post(HypothesisIn(text="port: LR 0.1 -> 0.2", patch=diff, meta=base, kind="port"))[1]
+    assert board.post(HypothesisIn(text="port: LR", patch=diff, meta=base, kind="port"))[1] is False
+    c1 = HypothesisIn(text="confirm r1 with seed 1", kind="confirm", parent="r1", seed=1, patch=diff)
+    c2 = HypothesisIn(text="confirm r2 with seed 1", kind="confirm", parent="r1", seed=1, patch=diff)
+    assert board.post(c1)[1] and board.post(c2)[1]  # confirmations keep their text in their identity
+    assert (
+        board.post(HypothesisIn(text="no edit 1", patch=""))[1]
+        and board.post(HypothesisIn(text="no edit 2", patch=""))[1]
+    )
+
+
 def _result(rid: str, metric: float, track: str = TRACK, patch: str = EMPTY_PATCH) -> ResultIn:
-    return ResultIn(result_id=rid, agent_id="a", track=track, status="keep", metric=metric, kind="baseline",
-                    patch_hash=patch)
+    return ResultIn(
+        result_id=rid, agent_id="a", track=track, status="keep", metric=metric, kind="baseline", patch_hash=patch
+    )
 
 
 def test_results_idempotent_and_listed_newest_first(board: Board) -> None:
@@ -147,9 +170,7 @@ for _ in range(200):  # retry on stale generation, as an agent rebasing onto the
 """
 
 
-def test_leader_cas_under_concurrent_processes(
-    board: Board, redis_url: str, swarm_name: str, tmp_path: Path
-) -> None:
+def test_leader_cas_under_concurrent_processes(board: Board, redis_url: str, swarm_name: str, tmp_path: Path) -> None:
     board.init(make_arena(tmp_path / "arena"))
     metrics = [1.0 - 0.01 * i for i in range(12)]
     procs = [

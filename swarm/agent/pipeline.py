@@ -23,6 +23,7 @@ that cannot be prepared (`NotFound`, `UserError`) is logged and the preparer tri
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -78,25 +79,32 @@ class Pipeline:
                 self.stop.wait(defaults.IDLE_POLL_S)
             self.running = job
             return job
+        asked = -math.inf  # when urgent work was last asked for while the slot was empty
         while not self.stop.is_set():
-            if not self._full.wait(timeout=0.5):
+            job = self._empty() if self._full.is_set() else None
+            if job is None and time.monotonic() - asked < defaults.IDLE_POLL_S:
+                self._full.wait(timeout=0.5)
                 continue
-            job = self._empty()
-            if job is not None and (urgent := self._urgent_instead(job)) is not None:
-                self.put(job)  # the prepared job waits in its slot for the next run
-                job = urgent
+            if job is None:
+                asked = time.monotonic()
+            if job is None or job.kind not in (Kind.CONFIRM, Kind.BASELINE):
+                urgent = self._urgent(job)
+                if urgent is not None:
+                    if job is not None:
+                        self.put(job)  # the prepared job waits in its slot for the next run
+                    job = urgent
+            if job is None:
+                continue
             self.running = job  # before the kick: the preparer may build on the promotion it will make
             self._kick.set()  # the slot is free: the next job is prepared now, while this one runs
-            if job is not None:
-                return job
+            return job
         return None
 
-    def _urgent_instead(self, job: Job) -> Job | None:
-        """A confirmation or baseline seed to run before `job`, an exploration (None: run `job`). A
-        candidate's confirmations are posted when its run ends, while every agent already holds its next
-        job, so without this they start a run later; measured, that did not slow the search
-        (docs/benchmarks.md, search efficiency), hence off by default."""
-        if not defaults.URGENT_FIRST or job.kind in (Kind.CONFIRM, Kind.BASELINE):
+    def _urgent(self, job: Job | None) -> Job | None:
+        """A confirmation or baseline seed to run now, before `job` (the prepared exploration, or None
+        when the slot is empty). The preparer leaves such work open (`prepare`), so it is run by the
+        first GPU that is free instead of waiting a run in some agent's slot."""
+        if not defaults.URGENT_FIRST:
             return None
         try:
             return self.source.urgent()
@@ -104,7 +112,8 @@ class Pipeline:
             log.warning("could not prepare an urgent experiment: %s", exc)
             return None
         except BaseException:
-            self.put(job)  # a board error (the main loop backs off): the prepared job is not lost
+            if job is not None:
+                self.put(job)  # a board error (the main loop backs off): the prepared job is not lost
             raise
 
     def leader_moved(self) -> None:
@@ -133,7 +142,7 @@ class Pipeline:
         running = self.running
         on = self.promoter.speculative_leader(running.hyp) if self.enabled and running is not None else None
         try:
-            return self.source.prepare(on)
+            return self.source.prepare(on, leave_urgent=self.enabled and defaults.URGENT_FIRST)
         except (NotFound, UserError) as exc:  # a hypothesis or patch the board no longer has, or malformed
             log.warning("could not prepare an experiment: %s", exc)
             return None

@@ -65,9 +65,13 @@ class JobSource:
         return self.selector.can_implement_now()
 
     # --- claim -------------------------------------------------------------------------------------
-    def prepare(self, on: Leader | None = None) -> Job | None:
+    def prepare(self, on: Leader | None = None, leave_urgent: bool = False) -> Job | None:
         """Claim the best open hypothesis of the track (ask a proposer when none is open), implement it
-        on the track's leader, or on `on` (the code a promotion about to happen will make the leader)."""
+        on the track's leader, or on `on` (the code a promotion about to happen will make the leader).
+        `leave_urgent`: claim nothing of a confirmation's priority or above once the track has a leader
+        (the preparer, filling a slot that runs only after the current run, leaves such work open for
+        the first GPU that is free: `urgent`)."""
+        below = defaults.PRIORITY_CONFIRM if leave_urgent else None
         leader = on or self.board.leader(self.track)
         if leader is None:
             job = self.baseline()
@@ -80,16 +84,16 @@ class JobSource:
                     # there is work to claim before the baseline lands (`ahead_of_baseline`).
                     self.pre_ideated = True
                     self.ideate(None)
-                return self.ahead_of_baseline()
+                return self.ahead_of_baseline(below)
         t0 = time.monotonic()
-        claim = self.claim()
+        claim = self.claim(below_priority=below)
         usage = Usage()
         for _ in range(defaults.IDEATE_TRIES):
             if claim is not None:
                 break
             more, posted = self.ideate(leader)
             usage = usage.add(more)
-            claim = self.claim()
+            claim = self.claim(below_priority=below)
             if not posted:  # the proposer had nothing (or failed): idle, do not hammer it
                 break
         self.metrics.claim_wait(time.monotonic() - t0)
@@ -103,7 +107,7 @@ class JobSource:
             # replaced the one it was proposed on: retire it rather than burn a slot on an `invalid`
             # result; the proposer will be asked again on the new leader.
             self.retire(job)
-            return self.prepare(on)  # each retry retires one stale idea, so this ends
+            return self.prepare(on, leave_urgent)  # each retry retires one stale idea, so this ends
         if job.kind != Kind.BASELINE:
             job.usage = job.usage.add(usage)  # the ideation call that produced the work is paid by it
         return job
@@ -120,7 +124,7 @@ class JobSource:
         job.brief_version = self.board.brief()[0]
         return job
 
-    def ahead_of_baseline(self) -> Job | None:
+    def ahead_of_baseline(self, below_priority: int | None = None) -> Job | None:
         """An exploration of the pristine code while other agents run the track's last baseline seeds,
         instead of an idle GPU (`defaults.AHEAD_OF_BASELINE`). Its parent is the leader the baseline
         will make (`pristine_leader`); it is judged once that leader is on the board
@@ -128,7 +132,7 @@ class JobSource:
         crashes would use up the ideas (a human's among them) on crashes of its own making."""
         if not defaults.AHEAD_OF_BASELINE or self.promoter.baseline_failures():
             return None
-        claim = self.claim()
+        claim = self.claim(below_priority=below_priority)
         if claim is None:
             return None
         job = self.implement_claim(claim, self.pristine_leader())
@@ -145,16 +149,17 @@ class JobSource:
             time_ms=0,
         )  # fmt: skip
 
-    def claim(self, min_priority: int | None = None) -> Claim | None:
-        """Lease the best open hypothesis for the track (of at least `min_priority`); a candidate's
-        confirmations are left to the other agents of the track while there are any. The claim is held
-        (renewed) from here on."""
+    def claim(self, min_priority: int | None = None, below_priority: int | None = None) -> Claim | None:
+        """Lease the best open hypothesis for the track (of at least `min_priority`, of less than
+        `below_priority`); a candidate's confirmations are left to the other agents of the track while
+        there are any. The claim is held (renewed) from here on."""
         claim = self.board.claim(
             self.agent_id,
             self.track,
             need_patch=not self.can_implement,
             avoid_own=self.peers.others_on_track(defaults.LOOK_AROUND_S),
             min_priority=min_priority,
+            below_priority=below_priority,
         )
         if claim is not None:
             self.leases.hold(claim.hypothesis.id, claim.token)
@@ -162,7 +167,7 @@ class JobSource:
 
     def urgent(self) -> Job | None:
         """A waiting confirmation or baseline seed of the track, claimed and ready to run (None: none
-        is open). Asked when a run ends with an exploration prepared: urgent work goes first."""
+        is open). Asked whenever a GPU is free, before the prepared job: urgent work goes first."""
         claim = self.claim(min_priority=defaults.PRIORITY_CONFIRM)
         if claim is None:
             return None

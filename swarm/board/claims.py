@@ -46,12 +46,12 @@ def _lease_ms(lease_s: float | None) -> int:
     return max(1, int(lease_s * 1000))
 
 
-def _max_score(min_priority: int) -> int:
+def _priority_bound(priority: int) -> int:
     """The queue score (post.lua: (1000 - priority) * 1e12 + seq) below which a hypothesis has at least
-    `min_priority`."""
-    if not defaults.PRIORITY_MIN <= min_priority <= defaults.PRIORITY_MAX:
-        raise ValueError(f"min_priority must be in [{defaults.PRIORITY_MIN}, {defaults.PRIORITY_MAX}]")
-    return (defaults.PRIORITY_MAX - min_priority + 1) * 10**12
+    `priority`, and at or above which it has less."""
+    if not defaults.PRIORITY_MIN <= priority <= defaults.PRIORITY_MAX:
+        raise ValueError(f"a priority bound must be in [{defaults.PRIORITY_MIN}, {defaults.PRIORITY_MAX}]")
+    return (defaults.PRIORITY_MAX - priority + 1) * 10**12
 
 
 class ClaimsMixin(BoardCore):
@@ -63,11 +63,13 @@ class ClaimsMixin(BoardCore):
         lease_s: float | None = None,
         avoid_own: bool = False,
         min_priority: int | None = None,
+        below_priority: int | None = None,
     ) -> Claim | None:
         """Lease the best eligible open hypothesis, or None when there is none. `avoid_own`: pass over
         the confirmations of `agent_id`'s own candidates (set while another live agent can run them).
         `min_priority`: lease only a hypothesis of at least that priority (an agent whose next job is
-        ready asks for urgent work only: a baseline seed or a confirmation)."""
+        ready asks for urgent work only: a baseline seed or a confirmation). `below_priority`: lease only
+        a hypothesis of a lower priority (a preparer filling its slot leaves urgent work to a free GPU)."""
         k = self.k
         out = self.scripts.claim(
             keys=[
@@ -93,7 +95,8 @@ class ClaimsMixin(BoardCore):
                 defaults.EVENTS_MAXLEN,
                 "1" if avoid_own else "0",
                 defaults.AVOID_SCAN,
-                "" if min_priority is None else _max_score(min_priority),
+                "" if min_priority is None else _priority_bound(min_priority),
+                "" if below_priority is None else _priority_bound(below_priority),
             ],
         )
         if len(out) == 1:

@@ -74,8 +74,9 @@ Hypotheses (`hypotheses`):
   give_back; failed | done | cancelled -> open by `reopen(id)` (a human's; attempts 0).
 
 Claims (`claims`): fencing:
-- `claim(agent_id, track, need_patch, lease_s, avoid_own, min_priority) -> Claim | None` reaps first,
-  then leases the highest-priority, oldest eligible hypothesis (of at least `min_priority`). Reaping
+- `claim(agent_id, track, need_patch, lease_s, avoid_own, min_priority, below_priority) -> Claim | None`
+  reaps first, then leases the highest-priority, oldest eligible hypothesis (of at least
+  `min_priority`, of less than `below_priority`). Reaping
   hands back (open with attempts+1, failed at max_attempts, an event each) every claim whose lease
   expired and every claim of an agent whose heartbeat expired; claim, counts, list_hypotheses and
   status reap, each reading only what is due.

@@ -9,6 +9,8 @@
 -- confirmations), looking at most ARGV[9] deep into each queue; the caller sends '1' only while another
 -- live agent of its track exists, so a lone agent still confirms its own candidates
 -- ARGV[10] '' or a queue score: lease only a hypothesis scored below it (of at least a priority)
+-- ARGV[11] '' or a queue score: lease only a hypothesis scored at or above it (below a priority); the
+-- queues are read from that score on, so what is skipped costs nothing
 -- Returns {reaped} when nothing is eligible, else {reaped, id, token, deadline_ms, data, attempts,
 -- created_ms, failures (JSON or "")}: only what the caller cannot know (state is claimed, claimed_by is ARGV[2]).
 -- The claim joins the agent's claims set; the agent joins claimants scored by its heartbeat expiry
@@ -23,10 +25,16 @@ local reaped = reap_leases(ARGV[1], ks, now, max_attempts, tonumber(ARGV[6]), AR
   + reap_dead(ARGV[1], ks, now, max_attempts, tonumber(ARGV[6]), ARGV[7])
 local best_q, best_id, best_score = nil, nil, nil
 local avoid = ARGV[8] == '1'
+local from = ARGV[11] ~= '' and ARGV[11] or nil
 for i = 11, #KEYS do
   local top
   if avoid then
-    local ids = redis.call('ZRANGE', KEYS[i], 0, tonumber(ARGV[9]) - 1, 'WITHSCORES')
+    local ids
+    if from then
+      ids = redis.call('ZRANGEBYSCORE', KEYS[i], from, '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[9]))
+    else
+      ids = redis.call('ZRANGE', KEYS[i], 0, tonumber(ARGV[9]) - 1, 'WITHSCORES')
+    end
     top = {}
     for j = 1, #ids, 2 do
       if redis.call('HGET', ARGV[1] .. 'hyp:' .. ids[j], 'avoid') ~= ARGV[2] then
@@ -34,6 +42,8 @@ for i = 11, #KEYS do
         break
       end
     end
+  elseif from then
+    top = redis.call('ZRANGEBYSCORE', KEYS[i], from, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
   else
     top = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
   end
