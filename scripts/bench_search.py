@@ -379,6 +379,11 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
         hits = [r.finished_ms for r in runs if r.finished_ms and true_at(r.patch_hash) <= sh.target]
         return since_go(min(hits)) if hits else None
 
+    def repeated(runs: list[Any]) -> int:
+        """Explorations that ran an edit already run on the same code (a wasted run: not a confirmation)."""
+        seen = [(r.parent_patch_hash, r.patch_hash) for r in runs]
+        return len(seen) - len(set(seen))
+
     def latency(move: Any, runs: list[Any]) -> tuple[float | None, float | None, float | None]:
         cand = next((r for r in runs if r.result_id == move.result_id), None)
         confirms = [r.published_ms for r in runs if r.kind == Kind.CONFIRM and r.candidate_of == move.result_id]
@@ -397,6 +402,7 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
             if r.hypothesis_id and board.get(r.hypothesis_id).title.startswith("combine")
         ],
         "first_run_at_target_s": first_run_at(explores),
+        "repeated_explores": repeated(explores),
         "candidate_list": [  # (seconds since go it finished, true value, its parent's, promoted, title)
             (since_go(r.finished_ms), round(true_at(r.patch_hash), 4), round(true_at(r.parent_patch_hash), 4),
              r.result_id in promoted, board.get(r.hypothesis_id).title[:70] if r.hypothesis_id else "")
