@@ -34,6 +34,7 @@ contender's processes and their children; redis-server per batch).
     .venv/bin/python scripts/bench_search.py --seeds 0 1 2 --variant before --variant-agents 4 16 \\
         --json out.json --png docs/bench-search.png                   # the sweep of docs/benchmarks.md
     .venv/bin/python scripts/bench_search.py --agents 2 --seeds 0 --budget-s 30 --duration 2   # a quick try
+    .venv/bin/python scripts/bench_search.py --from-json a.json b.json --png chart.png       # parts -> one table
 """
 
 from __future__ import annotations
@@ -576,6 +577,21 @@ def plan(args: argparse.Namespace) -> list[list[Unit]]:
     return batches
 
 
+def from_reports(paths: list[str], png: str | None) -> int:
+    """One table and chart over the runs of several reports (a sweep run in parts, same settings)."""
+    reports = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    same = {(r["config"]["duration"], r["config"]["budget_s"], r["config"]["target"]) for r in reports}
+    if len(same) != 1:
+        print(f"error: the reports' duration, budget and target differ: {sorted(same)}", file=sys.stderr)
+        return 2
+    _duration, budget_s, target = same.pop()
+    rows = [row for r in reports for row in r["runs"]]
+    if png:
+        chart(rows, budget_s, target, Path(png))
+    print(table(rows, budget_s)[0])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agents", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="N workers per contender")
@@ -589,7 +605,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-workers", type=int, default=32, help="workers running at once (both contenders)")
     ap.add_argument("--json", help="write the JSON report here")
     ap.add_argument("--png", help="write the chart here")
+    ap.add_argument("--from-json", nargs="+", metavar="JSON", help="no run: one table (and --png) of these reports")
     args = ap.parse_args(argv)
+    if args.from_json:
+        return from_reports(args.from_json, args.png)
     bad = [n for n in args.agents + args.variant_agents if n < 1] or ([args.duration] if args.duration <= 0 else [])
     if bad or args.budget_s <= args.duration or not OBJ.FLOOR < args.target < OBJ.START or args.max_workers < 1:
         print("error: need N >= 1, D > 0, a budget longer than D, FLOOR < target < START and --max-workers >= 1",

@@ -134,9 +134,10 @@ PROMOTE_ALPHA = 0.05  # the one-sided t test of a candidate's mean against the l
 CARRY_OVER = True  # at a promotion, the replaced leader's other pending candidates go onto the new leader at once,
 #                    each alone and all merged (scripts/bench_search.py: at 8-16 agents most real candidates were
 #                    found on a leader that another candidate then replaced, and reached the leader one at a time)
-URGENT_FIRST = True  # True: a run that ends runs a waiting confirmation or baseline seed next, ahead of the job
-#                       prepared for it. Off: measured side by side (scripts/bench_search.py, 3 seeds at N = 4 and
-#                       16) it gave no gain in time to target or end value (docs/benchmarks.md, search efficiency)
+URGENT_FIRST = True  # confirmations and leftover baseline seeds are run by the first GPU that is free, ahead of
+#                      its prepared job, and never claimed into a slot (where they waited behind a whole run: a
+#                      candidate took ~2.5 run lengths to its promotion at 8 agents, ~1.4 with this; measured in
+#                      scripts/bench_search.py's move latency, docs/benchmarks.md "Fourth change")
 IDEAS_PER_CALL = 3  # hypotheses asked from a proposer when the board has none open for the track
 LOOK_AROUND_S = 2.0  # an agent re-reads the registry (who else is on its track) at most this often per claim
 AVOID_SCAN = 16  # queue entries a claim looks through for one its agent need not leave to others

@@ -57,3 +57,20 @@ def test_table_speedup_and_censoring() -> None:
     one, four = summary
     assert one["time_to_target_s"] == 150.0 and one["reached"] == 1  # a miss counts as the budget
     assert four["speedup"] == 6.0 and "≥150" in text
+
+
+def test_a_sweep_run_in_parts_makes_one_table(tmp_path: Path, capsys: object) -> None:
+    def report(n: int, budget: float) -> dict[str, object]:
+        row = {"contender": "swarm", "variant": "current", "n": n, "seed": 0, "final_true": 0.98, "curse_sd": 0.2,
+               "time_to_target_s": 50.0 / n, "experiments": 10, "confirm_share": 0.3, "baseline_share": 0.1,
+               "cores": 0.1}  # fmt: skip
+        return {"config": {"duration": 4.0, "budget_s": budget, "target": 0.985}, "runs": [row]}
+
+    paths = []
+    for n, budget in ((1, 300.0), (16, 300.0), (2, 200.0)):
+        paths.append(tmp_path / f"{n}.json")
+        paths[-1].write_text(json.dumps(report(n, budget)), encoding="utf-8")
+    assert bench.main(["--from-json", str(paths[0]), str(paths[1])]) == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "| swarm | 1 |" in out and "| swarm | 16 | " in out and "16.00x" in out
+    assert bench.main(["--from-json", str(paths[0]), str(paths[2])]) == 2

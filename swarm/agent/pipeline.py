@@ -7,9 +7,10 @@
     leftover = pipeline.close()      # on the way out: the job still waiting (its claim is released)
 
 One job waits in the slot. The GPU never waits for the proposer: when a run ends, the next job is
-already implemented on the leader. With `defaults.URGENT_FIRST` (off by default: no measured gain),
-when a run ends and the prepared job is an exploration, a waiting confirmation (or baseline seed) is
-claimed and run now, and the prepared job waits one more run in its slot. When the running job is a candidate's
+already implemented on the leader. Urgent work (a candidate's confirmations, a leftover baseline seed:
+`defaults.URGENT_FIRST`, on by default) is never claimed into the slot, where it would wait behind the
+current run: when a run ends, the agent claims it first and runs it now, and the prepared job waits one
+more run in its slot; an agent with an empty slot asks for it too. When the running job is a candidate's
 deciding confirmation whose runs so far clear the threshold, the next job is built on the candidate's code
 (`Promoter.speculative_leader`), so the agent's own promotion does not leave the GPU idle either.
 
