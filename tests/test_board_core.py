@@ -134,6 +134,11 @@ def test_an_edit_on_the_same_code_is_one_experiment_whatever_its_words(board: Bo
         board.post(HypothesisIn(text="no edit 1", patch=""))[1]
         and board.post(HypothesisIn(text="no edit 2", patch=""))[1]
     )
+    # a human's patch without a base keeps its words: a second post in other words is a second idea
+    assert (
+        board.post(HypothesisIn(text="my idea", patch=diff))[1]
+        and board.post(HypothesisIn(text="again", patch=diff))[1]
+    )
 
 
 def _result(rid: str, metric: float, track: str = TRACK, patch: str = EMPTY_PATCH) -> ResultIn:

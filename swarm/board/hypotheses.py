@@ -3,8 +3,8 @@
 A hypothesis' id is derived from its identity -- normalized text + patch hash + track + kind +
 parent + seed -- so posting the same idea twice (from two agents at once, or after a timeout)
 returns the existing id: the post script creates `hyp:<id>` only if it does not exist. An exploration
-or port that carries its edit is the same experiment whatever its words: its identity is the edit,
-the code it was made on (`meta.base`) and the track, not its text (two agents whose classical proposers
+or port that carries an edit made on known code (`meta.base`) is the same experiment whatever its
+words: its identity is the edit, that code and the track, not its text (two agents whose classical proposers
 reach the same point from slightly different histories describe it differently; measured in
 scripts/bench_search.py, the same model step ran up to three times at once before this). Open
 hypotheses sit in one sorted set per (track or any, has patch) so a claim looks at 2-4 queue heads.
@@ -38,8 +38,10 @@ def normalize_text(text: str) -> str:
 
 def hypothesis_id(h: HypothesisIn, phash: str | None) -> str:
     """The id of `h`: 16 hex chars of the sha256 of its identity (64 bits: collisions are negligible).
-    An edit-carrying exploration or port is identified by its edit and base, not its words."""
-    by_edit = bool(h.patch and h.patch.strip()) and h.kind in (Kind.EXPLORE, Kind.PORT)
+    An exploration or port that carries an edit made on known code (`meta.base`: the proposers', a
+    rebase's, a port's) is identified by its edit and base, not its words; a human's posted patch keeps
+    its words in its identity (posting it again with other words is a deliberate second post)."""
+    by_edit = bool(h.patch and h.patch.strip() and h.meta.get("base")) and h.kind in (Kind.EXPLORE, Kind.PORT)
     words = f"edit on {h.meta.get('base', '')}" if by_edit else normalize_text(h.text)
     ident = [words, phash or "", h.track or "", h.kind, h.parent or "", h.seed]
     return "h" + hashlib.sha256(pack(ident)).hexdigest()[:16]
