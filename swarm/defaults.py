@@ -135,8 +135,8 @@ CARRY_OVER = True  # at a promotion, the replaced leader's other pending candida
 #                    each alone and all merged (scripts/bench_search.py: at 8-16 agents most real candidates were
 #                    found on a leader that another candidate then replaced, and reached the leader one at a time)
 URGENT_FIRST = True  # confirmations and leftover baseline seeds are run by the first GPU that is free, ahead of
-#                      its prepared job, and never claimed into a slot (where they waited behind a whole run: a
-#                      candidate took ~2.5 run lengths to its promotion at 8 agents, ~1.4 with this; measured in
+#                      its prepared job, and never claimed into a slot (where they waited behind a whole run:
+#                      candidate to promotion 10.1 s off, 5.9 s on at 8 agents with 4 s runs; measured in
 #                      scripts/bench_search.py's move latency, docs/benchmarks.md "Fourth change")
 IDEAS_PER_CALL = 3  # hypotheses asked from a proposer when the board has none open for the track
 LOOK_AROUND_S = 2.0  # an agent re-reads the registry (who else is on its track) at most this often per claim
