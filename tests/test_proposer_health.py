@@ -128,8 +128,11 @@ def test_the_bandit_shifts_claims_to_the_proposer_that_improves(
     arms = board.arms(TRACK)  # the counts are on the board: every result reached the selector
     assert arms["openai:good"]["runs"] + arms["openai:useless"]["runs"] == len(explore)
     good, useless = arms["openai:good"], arms["openai:useless"]
-    # a no-effect change passes screening by noise now and then (SCREEN_ALPHA, 30%), a real gain nearly always
-    assert good["improved"] >= 0.8 * good["runs"] and useless["improved"] <= 0.6 * useless["runs"], arms
+    # a no-effect change passes screening by noise now and then (SCREEN_ALPHA, 30%), a real gain nearly always;
+    # the bandit leaves the useless arm few runs (4-10), so its share passing is judged by what it gained per
+    # run (noise, ~0.002) against the real gain's (0.01), not by a rate over a handful of runs
+    assert good["improved"] >= 0.8 * good["runs"], arms
+    assert useless["delta"] / useless["runs"] < 0.5 * good["delta"] / good["runs"], arms
     assert arms["openai:good"]["cost_usd"] > 0
     # a restarted agent starts from what the track learned: the arms are read from the board
     again = Selector(props, [1.0, 1.0], bandit=True, seed=4)  # type: ignore[list-item]
