@@ -129,7 +129,7 @@ class Shared:
     duration_s: float
     budget_s: float
     workdir: str
-    target: float = 0.985
+    target: float  # true val_bpb to reach (--target)
 
 
 class GatedAgent(Agent):
@@ -348,7 +348,8 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
     base = board.arena_files()["train.py"].decode()
     best: list[tuple[float, float, float]] = []  # (time since go, reported, true)
     titles: list[str] = []
-    for move in board.leader_history(TRACK):
+    history = board.leader_history(TRACK)
+    for move in history:
         t = move.time_ms / 1000 - offset
         if t > end:
             break
@@ -370,7 +371,7 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
         return cache[h]
 
     explores = [r for r in results if r.kind == Kind.EXPLORE and r.metric is not None]
-    promoted = {m.result_id for m in board.leader_history(TRACK)}
+    promoted = {m.result_id for m in history}
 
     def since_go(ms: int | None) -> float | None:
         return None if ms is None else round(ms / 1000 - offset - go, 1)
@@ -410,7 +411,7 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
             for r in explores if r.status == Status.KEEP
         ],
         "move_latency": [  # per move: (seconds since go the candidate finished, its last confirmation, the move)
-            latency(m, results) for m in board.leader_history(TRACK)[1:] if m.time_ms / 1000 - offset <= end
+            latency(m, results) for m in history[1:] if m.time_ms / 1000 - offset <= end
         ],
         "model_steps": [  # (status, true gain over its parent in sds, seconds since go)
             (str(r.status), round(g, 1), round(r.published_ms / 1000 - offset - go))
