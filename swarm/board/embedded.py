@@ -36,11 +36,23 @@ SENTINEL_QUORUM = 2  # two of the three sentinels must agree the primary is down
 SYNC_TIMEOUT_S = 20.0  # a replica's first sync of an empty dataset and sentinels meeting each other (~2 s)
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now and this process has not handed out before.
+
+    The kernel may give the same free port to two `bind(0)` calls in a row (measured: 13 of 20,000
+    draws of five); a group whose servers are all created before any listens would then start two on
+    one port, and the second's PING would be answered by the first.
+    """
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def redis_server_binary() -> str:
@@ -128,18 +140,27 @@ class RedisProcess:
         # The log says why a start failed (a config error, no TLS in this build); a file, never a pipe.
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self._wait_own("redis-server")
+
+    def _wait_own(self, what: str) -> None:
+        """Return once this server answers on its port; stop it and raise when it exits or another answers."""
+        assert self.proc is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
                 with redis.Redis.from_url(self.url, socket_timeout=1) as r:
-                    r.ping()
-                return
+                    r.ping()  # BusyLoadingError while a persisted server reads its data: wait
+                    if r.info("server").get("process_id") == self.proc.pid:
+                        return
+                break  # another server answers on this port: ours could not bind it
+            except (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError):
+                break  # a server with another password answers on this port
             except redis.exceptions.ConnectionError:
                 if self.proc.poll() is not None:
                     break
                 time.sleep(0.05)
         self.stop()
-        raise SwarmError(f"redis-server did not start on port {self.port}: {self.log_tail()}")
+        raise SwarmError(f"{what} did not start on port {self.port}: {self.log_tail()}")
 
     def _listen_args(self) -> list[str]:
         if self.tls is None:
@@ -227,7 +248,7 @@ class SentinelProcess(RedisProcess):
             self.proc = subprocess.Popen(
                 [redis_server_binary(), str(conf), "--sentinel"], stdout=log, stderr=subprocess.STDOUT
             )
-        self._wait_ping()
+        self._wait_own("redis-server --sentinel")
 
     def config(self) -> list[str]:
         name = self.master_name
@@ -249,22 +270,6 @@ class SentinelProcess(RedisProcess):
         args = self._listen_args()
         lines += [f"{args[i].removeprefix('--')} {args[i + 1]}" for i in range(0, len(args), 2)]
         return lines
-
-    def _wait_ping(self) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                with redis.Redis.from_url(self.url, socket_timeout=1) as r:
-                    r.ping()
-                return
-            except redis.exceptions.ConnectionError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-        self.stop()
-        raise SwarmError(f"redis-server --sentinel did not start on port {self.port}: {self.log_tail()}")
-
 
 class SentinelGroup:
     """A primary, `replicas` replicas and three sentinels on loopback: `start()`, `url`, `primary()`, `stop()`.
