@@ -134,6 +134,10 @@ PROMOTE_ALPHA = 0.05  # the one-sided t test of a candidate's mean against the l
 CARRY_OVER = True  # at a promotion, the replaced leader's other pending candidates go onto the new leader at once,
 #                    each alone and all merged (scripts/bench_search.py: at 8-16 agents most real candidates were
 #                    found on a leader that another candidate then replaced, and reached the leader one at a time)
+OVERTAKE = True  # a candidate whose leader was replaced while it ran or was confirmed is judged against the new
+#                  leader as it is when its runs so far clear screening against it, and promoted over it if it
+#                  beats it (the replaced leader's edit is then posted onto it); before, it was always rebased:
+#                  one more screening run, and at 8 agents the best candidates waited behind weaker earlier ones
 URGENT_FIRST = True  # confirmations and leftover baseline seeds are run by the first GPU that is free, ahead of
 #                      its prepared job, and never claimed into a slot (where they waited behind a whole run:
 #                      candidate to promotion 10.1 s off, 5.9 s on at 8 agents with 4 s runs; measured in

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from agent_parts import TRACK, establish_baseline, make_parts, move_leader_to, publish
 
 from swarm import defaults
@@ -233,3 +235,68 @@ def test_a_promotion_carries_the_other_pending_candidates_over(redis_url: str, s
     code = job.files["train.py"]
     assert "X = 0.5" in code and "Y = 0.4" in code and code.endswith("# b\n") and "# w" not in code
     assert cand_b  # carried (its edit is in the combination)
+
+
+def test_a_candidate_that_beats_the_leader_that_replaced_its_parent_is_promoted_over_it(
+    redis_url: str, swarm_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A strong candidate found on gen 1 while a weaker one was promoted (gen 2): confirmed against gen 2
+    as it is, promoted over it, and gen 2's edit posted onto it (before: rebased, one more screening run
+    and its confirmations after that, behind the weaker candidate's promotion)."""
+    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
+    board, promoter = parts.board, parts.promoter
+    gen1 = establish_baseline(parts)
+    y_files = {"train.py": parts.baseline_files()["train.py"].replace("Y = 0.8 ", "Y = 0.4 ")}
+    gen2 = move_leader_to(parts, y_files, 1.30)
+    strong = publish(parts, parts.edited(0.5), 1.10, parent=gen1.patch_hash)  # ran on gen 1, beats gen 2 too
+    promoter.on_result(board.result(strong))
+    open_now = board.list_hypotheses(state=State.OPEN, limit=50)
+    assert not [h for h in open_now if h.text.startswith("rebase")]
+    confirms = [h for h in open_now if h.kind == Kind.CONFIRM and h.parent == strong]
+    assert len(confirms) == defaults.CONFIRM_RUNS - 1
+    assert not promoter.superseded(confirms[0], gen2)  # an agent about to run one runs it
+    for s in range(1, defaults.CONFIRM_RUNS):
+        publish(parts, parts.edited(0.5), 1.10, kind=Kind.CONFIRM, parent=gen1.patch_hash, candidate_of=strong, seed=s)
+    promoter.promote(strong)
+    gen3 = board.leader(TRACK)
+    assert gen3 is not None and gen3.generation == 3 and gen3.result_id == strong
+    reapplied = [h for h in board.list_hypotheses(state=State.OPEN, limit=50) if h.text.startswith("reapply gen 2")]
+    assert len(reapplied) == 1 and reapplied[0].meta["base"] == gen1.patch_hash
+    job = parts.source.implement(Job(reapplied[0], 0, gen3))  # gen 2's edit on top of the new leader
+    assert not job.invalid and "X = 0.5" in job.files["train.py"] and "Y = 0.4 " in job.files["train.py"]
+    # with the setting off, the same candidate is rebased, never confirmed as it is
+    monkeypatch.setattr(defaults, "OVERTAKE", False)
+    other = publish(parts, parts.edited(0.45), 1.05, parent=gen1.patch_hash)
+    promoter.on_result(board.result(other))
+    open_now = board.list_hypotheses(state=State.OPEN, limit=50)
+    assert not [h for h in open_now if h.kind == Kind.CONFIRM and h.parent == other]
+    assert [h for h in open_now if h.text.startswith("rebase onto gen 3")]
+
+
+def test_a_candidate_whose_runs_fall_behind_the_new_leader_is_rebased_once(
+    redis_url: str, swarm_name: str, tmp_path: Path
+) -> None:
+    """Confirmed against a newer leader it seemed to beat, a candidate whose mean then falls behind it: its
+    last confirmation is dropped (not run) and its edit posted on the leader once, however many agents
+    drop one of its confirmations; a complete one that does not beat it is rebased, not rejected."""
+    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
+    board, promoter = parts.board, parts.promoter
+    gen1 = establish_baseline(parts)
+    gen2 = move_leader_to(parts, {"train.py": parts.baseline_files()["train.py"].replace("Y = 0.8 ", "Y = 0.4 ")},
+                          1.30)
+    cand = publish(parts, parts.edited(0.5), 1.20, parent=gen1.patch_hash)
+    promoter.on_result(board.result(cand))
+    confirms = sorted((h for h in board.list_hypotheses(state=State.OPEN, limit=50)
+                       if h.kind == Kind.CONFIRM and h.parent == cand), key=lambda h: h.seed or 0)
+    assert len(confirms) == defaults.CONFIRM_RUNS - 1
+    publish(parts, parts.edited(0.5), 1.45, kind=Kind.CONFIRM, parent=gen1.patch_hash, candidate_of=cand, seed=1)
+    assert promoter.superseded(confirms[-1], gen2) and promoter.superseded(confirms[-2], gen2)
+    rebased = [h for h in board.list_hypotheses(state=State.OPEN, limit=50) if h.text.startswith("rebase onto gen 2")]
+    assert len(rebased) == 1 and rebased[0].meta["base"] == gen1.patch_hash
+    for s in range(2, defaults.CONFIRM_RUNS):  # they ran anyway (claimed before the fall): the same rebase
+        publish(parts, parts.edited(0.5), 1.45, kind=Kind.CONFIRM, parent=gen1.patch_hash, candidate_of=cand, seed=s)
+    promoter.promote(cand)
+    leader = board.leader(TRACK)
+    assert leader is not None and leader.result_id == gen2.result_id
+    again = [h for h in board.list_hypotheses(state=State.OPEN, limit=50) if h.text.startswith("rebase onto gen 2")]
+    assert [h.id for h in again] == [h.id for h in rebased]

@@ -127,8 +127,10 @@ class Promoter:
             self.finalize_baseline()
         elif result.kind == Kind.EXPLORE and result.status == Status.KEEP:
             leader = self.board.leader(self.track)
-            if leader is not None and leader.patch_hash != result.parent_patch_hash:
-                self.rebase_candidate(result.result_id, leader)  # it beat the leader it started from
+            if leader is not None and leader.patch_hash != result.parent_patch_hash and not self.overtakes(
+                [float(result.metric or 0.0)], leader
+            ):
+                self.rebase_candidate(result.result_id, leader)  # it beat the leader it started from, not this one
             else:
                 self.confirm(result)
         elif result.kind == Kind.CONFIRM and result.candidate_of:
@@ -230,6 +232,11 @@ class Promoter:
             if r.kind == Kind.CONFIRM and r.candidate_of == candidate_id and not r.stale
         ]
 
+    def runs_so_far(self, cand: Result, confirms: list[Result] | None = None) -> list[float]:
+        """The metrics of a candidate's screening run and its confirmations published so far."""
+        confirms = self.confirms_of(cand.result_id) if confirms is None else confirms
+        return [float(v) for v in (cand.metric, *(c.metric for c in confirms)) if v is not None]
+
     # --- promote -------------------------------------------------------------------------------------
     def promote(self, candidate_id: str) -> None:
         """Promote a candidate whose confirmations are all in, if its mean beats the leader beyond noise."""
@@ -242,15 +249,17 @@ class Promoter:
         leader = self.board.leader(cand.track)
         if leader is None or leader.result_id == candidate_id:
             return  # already promoted by another agent
-        if leader.patch_hash != cand.parent_patch_hash:
-            self.rebase_candidate(cand.result_id, leader)
-            return
         kept = [r for r in confirms if r.status == Status.KEEP and r.metric is not None]
         values = [float(v) for v in [cand.metric, *(r.metric for r in kept)] if v is not None]
-        if len(values) < defaults.CONFIRM_RUNS:
+        complete = len(values) >= defaults.CONFIRM_RUNS
+        ok, mean, threshold = self.beats_leader(leader, values) if complete else (False, 0.0, 0.0)
+        moved = leader.patch_hash != cand.parent_patch_hash  # another candidate was promoted meanwhile
+        if moved and not (defaults.OVERTAKE and ok):
+            self.rebase_candidate(cand.result_id, leader)  # its edit may still help on the new leader
+            return
+        if not complete:
             self.board.event("rejected", f"{cand.track}: candidate {candidate_id[:8]} crashed in confirmation")
             return
-        ok, mean, threshold = self.beats_leader(leader, values)
         if not ok:
             self.board.event(
                 "rejected",
@@ -270,9 +279,11 @@ class Promoter:
         )
         if out.accepted:
             self.port_to_other_tracks(candidate_id, cand.track)
-            moved = self.board.leader(cand.track)
-            if defaults.CARRY_OVER and moved is not None and moved.result_id == candidate_id:
-                self.carry_over(leader, moved)
+            new = self.board.leader(cand.track)
+            if moved and new is not None and new.result_id == candidate_id:
+                self.reapply(leader, cand, new)
+            if defaults.CARRY_OVER and new is not None and new.result_id == candidate_id:
+                self.carry_over(leader, new)
         elif out.reason == "stale_generation" and out.leader is not None and out.leader.result_id != candidate_id:
             self.rebase_candidate(candidate_id, out.leader)
 
@@ -281,6 +292,48 @@ class Promoter:
         noise, df = self.noise()
         return should_promote(
             leader.metric, values, self.settings.direction, noise, df, self.settings.min_delta, self.runs_behind(leader)
+        )
+
+    def overtakes(self, runs: list[float], leader: Leader) -> bool:
+        """Whether a candidate built on another code than `leader`'s is judged against `leader` as it is
+        (`defaults.OVERTAKE`): its runs so far (their mean) clear the screening threshold against it. Its
+        confirmations then run, and it is promoted over `leader` if it beats it (`promote`); else its
+        edit is posted onto `leader` (a rebase: one more screening run before its confirmations)."""
+        if not defaults.OVERTAKE or not runs:
+            return False
+        noise, df = self.noise()
+        return is_candidate(
+            leader.metric,
+            statistics.fmean(runs),
+            self.settings.direction,
+            noise,
+            df,
+            self.settings.min_delta,
+            self.runs_behind(leader),
+        )
+
+    def reapply(self, old: Leader, cand: Result, new: Leader) -> None:
+        """`cand`, built on another code than `old`'s, replaced `old`: what `old` changed from that code
+        (its own edit, and those of the leaders between) is posted onto the new leader, so a gain it held
+        is not dropped with it (a 3-way merge; a conflicting line stays as the candidate has it)."""
+        base = cand.parent_patch_hash or EMPTY_PATCH
+        delta = make_patch(self.code.files_of(base), self.code.files_of(old.patch_hash))
+        if not delta.strip():
+            return
+        title = self.board.get(old.hypothesis_id).title if old.hypothesis_id else old.result_id
+        proposer = self.board.result(old.result_id).proposer
+        self.board.post(
+            HypothesisIn(
+                text=f"reapply gen {old.generation} onto gen {new.generation}: {title}"[:500],
+                source=proposer if SOURCE_RE.match(proposer) else "human",
+                author=self.agent_id,
+                priority=defaults.PRIORITY_PORT,
+                patch=delta,
+                track=self.track,
+                kind=Kind.EXPLORE,
+                meta={"base": base},
+                tags=["rebase"],
+            )
         )
 
     def speculative_leader(self, running: Hypothesis) -> Leader | None:
@@ -328,9 +381,11 @@ class Promoter:
             confirms = self.confirms_of(r.result_id)
             if len({c.seed for c in confirms}) >= defaults.CONFIRM_RUNS - 1:
                 continue  # judged already (rejected): nothing to carry
-            runs = [float(r.metric), *(float(c.metric) for c in confirms if c.metric is not None)]
+            runs = self.runs_so_far(r, confirms)
             if self.settings.direction.gain(old.metric, statistics.fmean(runs)) <= 0:
                 continue
+            if self.overtakes(runs, new):
+                continue  # it may beat the new leader as it is: its confirmations go on (`promote`)
             pending.append(r)
         if not pending:
             return
@@ -372,16 +427,22 @@ class Promoter:
         )
 
     def superseded(self, hyp: Hypothesis, leader: Leader) -> bool:
-        """Whether `hyp` is a confirmation of a candidate built on a leader that `leader` has replaced: it
-        can only end in a rebase, and `carry_over` already posted its edit on the new leader, so the job
-        is dropped instead of run (confirmations are claimed one run ahead and often outlive their leader)."""
+        """Whether `hyp` is a confirmation of a candidate built on a leader that `leader` has replaced, and
+        whose runs so far do not overtake `leader` (`overtakes`): it can only end in a rebase, so the job
+        is dropped instead of run, and the candidate's edit is posted on `leader` (`carry_over` has posted
+        it already, or, when another confirmation lowered its mean since, posts are deduplicated by edit)."""
         if not defaults.CARRY_OVER or hyp.kind != Kind.CONFIRM or not hyp.parent:
             return False
         try:
             cand = self.board.result(hyp.parent)
         except NotFound:
             return False
-        return cand.track == self.track and cand.parent_patch_hash != leader.patch_hash
+        if cand.track != self.track or cand.parent_patch_hash == leader.patch_hash or cand.metric is None:
+            return False
+        if self.overtakes(self.runs_so_far(cand), leader):
+            return False
+        self.rebase_candidate(cand.result_id, leader)
+        return True
 
     def cancel_open(self, job: HypothesisIn) -> None:
         """Cancel the hypothesis `job` was posted as, if it is still open (a claimed one runs on)."""
