@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import itertools
 import json
 import logging
 import multiprocessing as mp
@@ -391,6 +392,7 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
         confirms = [r.published_ms for r in runs if r.kind == Kind.CONFIRM and r.candidate_of == move.result_id]
         return (since_go(cand.published_ms) if cand else None, since_go(max(confirms)) if confirms else None,
                 since_go(move.time_ms))  # fmt: skip
+    parent_of = {r.result_id: r.parent_patch_hash for r in results}
     gains = [(true_at(r.parent_patch_hash) - true_at(r.patch_hash)) / OBJ.NOISE_SD for r in explores]
     kept = [g for r, g in zip(explores, gains, strict=True) if r.status == Status.KEEP]
     diag = {
@@ -410,6 +412,10 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
              r.result_id in promoted, board.get(r.hypothesis_id).title[:70] if r.hypothesis_id else "")
             for r in explores if r.status == Status.KEEP
         ],
+        "overtaking_moves": sum(  # moves whose candidate was built on an older leader than the one it replaced
+            parent_of.get(b.result_id, a.patch_hash) != a.patch_hash
+            for a, b in itertools.pairwise(history) if b.time_ms / 1000 - offset <= end
+        ),
         "move_latency": [  # per move: (seconds since go the candidate finished, its last confirmation, the move)
             latency(m, results) for m in history[1:] if m.time_ms / 1000 - offset <= end
         ],

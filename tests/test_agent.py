@@ -97,7 +97,8 @@ def test_three_agents_confirm_a_leader_move_and_end_on_it(
         wait_for(lambda: sum(a.alive for a in board.agents()) == 3, 60, "three agents registered")
         all_in_ms = board.server_ms()
         wait_for(lambda: (ld := board.leader(TRACK)) is not None and ld.generation >= 3
-                 and len(board.results(limit=500, track=TRACK)) >= 15, 150, "two confirmed moves")
+                 and sum(r.kind == "explore" for r in board.results(limit=500, track=TRACK)) >= 6, 150,
+                 "two confirmed moves and six explorations")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

@@ -255,8 +255,13 @@ def test_a_candidate_that_beats_the_leader_that_replaced_its_parent_is_promoted_
     confirms = [h for h in open_now if h.kind == Kind.CONFIRM and h.parent == strong]
     assert len(confirms) == defaults.CONFIRM_RUNS - 1
     assert not promoter.superseded(confirms[0], gen2)  # an agent about to run one runs it
-    for s in range(1, defaults.CONFIRM_RUNS):
+    for s in range(1, defaults.CONFIRM_RUNS - 1):
         publish(parts, parts.edited(0.5), 1.10, kind=Kind.CONFIRM, parent=gen1.patch_hash, candidate_of=strong, seed=s)
+    last = next(h for h in confirms if h.seed == defaults.CONFIRM_RUNS - 1)
+    guess = promoter.speculative_leader(last)  # the agent running the last one prepares its next job on it
+    assert guess is not None and guess.result_id == strong and guess.generation == 3
+    publish(parts, parts.edited(0.5), 1.10, kind=Kind.CONFIRM, parent=gen1.patch_hash, candidate_of=strong,
+            seed=defaults.CONFIRM_RUNS - 1)
     promoter.promote(strong)
     gen3 = board.leader(TRACK)
     assert gen3 is not None and gen3.generation == 3 and gen3.result_id == strong

@@ -7,8 +7,10 @@
 
 The rule itself is pure (`swarm.agent.noise`); this class reads what it needs from the board and
 moves the leader only through the board's compare-and-set, which re-checks everything on the server.
-A candidate whose parent is no longer the leader is never promoted as is: its edit is posted again
-on the new leader (a 3-way merge) and runs through screening again. A promotion is posted, with its
+A candidate whose parent is no longer the leader is judged against the new leader as it is when its
+runs clear screening against it (`overtakes`), and promoted over it only if it beats it, the replaced
+leader's edit then posted onto it (`reapply`); otherwise its edit is posted again on the new leader (a
+3-way merge) and runs through screening again. A promotion is posted, with its
 edit, as a `port` hypothesis for every other live track: a win on one hardware class is validated
 on the others, never assumed.
 """
@@ -345,8 +347,10 @@ class Promoter:
             return None
         leader = self.board.leader(self.track)
         cand = self.board.result(running.parent)
-        if leader is None or cand.parent_patch_hash != leader.patch_hash or cand.metric is None:
+        if leader is None or cand.metric is None:
             return None
+        if cand.parent_patch_hash != leader.patch_hash and not defaults.OVERTAKE:
+            return None  # it will be rebased, whatever its runs
         confirms = self.confirms_of(cand.result_id)
         if len({r.seed for r in confirms} | {running.seed}) < defaults.CONFIRM_RUNS - 1:
             return None  # other confirmations are still to come: this run does not decide
@@ -454,7 +458,7 @@ class Promoter:
 
     # --- rebase and port -----------------------------------------------------------------------------
     def rebase_candidate(self, candidate_id: str, leader: Leader) -> None:
-        """A candidate built on an old leader is never promoted as is: its edit is posted on the new one."""
+        """A candidate built on an old leader that does not overtake the new one: its edit is posted on it."""
         self.post_edit(
             candidate_id, f"rebase onto gen {leader.generation}", leader.track, Kind.EXPLORE, defaults.PRIORITY_PORT
         )
