@@ -105,9 +105,6 @@ CLASSICAL_MODEL_MIN_GAIN_SDS = 1.0  # proposed when it promises >= 1 residual sd
 CLASSICAL_MODEL_MOVE_Z = 2.0  # ... and each constant it moves promises a gain >= 2 of its standard errors: on the bowl
 #   of tests/test_surrogate.py (scripts/bench_model_step.py: 200 fits of 40 observations) a constant with no effect
 #   moved in 7.5% of steps (30% at z = 1, 2.5% at 3) and the steps took 97% of the gap on average (98% at 1, 96% at 3)
-CLASSICAL_SEES_PENDING = True  # the ideas queued or running on the leader (every agent's) are told to TPE as running
-#                                trials (its constant liar) and never proposed again: N agents spread their ideas
-PENDING_READ = 200  # open and claimed hypotheses read per ideation for that (a track has ~2 per agent claimed)
 CLASSICAL_TRIES_PER_IDEA = 25  # TPE asks per wanted idea before giving up on finding an untried distinct point
 
 # --- agent: runner, workspace, loop, confirmation ------------------------------------------------

@@ -76,30 +76,6 @@ def test_an_empty_queue_is_filled_by_the_proposer_and_the_idea_claimed(
     assert job.hyp.id in parts.leases.held()
 
 
-def test_ideas_queued_or_running_on_the_leader_are_not_proposed_again_by_another_agent(
-    redis_url: str, swarm_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Two agents whose classical proposers share a seed would propose the same points on one leader;
-    the second sees the first's ideas (one claimed, two queued) in its context and proposes others."""
-    a = make_parts(redis_url, swarm_name, tmp_path / "a")
-    b = make_parts(redis_url, swarm_name, tmp_path / "b")
-    leader = establish_baseline(a)
-    job = a.source.prepare()  # a's proposer posts its ideas and claims one
-    assert job is not None and job.hyp.source == "classical"
-    posted = [h for h in a.board.list_hypotheses(limit=50) if h.source == "classical"]
-    assert len(posted) == defaults.IDEAS_PER_CALL and {h.state for h in posted} == {State.OPEN, State.CLAIMED}
-    ctx = b.source.context(leader, b.baseline_files())
-    assert sorted(m["changed"] for m in ctx.pending) == sorted(h.meta["changed"] for h in posted)
-    titles = {h.title for h in posted}
-    ideas, _ = ClassicalProposer(seed=0).ideate(ctx, defaults.IDEAS_PER_CALL)
-    assert ideas and not titles & {i.title for i in ideas}
-    monkeypatch.setattr(defaults, "CLASSICAL_SEES_PENDING", False)  # without it: the same points again
-    ctx = b.source.context(leader, b.baseline_files())
-    assert ctx.pending == []
-    again, _ = ClassicalProposer(seed=0).ideate(ctx, defaults.IDEAS_PER_CALL)
-    assert titles & {i.title for i in again}
-
-
 def test_llm_edit_that_crashes_is_repaired_within_the_experiment(
     redis_url: str, swarm_name: str, tmp_path: Path
 ) -> None:

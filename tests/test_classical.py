@@ -326,17 +326,6 @@ def test_never_repeats_a_point_tried_on_the_current_leader() -> None:
     assert ClassicalProposer(seed=1).ideate(ctx_for(files, history=full), 3)[0] == []
 
 
-def test_never_proposes_a_point_queued_or_running_on_the_current_leader() -> None:
-    files = {"train.py": SMALL}  # points: 3, 5, 6 (4 is the leader)
-    history = [past({"changed": "DEPTH", "profile": "cpu", "DEPTH": 3}, 1.1)]
-    pending: list[dict[str, float | int | str]] = [
-        {"changed": "DEPTH", "profile": "cpu", "DEPTH": 5, "base": "f" * 64},
-        {"changed": "DEPTH", "profile": "gpu", "DEPTH": 6},  # another profile's: says nothing here
-    ]
-    ideas, _ = ClassicalProposer(seed=1).ideate(ctx_for(files, history=history, pending=pending), 3)
-    assert [i.title for i in ideas] == ["classical: DEPTH 4 -> 6"]
-
-
 def test_results_of_other_profiles_and_non_classical_are_ignored() -> None:
     files = {"train.py": SMALL}
     history = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 from swarm import defaults
 from swarm.agent.history import TrackHistory
 from swarm.board import Board
-from swarm.models import Kind, Leader, Result, State, SwarmSettings
+from swarm.models import Kind, Leader, Result, SwarmSettings
 from swarm.proposers.base import PastResult, ProposalContext
 
 HISTORY_RESULTS = 500  # newest results of the track read per ideation; the prompt trims further by tokens
@@ -51,14 +51,6 @@ def build_context(
     metric = leader.metric if leader else None
     patch = leader.patch_hash if leader else None
     items = [past(r, metric, patch, titles.get(r.hypothesis_id or "", "")) for r in results]
-    pending: list[dict[str, float | int | str]] = []
-    if defaults.CLASSICAL_SEES_PENDING and patch is not None:
-        for state in (State.OPEN, State.CLAIMED):
-            pending += [
-                dict(h.meta)
-                for h in board.list_hypotheses(state=state, limit=defaults.PENDING_READ)
-                if h.track == track and h.kind == Kind.EXPLORE and h.meta.get("base") == patch
-            ]
     return ProposalContext(
         track=track,
         profile=profile,
@@ -70,5 +62,4 @@ def build_context(
         brief=brief,
         brief_version=version,
         history=items[: defaults.PROPOSER_HISTORY_ITEMS * 10],
-        pending=pending,
     )

@@ -84,8 +84,6 @@ class ProposalContext:
     brief: str = ""  # program.md, as currently set on the board
     brief_version: int = 0
     history: list[PastResult] = field(default_factory=list)
-    pending: list[dict[str, float | int | str]] = field(default_factory=list)  # the meta of ideas queued or
-    #   running on this leader's code (every agent's): not results yet, but no one should propose them again
 
     def __post_init__(self) -> None:
         self.direction = Direction(self.direction)  # as for PastResult.status

@@ -206,11 +206,6 @@ class ClassicalProposer:
         worst = min(values, key=lambda v: ctx.direction.gain(0.0, v))
         for point, value in obs:
             self._add(study, spaces, point, worst if value is None else value, TrialState.COMPLETE)
-        for meta in ctx.pending:  # queued or running on this leader (any agent's): TPE's constant liar
-            if META_CHANGED in meta and meta.get(META_PROFILE, ctx.profile) == ctx.profile:
-                point = {**leader, **{k: v for k, v in meta.items() if k in spaces and not isinstance(v, str)}}
-                tried.add(_point_sig(point))
-                self._add(study, spaces, point, None, TrialState.RUNNING)
         return len(obs), n_failed, tried, [(p, v) for p, v in obs if v is not None]
 
     def _model(
