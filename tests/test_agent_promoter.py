@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from agent_parts import TRACK, establish_baseline, make_parts, move_leader_to, publish
 
 from swarm import defaults
