@@ -129,9 +129,9 @@ class Promoter:
             self.finalize_baseline()
         elif result.kind == Kind.EXPLORE and result.status == Status.KEEP:
             leader = self.board.leader(self.track)
-            if leader is not None and leader.patch_hash != result.parent_patch_hash and not self.overtakes(
-                [float(result.metric or 0.0)], leader
-            ):
+            runs = [float(result.metric)] if result.metric is not None else []
+            moved = leader is not None and leader.patch_hash != result.parent_patch_hash
+            if leader is not None and moved and not self.overtakes(runs, leader):
                 self.rebase_candidate(result.result_id, leader)  # it beat the leader it started from, not this one
             else:
                 self.confirm(result)
@@ -318,24 +318,13 @@ class Promoter:
         """`cand`, built on another code than `old`'s, replaced `old`: what `old` changed from that code
         (its own edit, and those of the leaders between) is posted onto the new leader, so a gain it held
         is not dropped with it (a 3-way merge; a conflicting line stays as the candidate has it)."""
-        base = cand.parent_patch_hash or EMPTY_PATCH
-        delta = make_patch(self.code.files_of(base), self.code.files_of(old.patch_hash))
-        if not delta.strip():
-            return
-        title = self.board.get(old.hypothesis_id).title if old.hypothesis_id else old.result_id
-        proposer = self.board.result(old.result_id).proposer
-        self.board.post(
-            HypothesisIn(
-                text=f"reapply gen {old.generation} onto gen {new.generation}: {title}"[:500],
-                source=proposer if SOURCE_RE.match(proposer) else "human",
-                author=self.agent_id,
-                priority=defaults.PRIORITY_PORT,
-                patch=delta,
-                track=self.track,
-                kind=Kind.EXPLORE,
-                meta={"base": base},
-                tags=["rebase"],
-            )
+        self.post_edit(
+            old.result_id,
+            f"reapply gen {old.generation} onto gen {new.generation}",
+            self.track,
+            Kind.EXPLORE,
+            defaults.PRIORITY_PORT,
+            base=cand.parent_patch_hash or EMPTY_PATCH,
         )
 
     def speculative_leader(self, running: Hypothesis) -> Leader | None:
@@ -469,11 +458,14 @@ class Promoter:
         for other in sorted(tracks):
             self.post_edit(candidate_id, f"port from {track}", other, Kind.PORT, defaults.PRIORITY_PORT)
 
-    def post_edit(self, candidate_id: str, text: str, track: str, kind: Kind, priority: int) -> None:
-        """Post a candidate's edit (the diff from its parent's code, `meta.base` = that parent) as a new
-        hypothesis, under the proposer that made it, so it is merged 3-way onto `track`'s leader."""
+    def post_edit(
+        self, candidate_id: str, text: str, track: str, kind: Kind, priority: int, base: str | None = None
+    ) -> None:
+        """Post a candidate's edit (the diff from its parent's code, or from `base`'s; `meta.base` = that
+        code) as a new hypothesis, under the proposer that made it, so it is merged 3-way onto `track`'s
+        leader."""
         cand = self.board.result(candidate_id)
-        parent = cand.parent_patch_hash or EMPTY_PATCH
+        parent = base if base is not None else cand.parent_patch_hash or EMPTY_PATCH
         delta = make_patch(self.code.files_of(parent), self.code.files_of(cand.patch_hash or EMPTY_PATCH))
         if not delta.strip():
             return

@@ -271,6 +271,7 @@ class SentinelProcess(RedisProcess):
         lines += [f"{args[i].removeprefix('--')} {args[i + 1]}" for i in range(0, len(args), 2)]
         return lines
 
+
 class SentinelGroup:
     """A primary, `replicas` replicas and three sentinels on loopback: `start()`, `url`, `primary()`, `stop()`.
 
