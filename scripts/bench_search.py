@@ -45,7 +45,6 @@ import importlib.util
 import itertools
 import json
 import logging
-import math
 import multiprocessing as mp
 import os
 import resource
@@ -394,9 +393,6 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
         return (since_go(cand.published_ms) if cand else None, since_go(max(confirms)) if confirms else None,
                 since_go(move.time_ms))  # fmt: skip
     parent_of = {r.result_id: r.parent_patch_hash for r in results}
-    led_at: dict[str, float] = {}  # code -> when it first became the leader (server ms)
-    for m in history:
-        led_at.setdefault(m.patch_hash, m.time_ms)
     gains = [(true_at(r.parent_patch_hash) - true_at(r.patch_hash)) / OBJ.NOISE_SD for r in explores]
     kept = [g for r, g in zip(explores, gains, strict=True) if r.status == Status.KEEP]
     diag = {
@@ -422,10 +418,6 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
         ),
         "move_latency": [  # per move: (seconds since go the candidate finished, its last confirmation, the move)
             latency(m, results) for m in history[1:] if m.time_ms / 1000 - offset <= end
-        ],
-        "ran_on_candidate": [  # explorations run on a candidate not yet promoted (`SPECULATE`): (all, never promoted)
-            sum(led_at.get(r.parent_patch_hash or EMPTY_PATCH, math.inf) > (r.started_ms or 0) for r in explores),
-            sum((r.parent_patch_hash or EMPTY_PATCH) not in led_at for r in explores),
         ],
         "model_steps": [  # (status, true gain over its parent in sds, seconds since go)
             (str(r.status), round(g, 1), round(r.published_ms / 1000 - offset - go))

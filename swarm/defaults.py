@@ -123,7 +123,7 @@ BASELINE_RETRY_MAX_S = 600.0  # ... at most 10 minutes apart: a fixed host or dr
 AHEAD_OF_BASELINE = True  # an agent with no baseline seed left to run explores the pristine code meanwhile (judged
 #                           once the baseline lands) instead of idling: 2 agents and 5 seeds left one idle for a run
 BASELINE_AWAIT_S = 30.0  # ... its result waits for the baseline this long past its own run time, then is discarded
-BASELINE_AWAIT_POLL_S = 0.2  # ... and polls for it (or for a speculated candidate to be decided: `SPECULATE`)
+BASELINE_AWAIT_POLL_S = 0.5
 BASELINE_FAILURES_LOUD = 3  # from the 3rd failed seed on, each failure is an error and a board event
 # The promotion rule (swarm/agent/noise.py), chosen by measuring it (scripts/bench_promotion.py, docs/agent.md):
 # 2.1% of no-effect changes promoted (95% CI 1.4-3.2%), 87% of true 2-SD gains (82-91%), 1.85 runs spent per
@@ -138,10 +138,6 @@ OVERTAKE = True  # a candidate whose leader was replaced while it ran or was con
 #                  leader as it is when its runs so far clear screening against it, and promoted over it if it
 #                  beats it (the replaced leader's edit is then posted onto it); before, it was always rebased:
 #                  one more screening run, and at 8 agents the best candidates waited behind weaker earlier ones
-SPECULATE = True  # while a candidate of the leader whose runs so far clear the promotion threshold is being
-#                   confirmed, new explorations (the classical optimizer's) are built and run on its code: when
-#                   it is promoted their results are already on the new leader (before: the next candidate came a
-#                   run length after each promotion); one whose candidate is not promoted is discarded
 URGENT_FIRST = True  # confirmations and leftover baseline seeds are run by the first GPU that is free, ahead of
 #                      its prepared job, and never claimed into a slot (where they waited behind a whole run:
 #                      candidate to promotion 10.1 s off, 5.9 s on at 8 agents with 4 s runs; measured in

@@ -4,21 +4,15 @@ other tracks, and the speculation on a promotion the running confirmation will m
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from agent_parts import TRACK, Parts, establish_baseline, make_parts, move_leader_to, publish
+from agent_parts import TRACK, establish_baseline, make_parts, move_leader_to, publish
 
 from swarm import defaults
-from swarm.agent.history import TrackHistory
 from swarm.agent.job import Job
-from swarm.agent.outbox import Outbox
-from swarm.agent.promoter import Promoter
-from swarm.code.diff import make_patch
-from swarm.experiment.runner import RunOutcome, run_experiment
-from swarm.models import AgentInfo, HypothesisIn, Kind, Leader, State, Status
+from swarm.experiment.runner import run_experiment
+from swarm.models import AgentInfo, HypothesisIn, Kind, State, Status
 from swarm.proposers.base import Usage
 
 
@@ -310,96 +304,3 @@ def test_a_candidate_whose_runs_fall_behind_the_new_leader_is_rebased_once(
     assert leader is not None and leader.result_id == gen2.result_id
     again = [h for h in board.list_hypotheses(state=State.OPEN, limit=50) if h.text.startswith("rebase onto gen 2")]
     assert [h.id for h in again] == [h.id for h in rebased]
-
-
-def classical_job(parts: Parts, files: dict[str, str], on: Leader, text: str, source: str = "classical") -> Job:
-    """A claimed idea (of `source`) whose edit is `files`, implemented on `on` as the preparer does."""
-    base = parts.code.files_of(on.patch_hash)
-    parts.board.post(HypothesisIn(text=text, track=TRACK, priority=7, source=source, patch=make_patch(base, files),
-                                  meta={"base": on.patch_hash}))
-    claim = parts.source.claim()
-    assert claim is not None and claim.hypothesis.text == text
-    job = parts.source.implement(Job(claim.hypothesis, claim.token, on))
-    assert not job.invalid
-    return job
-
-
-def test_a_classical_exploration_runs_on_a_likely_candidate_and_is_judged_once_it_is_decided(
-    redis_url: str, swarm_name: str, tmp_path: Path
-) -> None:
-    """While a candidate whose runs so far clear the promotion threshold is confirmed, a classical idea
-    about to run on the leader runs on the candidate's code (a human's does not); its result waits for
-    the candidate: promoted, it is judged against it; not promoted, it is discarded, and a job still
-    waiting on it runs on the leader after all."""
-    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
-    board, promoter, source = parts.board, parts.promoter, parts.source
-    gen1 = establish_baseline(parts)
-    base = parts.baseline_files()["train.py"]
-    publish(parts, parts.edited(0.45), 1.501, parent=gen1.patch_hash)  # a candidate too weak to speculate on
-    assert promoter.likely_leader() is None
-    strong_files = parts.edited(0.5)
-    strong = publish(parts, strong_files, 1.10, parent=gen1.patch_hash)
-    spec = promoter.likely_leader()
-    assert spec is not None and spec.result_id == strong and spec.generation == 2
-    y_files = {"train.py": base.replace("Y = 0.8 ", "Y = 0.4 ")}
-    job = classical_job(parts, y_files, gen1, "classical: Y 0.8 -> 0.4")
-    on_cand = source.sync(job)  # about to run: moved onto the candidate, the edit merged 3-way
-    assert on_cand is not None and on_cand.parent == spec and not on_cand.invalid
-    assert "X = 0.5" in on_cand.files["train.py"] and "Y = 0.4 " in on_cand.files["train.py"]
-    human = classical_job(parts, {"train.py": base + "# h\n"}, gen1, "a human's idea", source="human")
-    assert source.sync(human).parent == gen1  # type: ignore[union-attr]  # a human's idea: on the leader
-    clash = classical_job(parts, parts.edited(0.7), gen1, "classical: X 0.2 -> 0.7")
-    assert source.sync(clash).parent == gen1  # type: ignore[union-attr]  # conflicts with the candidate's edit
-    # Its result lands before the candidate is decided: it waits, then is judged against the promoted code.
-    publisher = parts.publisher(Outbox(tmp_path / "a" / "outbox.jsonl"))
-    entry = publisher.record(on_cand, RunOutcome("ok", 1.00, 0.2, {}))
-    assert entry["parent_result"] == strong
-
-    def confirm_strong() -> None:
-        for s in range(1, defaults.CONFIRM_RUNS):
-            publish(parts, strong_files, 1.10, kind=Kind.CONFIRM, parent=gen1.patch_hash, candidate_of=strong, seed=s)
-        Promoter(board, agent_id="other", track=TRACK, settings=parts.seat.settings, history=TrackHistory(board, TRACK),
-                 code=parts.code).promote(strong)
-
-    landing = threading.Timer(0.6, confirm_strong)
-    landing.start()
-    t0 = time.monotonic()
-    publisher.publish(entry)
-    landing.join()
-    assert time.monotonic() - t0 >= 0.5  # it waited for the decision
-    gen2 = board.leader(TRACK)
-    assert gen2 is not None and gen2.result_id == strong and gen2.patch_hash == spec.patch_hash
-    result = board.result(entry["result"]["result_id"])
-    assert result.status == Status.KEEP and result.parent_patch_hash == gen2.patch_hash  # beat gen 2: a candidate
-    assert [h.parent for h in board.list_hypotheses(state=State.OPEN, limit=50)
-            if h.kind == Kind.CONFIRM].count(result.result_id) == defaults.CONFIRM_RUNS - 1
-    # A likely candidate of gen 2 that its confirmations then reject: a job on it runs on the leader, and
-    # a result that ran on it is discarded (it never led), at once.
-    for h in board.list_hypotheses(state=State.OPEN, limit=50):
-        board.cancel(h.id)
-    for s in range(1, defaults.CONFIRM_RUNS):  # the result above is decided first: not promoted
-        publish(parts, on_cand.files, 1.12, kind=Kind.CONFIRM, parent=gen2.patch_hash, candidate_of=result.result_id,
-                seed=s)
-    promoter.promote(result.result_id)
-    assert promoter.likely_leader() is None
-    weak_files = {"train.py": strong_files["train.py"].replace("Y = 0.8 ", "Y = 0.3 ")}
-    weak = publish(parts, weak_files, 0.95, parent=gen2.patch_hash)
-    spec3 = promoter.likely_leader()
-    assert spec3 is not None and spec3.result_id == weak
-    waiting = classical_job(parts, {"train.py": strong_files["train.py"] + "# z\n"}, gen2, "classical: z")
-    waiting = source.speculate(waiting, gen2)
-    assert waiting.parent == spec3 and "Y = 0.3 " in waiting.files["train.py"]
-    ran = source.speculate(classical_job(parts, {"train.py": strong_files["train.py"] + "# q\n"}, gen2, "classical: q"),
-                           gen2)
-    assert ran.parent == spec3
-    for s in range(1, defaults.CONFIRM_RUNS):
-        publish(parts, weak_files, 1.30, kind=Kind.CONFIRM, parent=gen2.patch_hash, candidate_of=weak, seed=s)
-    promoter.promote(weak)
-    assert board.leader(TRACK) == gen2 and promoter.likely_leader() is None
-    again = source.sync(waiting)
-    assert again is not None and again.parent == gen2 and "# z" in again.files["train.py"]
-    assert "Y = 0.3 " not in again.files["train.py"]
-    t0 = time.monotonic()
-    publisher.publish(publisher.record(ran, RunOutcome("ok", 0.90, 0.2, {})))
-    assert time.monotonic() - t0 < 5
-    assert board.results(limit=1)[0].status == Status.DISCARD  # published, not lost: its parent never led

@@ -12,9 +12,7 @@ already implemented on the leader. Urgent work (a candidate's confirmations, a l
 current run: when a run ends, the agent claims it first and runs it now, and the prepared job waits one
 more run in its slot; an agent with an empty slot asks for it too. When the running job is a candidate's
 deciding confirmation whose runs so far clear the threshold, the next job is built on the candidate's code
-(`Promoter.speculative_leader`), so the agent's own promotion does not leave the GPU idle either; while
-a likely candidate is being confirmed by others, the next job is built on its code
-(`Promoter.likely_leader`, `defaults.SPECULATE`).
+(`Promoter.speculative_leader`), so the agent's own promotion does not leave the GPU idle either.
 
 With `enabled=False` (`--no-pipeline`) there is no thread: `take()` prepares the job inline.
 Errors: Redis unreachable in the preparer is reported and retried after `IDLE_POLL_S`; an
@@ -144,7 +142,6 @@ class Pipeline:
         """One job, built on the leader (or on the one the running confirmation will make)."""
         running = self.running
         on = self.promoter.speculative_leader(running.hyp) if self.enabled and running is not None else None
-        on = on or self.promoter.likely_leader()  # a candidate being confirmed: explore on it (`SPECULATE`)
         try:
             return self.source.prepare(on, leave_urgent=self.enabled and defaults.URGENT_FIRST)
         except (NotFound, UserError) as exc:  # a hypothesis or patch the board no longer has, or malformed

@@ -289,14 +289,11 @@ class Promoter:
         elif out.reason == "stale_generation" and out.leader is not None and out.leader.result_id != candidate_id:
             self.rebase_candidate(candidate_id, out.leader)
 
-    def beats_leader(
-        self, leader: Leader, values: list[float], noise: tuple[float, int] | None = None
-    ) -> tuple[bool, float, float]:
-        """(promote?, mean, threshold) of a candidate's runs against `leader` under the track's noise
-        (`noise`: the track's `noise()`, when the caller has it already)."""
-        sd, df = noise if noise is not None else self.noise()
+    def beats_leader(self, leader: Leader, values: list[float]) -> tuple[bool, float, float]:
+        """(promote?, mean, threshold) of a candidate's runs against `leader` under the track's noise."""
+        noise, df = self.noise()
         return should_promote(
-            leader.metric, values, self.settings.direction, sd, df, self.settings.min_delta, self.runs_behind(leader)
+            leader.metric, values, self.settings.direction, noise, df, self.settings.min_delta, self.runs_behind(leader)
         )
 
     def overtakes(self, runs: list[float], leader: Leader) -> bool:
@@ -348,48 +345,18 @@ class Promoter:
             return None  # other confirmations are still to come: this run does not decide
         kept = [float(r.metric) for r in confirms if r.status == Status.KEEP and r.metric is not None]
         ok, mean, _ = self.beats_leader(leader, [float(cand.metric), *kept])
-        return as_leader(leader, cand, mean) if ok else None
-
-    def likely_leader(self) -> Leader | None:
-        """The code the next promotion will most likely make the leader (`defaults.SPECULATE`): the best
-        candidate of the current leader still being confirmed whose runs so far clear the promotion
-        threshold (None: there is none). Explorations prepared meanwhile are built on it, so when it is
-        promoted there are results on the new leader already instead of a run length later; while it is
-        confirmed they run on it (`pending`), and one whose candidate is not promoted is discarded,
-        not judged against a leader it did not run on (`Publisher.await_parent`)."""
-        leader = self.board.leader(self.track)
-        if not defaults.SPECULATE or leader is None:
+        if not ok:
             return None
-        noise = self.noise()
-        best: tuple[float, Result] | None = None
-        for r in self.history.newest():
-            if r.kind != Kind.EXPLORE or r.status != Status.KEEP or r.stale or r.metric is None:
-                continue
-            if r.parent_patch_hash != leader.patch_hash or r.patch_hash == leader.patch_hash:
-                continue
-            confirms = self.confirms_of(r.result_id)
-            if len({c.seed for c in confirms}) >= defaults.CONFIRM_RUNS - 1:
-                continue  # decided (a promotion would have moved the leader)
-            ok, mean, _ = self.beats_leader(leader, self.runs_so_far(r, confirms), noise)
-            if ok and (best is None or self.settings.direction.gain(best[0], mean) > 0):
-                best = (mean, r)
-        return as_leader(leader, best[1], best[0]) if best is not None else None
-
-    def pending(self, candidate_id: str, patch_hash: str, leader: Leader) -> bool:
-        """Whether the candidate `candidate_id` (code `patch_hash`), a job's speculative parent
-        (`likely_leader`), may still replace `leader`: it is a candidate of `leader` whose runs so far
-        beat it (with all its confirmations in, its promotion is about to land)."""
-        if not candidate_id or patch_hash == leader.patch_hash:
-            return False
-        try:
-            cand = self.board.result(candidate_id)
-        except NotFound:
-            return False
-        if cand.track != self.track or cand.parent_patch_hash != leader.patch_hash or cand.metric is None:
-            return False
-        if (cand.patch_hash or EMPTY_PATCH) != patch_hash or cand.kind != Kind.EXPLORE:
-            return False
-        return self.beats_leader(leader, self.runs_so_far(cand))[0]
+        return leader.model_copy(
+            update={
+                "generation": leader.generation + 1,
+                "metric": mean,
+                "patch_hash": cand.patch_hash or EMPTY_PATCH,
+                "hypothesis_id": cand.hypothesis_id,
+                "agent_id": cand.agent_id,
+                "result_id": cand.result_id,
+            }
+        )
 
     def carry_over(self, old: Leader, new: Leader) -> None:
         """The other candidates of the leader just replaced, still waiting for confirmations: those not yet
@@ -516,17 +483,3 @@ class Promoter:
                 tags=["rebase" if kind == Kind.EXPLORE else str(kind)],
             )
         )
-
-
-def as_leader(leader: Leader, cand: Result, mean: float) -> Leader:
-    """The leader `cand` would make, promoted over `leader` with the mean `mean` (a speculation)."""
-    return leader.model_copy(
-        update={
-            "generation": leader.generation + 1,
-            "metric": mean,
-            "patch_hash": cand.patch_hash or EMPTY_PATCH,
-            "hypothesis_id": cand.hypothesis_id,
-            "agent_id": cand.agent_id,
-            "result_id": cand.result_id,
-        }
-    )

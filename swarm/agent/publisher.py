@@ -97,8 +97,6 @@ class Publisher:
             "hid": job.hyp.id,
             "token": job.token,
             "patch_text": patch_text,
-            # the candidate it ran on, when that was a speculation (`Promoter.likely_leader`): judged once decided
-            "parent_result": job.parent.result_id if job.parent is not None else "",
             # judged on delivery: explorations only (a port goes straight to confirmation)
             "judge": job.kind == Kind.EXPLORE and outcome.status == RunStatus.OK,
         }
@@ -117,7 +115,6 @@ class Publisher:
         gain = None
         if entry.get("judge"):  # decided now, against the leader as it is when the result lands
             self.await_baseline(result)
-            self.await_parent(result, str(entry.get("parent_result") or ""))
             result.status = self.promoter.judge(result.parent_patch_hash, result.metric)
             gain = self.promoter.gain(result.parent_patch_hash, result.metric)
         published = self.board.publish(result)
@@ -145,25 +142,6 @@ class Publisher:
                 return
             self.stop.wait(defaults.BASELINE_AWAIT_POLL_S)
         log.warning("result %s: the baseline did not land in time; discarded unjudged", result.result_id[:8])
-
-    def await_parent(self, result: ResultIn, candidate_id: str) -> None:
-        """An exploration run on a candidate still being confirmed (`Promoter.likely_leader`) is judged
-        once that is decided: promoted, it is judged against it (it ran on that leader); not, it is
-        discarded (`judge`: a parent that never led). The candidate's confirmations were claimed before
-        the run started (urgent work goes first), so this rarely waits; it waits at most as long as the
-        run itself took plus BASELINE_AWAIT_S, then the result is judged as the board is."""
-        parent = result.parent_patch_hash or EMPTY_PATCH
-        leader = self.board.leader(self.track)
-        if not candidate_id or leader is None or not self.promoter.pending(candidate_id, parent, leader):
-            return
-        run_s = max(0.0, ((result.finished_ms or 0) - (result.started_ms or 0)) / 1000)
-        deadline = time.monotonic() + run_s + defaults.BASELINE_AWAIT_S
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            self.stop.wait(defaults.BASELINE_AWAIT_POLL_S)
-            leader = self.board.leader(self.track)
-            if leader is None or not self.promoter.pending(candidate_id, parent, leader):
-                return
-        log.warning("result %s: its candidate was not decided in time; judged as the board is", result.result_id[:8])
 
 
 def _num(v: Any) -> float | None:

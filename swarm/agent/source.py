@@ -331,31 +331,8 @@ class JobSource:
 
     def sync(self, job: Job) -> Job | None:
         """Move the workspace to the track's leader and rebase the job onto it (None: the job was
-        retired, take the next one); a machine-made exploration goes on to a likely candidate of it
-        (`speculate`)."""
-        leader = self.sync_workspace()
-        again = self.rebase(job, leader)
-        return self.speculate(again, leader) if again is not None and leader is not None else again
-
-    def speculate(self, job: Job, leader: Leader) -> Job:
-        """A classical exploration about to run on `leader` while a candidate of it that is likely to be
-        promoted is being confirmed (`Promoter.likely_leader`, `defaults.SPECULATE`) runs on that
-        candidate's code instead (a 3-way merge of its edit): when the candidate is promoted, its result
-        is already on the new leader. One that conflicts with the candidate's edit, or would only repeat
-        it, runs on the leader. A human's or an LLM's idea always runs on the leader as it is."""
-        if job.kind != Kind.EXPLORE or job.hyp.source != "classical" or job.invalid or job.parent is None:
-            return job
-        if job.parent.patch_hash != leader.patch_hash:
-            return job
-        on = self.promoter.likely_leader()
-        if on is None:
-            return job
-        cand = self.code.files_of(on.patch_hash)
-        merged = merge3(self.code.files_of(leader.patch_hash), cand, job.files)
-        if merged is None or merged == cand:
-            return job
-        log.info("%s runs on candidate %s (gen %d if promoted)", job.hyp.id, on.result_id[:8], on.generation)
-        return replace(job, parent=on, files=merged, invalid=validate_edit(merged, self.settings.editable) or "")
+        retired, take the next one)."""
+        return self.rebase(job, self.sync_workspace())
 
     def rebase(self, job: Job, leader: Leader | None) -> Job | None:
         """`job` re-applied onto `leader` if it was built on another one: 3-way merge of its edit, or
@@ -370,11 +347,6 @@ class JobSource:
             return job
         if job.parent.patch_hash == leader.patch_hash:  # same code (a speculated parent that came true)
             return job if job.parent == leader else replace(job, parent=leader)
-        if job.hyp.source == "classical" and self.promoter.pending(job.parent.result_id, job.parent.patch_hash, leader):
-            # built on a candidate of `leader` still being confirmed (`Promoter.likely_leader`): it runs
-            # there. Only a machine-made idea does: a human's or an LLM's runs on the leader as it is, so
-            # a candidate that is not promoted never costs one of them its run.
-            return job
         base = self.code.files_of(job.parent.patch_hash)
         merged = merge3(base, self.code.files_of(leader.patch_hash), job.files)
         if merged is None:
