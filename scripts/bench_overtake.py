@@ -1,0 +1,173 @@
+"""The promotion rule's false-promotion rate on the overtaking path, by Monte Carlo of the rule itself.
+
+scripts/bench_promotion.py measures the rule's error rates through a real agent, one candidate at a
+time: it never sees a candidate whose parent was replaced while it was pending, which since `OVERTAKE`
+(docs/agent.md) is judged against the new leader as it is and may be promoted over it. This script
+measures that path with the rule's own functions (`swarm.agent.noise`, pure; the same calls
+`Promoter.judge`, `Promoter.overtakes` and `Promoter.beats_leader` make), in noise-SD units:
+
+- the track's baseline: `NOISE_SEEDS` runs of true value 0 (the leader L0, their mean);
+- a candidate A of L0 with a true gain of `effect` SDs: screened against L0, confirmed, promoted over it
+  (trials where it is not are dropped): the leader L1, the mean of its `CONFIRM_RUNS` runs;
+- **overtake**: a candidate C of L0 with no effect relative to A (the same true value), screened
+  against L0, whose parent was then replaced by A: its confirmations run only if its run clears
+  screening against L1 (`overtakes`), and it is promoted over L1 if its runs beat L1 by the
+  promotion rule. A promotion of C is a false promotion: it is no better than L1;
+- **child** (the path bench_promotion.py measures, after a promotion): a no-effect change built on L1,
+  screened against L1, confirmed, promoted if it beats it. The same false promotion, for comparison;
+- and, last, bench_promotion.py's own setup in this model (5 no-effect candidates one after another on a
+  fresh track), to set the model's level beside that script's measurement through the real agent.
+
+The noise is pooled as the promoter pools it (every group of runs of one code: the baseline, A's runs,
+the candidate's runs so far; `--history` adds earlier candidates' groups). Reported per row: trials,
+screened, promoted, the promotion rate of each path with its Wilson 95% interval.
+
+    .venv/bin/python scripts/bench_overtake.py                     # 200,000 trials per row, ~2 minutes
+    .venv/bin/python scripts/bench_overtake.py --effects 3 --history 0 --trials 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from swarm import defaults
+from swarm.agent.noise import is_candidate, pooled, should_promote
+from swarm.models import Direction
+
+LOWER = Direction.MINIMIZE  # val_bpb: lower is better
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def candidate(rng: random.Random, true: float, ref: float, n_ref: int, groups: list[list[float]]) -> list[float] | None:
+    """A candidate's first run if it clears screening against `ref` (the mean of `n_ref` runs), else None."""
+    run = rng.gauss(true, 1.0)
+    sd, df = pooled(groups)
+    return [run] if is_candidate(ref, run, LOWER, sd, df, 0.0, n_ref) else None
+
+
+def confirmed(rng: random.Random, true: float, runs: list[float]) -> list[float]:
+    return runs + [rng.gauss(true, 1.0) for _ in range(defaults.CONFIRM_RUNS - len(runs))]
+
+
+def beats(ref: float, n_ref: int, runs: list[float], groups: list[list[float]]) -> bool:
+    sd, df = pooled(groups)
+    return should_promote(ref, runs, LOWER, sd, df, 0.0, n_ref)[0]
+
+
+def trial(rng: random.Random, effect: float, history: int) -> dict[str, Any] | None:
+    """One track: L0, A promoted over it, then C (overtake) and a child of L1. None: A not promoted.
+    `history`: groups of CONFIRM_RUNS runs of earlier candidates, pooled into the noise with the baseline
+    (0: a young track, the fewest degrees of freedom and the widest t tails)."""
+    past = [[rng.gauss(0.0, 1.0) for _ in range(defaults.CONFIRM_RUNS)] for _ in range(history)]
+    base = [rng.gauss(0.0, 1.0) for _ in range(defaults.NOISE_SEEDS)]
+    l0, n0 = statistics.fmean(base), defaults.NOISE_SEEDS
+    a = candidate(rng, -effect, l0, n0, [*past, base])
+    if a is None:
+        return None
+    a = confirmed(rng, -effect, a)
+    if not beats(l0, n0, a, [*past, base, a]):
+        return None
+    l1, n1 = statistics.fmean(a), defaults.CONFIRM_RUNS
+    out: dict[str, Any] = {}
+    # C: a candidate of L0 (screened against it), true value A's, judged against L1 as it is.
+    c = candidate(rng, -effect, l0, n0, [*past, base, a])
+    out["c_screened"] = c is not None
+    out["c_overtakes"] = c is not None and is_candidate(l1, c[0], LOWER, *pooled([*past, base, a]), 0.0, n1)
+    out["c_promoted"] = False
+    if c is not None and out["c_overtakes"]:
+        c = confirmed(rng, -effect, c)
+        out["c_promoted"] = beats(l1, n1, c, [*past, base, a, c])
+    # A child of L1 with no effect: the ordinary path, after the same promotion.
+    k = candidate(rng, -effect, l1, n1, [*past, base, a])
+    out["k_screened"] = k is not None
+    out["k_promoted"] = False
+    if k is not None:
+        k = confirmed(rng, -effect, k)
+        out["k_promoted"] = beats(l1, n1, k, [*past, base, a, k])
+    return out
+
+
+def bench_promotion_model(rng: random.Random, tracks: int, per_track: int = 5) -> dict[str, float]:
+    """bench_promotion.py's setup in this model: `per_track` no-effect candidates one after another on a
+    fresh track, each screened candidate's runs pooled into the noise, a promoted one the new leader."""
+    screened = promoted = first = 0
+    for _ in range(tracks):
+        base = [rng.gauss(0.0, 1.0) for _ in range(defaults.NOISE_SEEDS)]
+        groups, lead, n_lead = [base], statistics.fmean(base), defaults.NOISE_SEEDS
+        for i in range(per_track):
+            runs = candidate(rng, 0.0, lead, n_lead, groups)
+            if runs is None:
+                continue
+            screened += 1
+            runs = confirmed(rng, 0.0, runs)
+            groups.append(runs)
+            if beats(lead, n_lead, runs, groups):
+                promoted += 1
+                first += i == 0
+                lead, n_lead = statistics.fmean(runs), defaults.CONFIRM_RUNS
+    n = tracks * per_track
+    return {"candidates": n, "screened": screened / n, "promoted": promoted / n, "ci": wilson(promoted, n),
+            "first_promoted": first / tracks}  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--effects", type=float, nargs="+", default=[2.0, 4.0, 8.0], help="A's true gain, noise SDs")
+    ap.add_argument("--trials", type=int, default=200_000, help="tracks per effect (those where A is promoted count)")
+    ap.add_argument("--history", type=int, nargs="+", default=[0, 10],
+                    help="earlier candidates' groups of runs pooled into the noise (0: a young track)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    if args.trials < 1 or any(e < 0 for e in args.effects) or any(h < 0 for h in args.history):
+        print("error: --trials must be >= 1, --effects and --history >= 0", file=sys.stderr)
+        return 2
+    rng = random.Random(args.seed)
+    rows = []
+    print("| earlier groups | A's true gain (SDs) | tracks with A promoted | C screened on L0 / overtakes L1 "
+          "| C promoted over L1 (95% CI) | child of L1 screened | child promoted (95% CI) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for history, effect in ((h, e) for h in args.history for e in args.effects):
+        outs = [o for o in (trial(rng, effect, history) for _ in range(args.trials)) if o is not None]
+        n = len(outs)
+        cs, co, cp = (sum(o[k] for o in outs) for k in ("c_screened", "c_overtakes", "c_promoted"))
+        ks, kp = sum(o["k_screened"] for o in outs), sum(o["k_promoted"] for o in outs)
+        row = {"history": history, "effect": effect, "tracks": n, "c_screened": cs, "c_overtakes": co, "c_promoted": cp,
+               "k_screened": ks, "k_promoted": kp, "c_rate": cp / max(1, n), "c_ci": wilson(cp, n),
+               "k_rate": kp / max(1, n), "k_ci": wilson(kp, n)}  # fmt: skip
+        rows.append(row)
+        lo, hi = row["c_ci"]
+        klo, khi = row["k_ci"]
+        print(f"| {history} | {effect:g} | {n:,} | {cs / n:.1%} / {co / n:.1%} | {cp / n:.2%} ({lo:.2%}-{hi:.2%}) "
+              f"| {ks / n:.1%} | {kp / n:.2%} ({klo:.2%}-{khi:.2%}) |", flush=True)  # fmt: skip
+    model = bench_promotion_model(rng, max(1, args.trials // 5))
+    lo, hi = model["ci"]
+    print(f"bench_promotion.py's setup (5 no-effect candidates per fresh track, {model['candidates']:,} in all): "
+          f"screened {model['screened']:.1%}, promoted {model['promoted']:.2%} ({lo:.2%}-{hi:.2%}), "
+          f"a track's first {model['first_promoted']:.2%}")
+    if args.json:
+        rule = {k: getattr(defaults, k) for k in ("NOISE_SEEDS", "CONFIRM_RUNS", "SCREEN_ALPHA", "PROMOTE_ALPHA")}
+        doc = {"rule": rule, "trials": args.trials, "seed": args.seed, "rows": rows, "bench_promotion_model": model}
+        args.json.write_text(json.dumps(doc, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
