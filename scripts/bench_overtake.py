@@ -15,8 +15,9 @@ measures that path with the rule's own functions (`swarm.agent.noise`, pure; the
   promotion rule. A promotion of C is a false promotion: it is no better than L1;
 - **child** (the path bench_promotion.py measures, after a promotion): a no-effect change built on L1,
   screened against L1, confirmed, promoted if it beats it. The same false promotion, for comparison;
-- and, last, bench_promotion.py's own setup in this model (5 no-effect candidates one after another on a
-  fresh track), to set the model's level beside that script's measurement through the real agent.
+- and, last, bench_promotion.py's own setup in this model (5 candidates one after another on a fresh track,
+  no-effect ones and 2-SD gains), to set the model beside that script's measurement through the real
+  agent; `--rule NAME=VALUE` evaluates another setting of the rule in seconds.
 
 The noise is pooled as the promoter pools it (every group of runs of one code: the baseline, A's runs,
 the candidate's runs so far; `--history` adds earlier candidates' groups). Reported per row: trials,
@@ -44,6 +45,7 @@ from swarm.agent.noise import is_candidate, pooled, should_promote
 from swarm.models import Direction
 
 LOWER = Direction.MINIMIZE  # val_bpb: lower is better
+RULE = ("NOISE_SEEDS", "CONFIRM_RUNS", "SCREEN_ALPHA", "PROMOTE_ALPHA")
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -104,27 +106,28 @@ def trial(rng: random.Random, effect: float, history: int) -> dict[str, Any] | N
     return out
 
 
-def bench_promotion_model(rng: random.Random, tracks: int, per_track: int = 5) -> dict[str, float]:
-    """bench_promotion.py's setup in this model: `per_track` no-effect candidates one after another on a
-    fresh track, each screened candidate's runs pooled into the noise, a promoted one the new leader."""
+def bench_promotion_model(rng: random.Random, tracks: int, effect: float = 0.0, per_track: int = 5) -> dict[str, Any]:
+    """bench_promotion.py's setup in this model: `per_track` candidates of a true gain of `effect` SDs over
+    their parent, one after another on a fresh track, each screened candidate's runs pooled into the
+    noise, a promoted one the new leader (the next candidate is `effect` better than it)."""
     screened = promoted = first = 0
     for _ in range(tracks):
         base = [rng.gauss(0.0, 1.0) for _ in range(defaults.NOISE_SEEDS)]
-        groups, lead, n_lead = [base], statistics.fmean(base), defaults.NOISE_SEEDS
+        groups, lead, n_lead, level = [base], statistics.fmean(base), defaults.NOISE_SEEDS, 0.0
         for i in range(per_track):
-            runs = candidate(rng, 0.0, lead, n_lead, groups)
+            runs = candidate(rng, level - effect, lead, n_lead, groups)
             if runs is None:
                 continue
             screened += 1
-            runs = confirmed(rng, 0.0, runs)
+            runs = confirmed(rng, level - effect, runs)
             groups.append(runs)
             if beats(lead, n_lead, runs, groups):
                 promoted += 1
                 first += i == 0
-                lead, n_lead = statistics.fmean(runs), defaults.CONFIRM_RUNS
+                lead, n_lead, level = statistics.fmean(runs), defaults.CONFIRM_RUNS, level - effect
     n = tracks * per_track
-    return {"candidates": n, "screened": screened / n, "promoted": promoted / n, "ci": wilson(promoted, n),
-            "first_promoted": first / tracks}  # fmt: skip
+    return {"effect": effect, "candidates": n, "screened": screened / n, "promoted": promoted / n,
+            "ci": wilson(promoted, n), "first_promoted": first / tracks}  # fmt: skip
 
 
 def main() -> int:
@@ -134,11 +137,23 @@ def main() -> int:
     ap.add_argument("--history", type=int, nargs="+", default=[0, 10],
                     help="earlier candidates' groups of runs pooled into the noise (0: a young track)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rule", action="append", default=[], metavar="NAME=VALUE",
+                    help="another setting of the rule (NOISE_SEEDS, CONFIRM_RUNS, SCREEN_ALPHA, PROMOTE_ALPHA)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.trials < 1 or any(e < 0 for e in args.effects) or any(h < 0 for h in args.history):
         print("error: --trials must be >= 1, --effects and --history >= 0", file=sys.stderr)
         return 2
+    for item in args.rule:
+        name, _, value = item.partition("=")
+        if name not in RULE:
+            print(f"error: --rule {item!r}: one of {', '.join(RULE)}", file=sys.stderr)
+            return 2
+        try:
+            setattr(defaults, name, type(getattr(defaults, name))(float(value)))
+        except ValueError:
+            print(f"error: --rule {item!r}: not a number", file=sys.stderr)
+            return 2
     rng = random.Random(args.seed)
     rows = []
     print("| earlier groups | A's true gain (SDs) | tracks with A promoted | C screened on L0 / overtakes L1 "
@@ -157,14 +172,16 @@ def main() -> int:
         klo, khi = row["k_ci"]
         print(f"| {history} | {effect:g} | {n:,} | {cs / n:.1%} / {co / n:.1%} | {cp / n:.2%} ({lo:.2%}-{hi:.2%}) "
               f"| {ks / n:.1%} | {kp / n:.2%} ({klo:.2%}-{khi:.2%}) |", flush=True)  # fmt: skip
-    model = bench_promotion_model(rng, max(1, args.trials // 5))
-    lo, hi = model["ci"]
-    print(f"bench_promotion.py's setup (5 no-effect candidates per fresh track, {model['candidates']:,} in all): "
-          f"screened {model['screened']:.1%}, promoted {model['promoted']:.2%} ({lo:.2%}-{hi:.2%}), "
-          f"a track's first {model['first_promoted']:.2%}")
+    models = [bench_promotion_model(rng, max(1, args.trials // 5), e) for e in (0.0, 2.0)]
+    for m in models:
+        lo, hi = m["ci"]
+        what = "no-effect" if m["effect"] == 0 else f"{m['effect']:g}-SD"
+        print(f"bench_promotion.py's setup, {what} candidates (5 per fresh track, {m['candidates']:,} in all): "
+              f"screened {m['screened']:.1%}, promoted {m['promoted']:.2%} ({lo:.2%}-{hi:.2%}), "
+              f"a track's first {m['first_promoted']:.2%}")
     if args.json:
-        rule = {k: getattr(defaults, k) for k in ("NOISE_SEEDS", "CONFIRM_RUNS", "SCREEN_ALPHA", "PROMOTE_ALPHA")}
-        doc = {"rule": rule, "trials": args.trials, "seed": args.seed, "rows": rows, "bench_promotion_model": model}
+        rule = {k: getattr(defaults, k) for k in RULE}
+        doc = {"rule": rule, "trials": args.trials, "seed": args.seed, "rows": rows, "bench_promotion_model": models}
         args.json.write_text(json.dumps(doc, indent=1))
     return 0
 

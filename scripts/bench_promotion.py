@@ -5,13 +5,13 @@ compare-and-set), with 95% confidence intervals.
     .venv/bin/python scripts/bench_promotion.py --json out.json                 # defaults: ~10 minutes
     .venv/bin/python scripts/bench_promotion.py --nulls 200 --per-effect 50     # a quick look
 
-Each swarm is fresh (a new track: its noise known only from the 3 baseline runs at first, so the first
-candidates are judged with 2 degrees of freedom, as on a real new track) and runs `--per-swarm`
+Each swarm is fresh (a new track: its noise known only from the NOISE_SEEDS = 5 baseline runs at first,
+so the first candidates are judged with 4 degrees of freedom, as on a real new track) and runs `--per-swarm`
 candidates of one true effect through one in-process `Agent` on a real redis-server. A candidate is a
 hypothesis with a patch that edits one comment line of the synthetic arena's train.py (64 such lines
 are added to a copy of the arena so every edit merges onto whatever the leader became); the simulated
 run scores the code as the synthetic objective does, with Gaussian seed noise of SD `--noise` seeded by
-code and seed, minus `effect * noise` for each line marked with an effect. So a no-effect change is a
+swarm, code and seed, minus `effect * noise` for each line marked with an effect. So a no-effect change is a
 pure re-draw of the noise, and a change of effect 2 is better than its parent by exactly 2 noise SDs.
 
 Reported per effect (0 = no effect; then `--effects`, in noise SDs): candidates, screened (kept by
@@ -73,11 +73,15 @@ class Quiet:
         return None, Usage()
 
 
-def make_runner(noise: float):  # type: ignore[no-untyped-def]
+def make_runner(noise: float, swarm: str):  # type: ignore[no-untyped-def]
+    """Runs scored by code, seed and swarm: every swarm draws its own baseline noise (keyed by code and seed
+    alone, every swarm's baseline was the same 5 draws, whose SD happened to be 0.22 of the noise: the
+    figures measured with it were conditional on that one draw)."""
+
     def run(arena_dir: Path, files: dict[str, str], seed: int, budget_s: float, cancel: threading.Event) -> RunOutcome:
         code = files["train.py"]
         effect = sum(float(e) for e in EFFECT_RE.findall(code))
-        draw = random.Random(f"{seed}\0{code}").gauss(0.0, noise)
+        draw = random.Random(f"{swarm}\0{seed}\0{code}").gauss(0.0, noise)
         return RunOutcome("ok", 1.0 + draw - effect * noise, 0.0, {})
 
     return run
@@ -110,7 +114,7 @@ def one_swarm(
                                          patch=make_patch(files, after)))  # fmt: skip
         ids.append(hid)
     with tempfile.TemporaryDirectory(prefix="promo-") as tmp:
-        opts = AgentOptions(workdir=Path(tmp) / "a", arena=Path(arena), track=TRACK, runner=make_runner(noise),
+        opts = AgentOptions(workdir=Path(tmp) / "a", arena=Path(arena), track=TRACK, runner=make_runner(noise, swarm),
                             pipeline=False, seed=seed)  # fmt: skip
         prop = Quiet()
         agent = Agent(board, opts, [prop], Selector([prop], [1.0], seed=seed))  # type: ignore[list-item]
