@@ -125,9 +125,9 @@ AHEAD_OF_BASELINE = True  # an agent with no baseline seed left to run explores 
 BASELINE_AWAIT_S = 30.0  # ... its result waits for the baseline this long past its own run time, then is discarded
 BASELINE_AWAIT_POLL_S = 0.5
 BASELINE_FAILURES_LOUD = 3  # from the 3rd failed seed on, each failure is an error and a board event
-# The promotion rule (swarm/agent/noise.py), chosen by measuring it (scripts/bench_promotion.py, docs/agent.md):
-# 2.1% of no-effect changes promoted (95% CI 1.4-3.2%), 87% of true 2-SD gains (82-91%), 1.85 runs spent per
-# no-effect change. The earlier 3 runs, 1 SD screening and z = 2 gave 1.4% and only 54% at 2 SDs.
+# The promotion rule (swarm/agent/noise.py), measured through the agent (scripts/bench_promotion.py, docs/agent.md):
+# 3.1% of no-effect changes promoted (95% CI 2.2-4.4%), 75% of true 2-SD gains (72-78%, 1,000 of them), 1.82 runs
+# spent per no-effect change. (First published as 2.1% / 87%: the script then gave every swarm the same baseline.)
 CONFIRM_RUNS = 4  # runs behind a promotion: the candidate's own run plus 3 confirmations with other seeds
 SCREEN_ALPHA = 0.3  # a no-effect run's chance of passing screening (t quantile): a real gain is rarely lost here
 PROMOTE_ALPHA = 0.05  # the one-sided t test of a candidate's mean against the leader's, pooled seed noise
