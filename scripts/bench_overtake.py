@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import statistics
 import sys
@@ -44,17 +43,11 @@ from swarm import defaults
 from swarm.agent.noise import is_candidate, pooled, should_promote
 from swarm.models import Direction
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_promotion import wilson  # the same interval as the agent's measurement
+
 LOWER = Direction.MINIMIZE  # val_bpb: lower is better
 RULE = ("NOISE_SEEDS", "CONFIRM_RUNS", "SCREEN_ALPHA", "PROMOTE_ALPHA")
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def candidate(rng: random.Random, true: float, ref: float, n_ref: int, groups: list[list[float]]) -> list[float] | None:
