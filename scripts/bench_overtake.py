@@ -44,10 +44,9 @@ from swarm.agent.noise import is_candidate, pooled, should_promote
 from swarm.models import Direction
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_promotion import wilson  # the same interval as the agent's measurement
+from bench_promotion import RULE, set_rule, wilson  # the same rule settings and interval as the agent's measurement
 
 LOWER = Direction.MINIMIZE  # val_bpb: lower is better
-RULE = ("NOISE_SEEDS", "CONFIRM_RUNS", "SCREEN_ALPHA", "PROMOTE_ALPHA")
 
 
 def candidate(rng: random.Random, true: float, ref: float, n_ref: int, groups: list[list[float]]) -> list[float] | None:
@@ -138,14 +137,10 @@ def main() -> int:
         print("error: --trials must be >= 1, --effects and --history >= 0", file=sys.stderr)
         return 2
     for item in args.rule:
-        name, _, value = item.partition("=")
-        if name not in RULE:
-            print(f"error: --rule {item!r}: one of {', '.join(RULE)}", file=sys.stderr)
-            return 2
         try:
-            setattr(defaults, name, type(getattr(defaults, name))(float(value)))
-        except ValueError:
-            print(f"error: --rule {item!r}: not a number", file=sys.stderr)
+            set_rule(item)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 2
     rng = random.Random(args.seed)
     rows = []

@@ -73,6 +73,19 @@ class Quiet:
         return None, Usage()
 
 
+def set_rule(item: str) -> tuple[str, float]:
+    """Set one setting of the rule in `swarm.defaults` from `NAME=VALUE`; ValueError says what is wrong."""
+    name, _, value = item.partition("=")
+    if name not in RULE:
+        raise ValueError(f"--rule {item!r}: one of {', '.join(RULE)}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"--rule {item!r}: not a number") from None
+    setattr(defaults, name, type(getattr(defaults, name))(number))
+    return name, number
+
+
 def make_runner(noise: float, swarm: str):  # type: ignore[no-untyped-def]
     """Runs scored by code, seed and swarm: every swarm draws its own baseline noise (keyed by code and seed
     alone, every swarm's baseline was the same 5 draws, whose SD happened to be 0.22 of the noise: the
@@ -166,11 +179,11 @@ def main() -> int:
     args = ap.parse_args()
     rule = {}
     for item in args.rule:
-        name, _, value = item.partition("=")
-        if name not in RULE:
-            ap.error(f"--rule {item!r}: one of {', '.join(RULE)}")
-        rule[name] = float(value)
-        setattr(defaults, name, type(getattr(defaults, name))(float(value)))
+        try:
+            name, value = set_rule(item)
+        except ValueError as exc:
+            ap.error(str(exc))
+        rule[name] = value
     if not 1 <= args.per_swarm <= SLOTS:
         ap.error(f"--per-swarm must be 1..{SLOTS}")
     effects = [0.0, *(float(e) for e in args.effects.split(",") if e)]
