@@ -412,6 +412,11 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
              r.result_id in promoted, board.get(r.hypothesis_id).title[:70] if r.hypothesis_id else "")
             for r in explores if r.status == Status.KEEP
         ],
+        "explore_list": [  # every exploration: (finished, true, its parent's, status, title)
+            (since_go(r.finished_ms), round(true_at(r.patch_hash), 4), round(true_at(r.parent_patch_hash), 4),
+             str(r.status), board.get(r.hypothesis_id).title[:70] if r.hypothesis_id else "")
+            for r in explores
+        ],
         "overtaking_moves": sum(  # moves whose candidate was built on an older leader than the one it replaced
             parent_of.get(b.result_id, a.patch_hash) != a.patch_hash
             for a, b in itertools.pairwise(history) if b.time_ms / 1000 - offset <= end

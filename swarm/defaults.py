@@ -94,6 +94,11 @@ CLASSICAL_FRACTION_STEP = 0.25  # fractions move at most +-0.25 and at most half
 CLASSICAL_SIG_DIGITS = 2  # proposed values are rounded (4.2e-3, not 4.1873e-3): readable titles, real dedup
 CLASSICAL_MODEL_STEP = True  # one idea per call is the model step (swarm/proposers/surrogate.py) once the fit has data
 CLASSICAL_MODEL_OBS_PER_PARAM = 1.5  # observations per fitted parameter before a model step: the fit averages the noise
+CLASSICAL_MODEL_OBS_KNOWN_NOISE = 1.0  # ... and when the track's seed noise is measured (repeated runs): the
+#   standard errors come from that noise, not the fit's residuals, so one observation per parameter will do
+CLASSICAL_PROBES = True  # while the model step lacks a constant's curvature, the classical proposer probes it first
+CLASSICAL_PROBE_STEP = 0.25  # a probe moves one constant a quarter of its space up or down (x2 or /2 for a float, one
+#   doubling for a power of two): while the model lacks a constant's curvature, that constant is probed first
 CLASSICAL_MODEL_RADIUS = 0.25  # trust region: each constant moves at most a quarter of its space (x/2..x*2 for a
 #                                float, one doubling for a power of two), so a wrong model costs one run, not a recipe
 CLASSICAL_MODEL_WIDTH = 0.5  # observations weigh exp(-|d|^2 / 2w^2), d in spans from the leader: the fit is local

@@ -324,6 +324,11 @@ def test_two_agents_keep_busy_while_the_baseline_is_measured(
     files = {"train.py": board.arena_files()["train.py"].decode()}
     ctx = build_context(board, agents[0].settings, TRACK, "cpu", leader, files)
     assert sum("changed" in h.meta for h in ctx.history) == len(explores)
+    # On a fresh track the first classical ideas probe each constant alone; and the context an agent
+    # builds carries the track's measured seed noise, which the model step's standard errors rest on.
+    assert any(r.meta.get("basis") == "probe" and "," not in str(r.meta["changed"]) for r in explores)
+    sd, df = agents[0].promoter.noise()
+    assert df >= 4 and sd > 0 and agents[0].source.context(leader, files).noise_sd == sd
 
 
 FAULT_POINTS = {

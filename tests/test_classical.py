@@ -272,10 +272,11 @@ def test_deterministic_given_seed_and_distinct_ideas() -> None:
     assert [(i.title, i.patch, i.meta) for i in a] == [(i.title, i.patch, i.meta) for i in b]
     assert [i.title for i in a] != [i.title for i in c]
     assert len(a) == 5 and len({i.patch for i in a}) == 5 and len({i.title for i in a}) == 5
-    for i in a:
-        assert i.title.startswith("classical: ") and " -> " in i.title
+    for i in a:  # on a track with no observations yet: probes first (one constant each), then TPE
+        probe = i.meta.get("basis") == "probe"
+        assert i.title.startswith("classical probe: " if probe else "classical: ") and " -> " in i.title
         assert i.tags == ["classical"]
-        assert "TPE" in i.rationale
+        assert ("a probe of a quarter of its range" if probe else "TPE") in i.rationale
         assert len(json.dumps(i.meta)) <= defaults.META_MAX_BYTES
     # the next call of the same proposer moves on rather than repeating itself
     p = ClassicalProposer(seed=11)
@@ -320,7 +321,8 @@ def test_never_repeats_a_point_tried_on_the_current_leader() -> None:
     # tried on an older leader only: may be proposed again on this one
     old = [past(h.meta, h.metric, h.status, current=False) for h in history]
     ideas, _ = ClassicalProposer(seed=1).ideate(ctx_for(files, history=old), 3)
-    assert sorted(i.title for i in ideas) == [f"classical: DEPTH 4 -> {v}" for v in (3, 5, 6)]
+    # (5 is a probe: no observation has DEPTH 5, and DEPTH's curvature needs a third value)
+    assert sorted(i.title.replace(" probe", "") for i in ideas) == [f"classical: DEPTH 4 -> {v}" for v in (3, 5, 6)]
     # every point tried: nothing left to propose, and no error
     full = [*history, past({"changed": "DEPTH", "profile": "cpu", "DEPTH": 6}, 1.2)]
     assert ClassicalProposer(seed=1).ideate(ctx_for(files, history=full), 3)[0] == []

@@ -106,7 +106,7 @@ def test_natural_coordinates() -> None:
     assert spaces["MATRIX_LR"].coordinate(-1.0) is None
 
 
-def _ctx(obs: list[tuple[dict[str, float | int], float]]) -> ProposalContext:
+def _ctx(obs: list[tuple[dict[str, float | int], float]], noise_sd: float | None = None) -> ProposalContext:
     history = [
         PastResult(
             title="t",
@@ -128,6 +128,7 @@ def _ctx(obs: list[tuple[dict[str, float | int], float]]) -> ProposalContext:
         leader_metric=obs[0][1],
         leader_generation=1,
         history=history,
+        noise_sd=noise_sd,
     )
 
 
@@ -146,7 +147,67 @@ def test_the_classical_proposer_leads_with_the_model_step_once_the_data_supports
     off, _ = ClassicalProposer(seed=7, model_step=False).ideate(ctx, 3)
     assert all(META_BASIS not in i.meta for i in off)
     few, _ = ClassicalProposer(seed=7).ideate(_ctx(local_moves(5, seed=3)), 3)
-    assert all(META_BASIS not in i.meta for i in few)
+    assert all(i.meta.get(META_BASIS) != "model" for i in few)
+
+
+def probe_design(seed: int, depth: float = 1.0) -> list[tuple[dict[str, float | int], float]]:
+    """The leader and one noisy run of every probe the proposer asks for, asked as N agents would, on
+    the bowl made `depth` times as deep (the same noise)."""
+    _, leader = spaces_and_leader()
+    rng = random.Random(seed)
+
+    def value(p: dict[str, float | int]) -> float:
+        return 0.970 + depth * (true_value(p) - 0.970)
+
+    obs: list[tuple[dict[str, float | int], float]] = [(dict(leader), value(leader))]
+    for call in range(20):
+        ideas, _ = ClassicalProposer(seed=seed * 100 + call).ideate(_ctx(obs, noise_sd=NOISE), 4)
+        probes = [i for i in ideas if i.meta.get(META_BASIS) == "probe"]
+        if not probes:
+            break
+        for i in probes:
+            p = {k: i.meta[k] for k in leader}
+            obs.append((p, value(p) + rng.gauss(0.0, NOISE)))  # type: ignore[arg-type]
+    return obs
+
+
+def test_probes_move_one_constant_a_quarter_of_its_space_until_each_curvature_can_be_fitted() -> None:
+    spaces, leader = spaces_and_leader()
+    ideas, _ = ClassicalProposer(seed=3).ideate(_ctx([(dict(leader), true_value(leader))]), 8)
+    probes = [i for i in ideas if i.meta.get(META_BASIS) == "probe"]
+    assert len(probes) == 8 and all(i.title.startswith("classical probe: ") for i in probes)
+    moves = set()
+    for i in probes:
+        (key,) = str(i.meta["changed"]).split(",")
+        s = spaces[key]
+        step = (s.coordinate(i.meta[key]) - s.coordinate(leader[key])) / s.span  # type: ignore[arg-type,operator]
+        assert abs(abs(step) - 0.25) < 0.06, (key, i.meta[key], step)  # rounding to 2 significant digits
+        moves.add((key, step > 0))
+    assert len(moves) == 8  # the 4 constants, each up and down: every curvature, nothing twice
+    obs = probe_design(seed=1)
+    assert len(obs) == 9  # the leader and the 8 probes, then no more
+    # 9 observations for 9 parameters: enough once the seed noise is known, not before. On this bowl
+    # (7.9 noise sds from the optimum) one run per probe leaves the curvatures uncertain; on one 4 times
+    # as steep (bench_search's is 30 sds deep) the step takes most of the gap at once.
+    steep = probe_design(seed=1, depth=4.0)
+    assert model_step(steep, spaces, leader, random.Random(0)) is None
+    start = true_value(leader)
+    for seed in range(5):
+        step = model_step(steep, spaces, leader, random.Random(seed), noise_sd=NOISE)
+        assert step is not None and "SOFTCAP" not in step.values
+        assert true_value({**leader, **step.values}) < start - 0.6 * (start - 0.970), step.values
+
+
+def test_a_known_noise_keeps_an_exact_fit_from_chasing_it() -> None:
+    """With as many observations as parameters the residuals are zero whatever the noise: the known seed
+    noise, not the residuals, sets the standard errors, so noise alone moves nothing."""
+    spaces, leader = spaces_and_leader()
+    moved = 0
+    for seed in range(20):
+        rng = random.Random(seed)
+        flat = [(p, 1.0 + rng.gauss(0.0, NOISE)) for p, _ in probe_design(seed)]
+        moved += model_step(flat, spaces, leader, random.Random(seed), noise_sd=NOISE) is not None
+    assert moved <= 2, moved
 
 
 def test_the_model_step_scripts_run() -> None:

@@ -40,6 +40,7 @@ def build_context(
     files: dict[str, str],
     limit: int = HISTORY_RESULTS,
     history: TrackHistory | None = None,
+    noise_sd: float | None = None,
 ) -> ProposalContext:
     """The proposal context for `track`, on the leader whose editable files are `files`; `history`
     (an agent's incremental cache of the track's results) saves re-reading the board each time."""
@@ -62,4 +63,5 @@ def build_context(
         brief=brief,
         brief_version=version,
         history=items[: defaults.PROPOSER_HISTORY_ITEMS * 10],
+        noise_sd=noise_sd,
     )

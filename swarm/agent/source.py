@@ -311,9 +311,11 @@ class JobSource:
         arena's, with no leader, ahead of the baseline)."""
         if leader is not None and not leader.result_id:
             leader = None
+        sd, df = self.promoter.noise()
         return build_context(
-            self.board, self.settings, self.track, self.profile, leader, files, history=self.history
-        )
+            self.board, self.settings, self.track, self.profile, leader, files, history=self.history,
+            noise_sd=sd if df else None,
+        )  # fmt: skip
 
     # --- sync ----------------------------------------------------------------------------------------
     def sync_workspace(self) -> Leader | None:

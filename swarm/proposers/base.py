@@ -84,6 +84,7 @@ class ProposalContext:
     brief: str = ""  # program.md, as currently set on the board
     brief_version: int = 0
     history: list[PastResult] = field(default_factory=list)
+    noise_sd: float | None = None  # the track's seed noise (pooled sd of repeated runs); None before it is measured
 
     def __post_init__(self) -> None:
         self.direction = Direction(self.direction)  # as for PastResult.status

@@ -21,7 +21,10 @@ strings are never tuned. Parsing, spaces and editing values live in `swarm.propo
 point they tried in `meta`; the current leader is one more observation), asks the TPE sampler for new
 points, and keeps only 1-3 of the sampled changes per idea (those TPE moved furthest from the
 leader), so every idea is a local move around the leader: under a noisy metric a small move is
-attributable, and it composes with whatever other agents change meanwhile. Crashes and timeouts are
+attributable, and it composes with whatever other agents change meanwhile. Two kinds of idea come
+before TPE's: the model step (swarm.proposers.surrogate) once the observations support one, and,
+while some constant's curvature is still unknown to it, probes (one constant a quarter of its space up
+or down; `_probes`). Crashes and timeouts are
 told as the worst value seen (TPE ignores failed trials, and an out-of-memory region must look bad);
 `invalid` results and results without a metric are skipped (a patch that did not apply says nothing
 about the point). Each idea carries a unified diff that edits only the value text of the chosen lines,
@@ -50,13 +53,13 @@ from swarm.errors import ProposerError
 from swarm.models import Direction, Status
 from swarm.proposers.base import Idea, ProposalContext, Usage
 from swarm.proposers.constants import Constant, Space, apply_values, format_value, parse_constants, search_space
-from swarm.proposers.surrogate import Step, model_step
+from swarm.proposers.surrogate import Step, model_step, value_at, varied_keys
 
 log = logging.getLogger(__name__)
 
 META_CHANGED = "changed"  # comma-separated keys this idea changed; marks a result as classical
 META_PROFILE = "profile"  # the profile whose per-profile entries the values belong to
-META_BASIS = "basis"  # "model" on a model step (the surrogate's jump); absent on a local TPE move
+META_BASIS = "basis"  # "model" on a model step (the surrogate's jump), "probe" on a probe; absent on a TPE move
 FAILED_STATUSES = (Status.CRASH, Status.TIMEOUT)  # told as the worst value seen
 SCORED_STATUSES = (Status.KEEP, Status.DISCARD)  # told with their metric
 
@@ -72,7 +75,8 @@ class ClassicalProposer:
     sharing a leader propose the same points and rely on board dedup). `sampler`: "tpe" (default) or
     "random" (same local moves, uniform draws: the baseline of scripts/bench_classical.py).
     `max_changes`: constants changed per idea (1..max_changes). `model_step`: the first idea of a call
-    is the surrogate's jump (swarm.proposers.surrogate) whenever the observations support one."""
+    is the surrogate's jump (swarm.proposers.surrogate) whenever the observations support one.
+    `probes`: while the model lacks a constant's curvature, ideas probe it first (`_probes`)."""
 
     name = "classical"
     can_implement = False
@@ -85,6 +89,7 @@ class ClassicalProposer:
         max_changes: int = defaults.CLASSICAL_MAX_CHANGES,
         n_startup_trials: int = defaults.CLASSICAL_STARTUP_TRIALS,
         model_step: bool = defaults.CLASSICAL_MODEL_STEP,
+        probes: bool = defaults.CLASSICAL_PROBES,
     ) -> None:
         if sampler not in ("tpe", "random"):
             raise ProposerError(f"classical: unknown sampler {sampler!r} (tpe or random)")
@@ -95,6 +100,7 @@ class ClassicalProposer:
         self.max_changes = max_changes
         self.n_startup_trials = n_startup_trials
         self.model_step = model_step
+        self.probes = probes
         self._rng = random.Random(seed)
 
     # --- the Proposer protocol -------------------------------------------------------------------
@@ -156,6 +162,12 @@ class ClassicalProposer:
             self._add(study, spaces, point, None, TrialState.RUNNING)
             moved = [c for c in constants if c.key in step.values]
             ideas.append(self._idea(ctx, moved, point, n_obs, n_failed, best, step))
+        for point, key in self._probes(spaces, leader, scored, seen, rng):
+            if len(ideas) >= n:
+                break
+            seen.add(_point_sig(point))
+            self._add(study, spaces, point, None, TrialState.RUNNING)
+            ideas.append(self._idea(ctx, [by_key[key]], point, n_obs, n_failed, best, probe=True))
         for _ in range(max(1, n) * defaults.CLASSICAL_TRIES_PER_IDEA):
             if len(ideas) >= n:
                 break
@@ -218,7 +230,43 @@ class ClassicalProposer:
     ) -> Step | None:
         if not self.model_step or self.sampler != "tpe":
             return None
-        return model_step(scored, spaces, leader, rng, minimize=ctx.direction is Direction.MINIMIZE)
+        minimize = ctx.direction is Direction.MINIMIZE
+        return model_step(scored, spaces, leader, rng, minimize=minimize, noise_sd=ctx.noise_sd)
+
+    def _probes(
+        self,
+        spaces: dict[str, Space],
+        leader: dict[str, float | int],
+        scored: list[tuple[dict[str, float | int], float]],
+        seen: set[tuple[tuple[str, float], ...]],
+        rng: random.Random,
+    ) -> list[tuple[dict[str, float | int], str]]:
+        """Probes, in random order: one constant moved CLASSICAL_PROBE_STEP of its space up or down from
+        the leader, for each constant whose curvature the model step cannot fit yet (fewer than 3
+        distinct values observed), to a value not observed yet. Random local moves far out along a few
+        constants are mostly worse on a bowl and leave most curvatures unknown; these few one-constant
+        moves give the model step each curvature it needs (a parabola through three points per
+        constant), so N agents that run them at once reach a model step after a round or two, each
+        probe's effect attributable on its own."""
+        if not (self.model_step and self.probes) or self.sampler != "tpe":
+            return []
+        varied = varied_keys(scored, spaces, leader)
+        probes: list[tuple[dict[str, float | int], str]] = []
+        for k, s in spaces.items():
+            origin = s.coordinate(leader[k])
+            if k in varied or origin is None:
+                continue
+            observed = {round(c, 9) for p, _ in scored if (c := s.coordinate(p.get(k, leader[k]))) is not None}
+            for sign in (1.0, -1.0):
+                value = value_at(s, origin + sign * defaults.CLASSICAL_PROBE_STEP * s.span)
+                c = s.coordinate(value)
+                if value == leader[k] or c is None or round(c, 9) in observed:
+                    continue
+                point = {**leader, k: value}
+                if _point_sig(point) not in seen:
+                    probes.append((point, k))
+        rng.shuffle(probes)
+        return probes
 
     @staticmethod
     def _add(
@@ -281,6 +329,7 @@ class ClassicalProposer:
         n_failed: int,
         best: tuple[dict[str, float | int], float] | None,
         step: Step | None = None,
+        probe: bool = False,
     ) -> Idea:
         new_text = {c: format_value(c, point[c.key]) for c in chosen}
         after = apply_values(ctx.files, new_text)
@@ -293,6 +342,11 @@ class ClassicalProposer:
                 f"an additive quadratic fit to {step.n_obs} observations (every agent's runs of this track) "
                 f"puts each moved constant's minimum here, within the trust region, and predicts "
                 f"{ctx.metric_name} {'-' if ctx.direction is Direction.MINIMIZE else '+'}{step.predicted_gain:.3g}"
+            )
+        elif probe:
+            basis = (
+                f"the model step needs each constant's curvature and no observation yet moves "
+                f"{chosen[0].label} this far this way: a probe of a quarter of its range, alone"
             )
         elif self.sampler == "tpe" and n_obs - n_failed < self.n_startup_trials:
             basis = (
@@ -333,7 +387,7 @@ class ClassicalProposer:
                 META_PROFILE: ctx.profile,
                 **{c.key: point[c.key] for c in chosen},
             }
-        if step is not None:
-            meta[META_BASIS] = "model"
-        title = f"classical{' model step' if step else ''}: {moves}"
+        if step is not None or probe:
+            meta[META_BASIS] = "model" if step is not None else "probe"
+        title = f"classical{' model step' if step else ' probe' if probe else ''}: {moves}"
         return Idea(title=title, rationale=rationale, patch=patch, tags=["classical"], meta=meta)

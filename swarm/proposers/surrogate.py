@@ -38,7 +38,7 @@ from swarm.proposers.constants import Space
 Point = dict[str, float | int]
 
 
-def _value(space: Space, coord: float) -> float | int:
+def value_at(space: Space, coord: float) -> float | int:
     """The rounded constant value at a natural coordinate, clipped to the space."""
     if space.kind == "pow2":
         x: float = min(max(round(coord), space.low), space.high)
@@ -50,15 +50,18 @@ def _value(space: Space, coord: float) -> float | int:
 
 
 def _robust_fit(
-    x: np.ndarray, y: np.ndarray, near: np.ndarray, ridge: float
+    x: np.ndarray, y: np.ndarray, near: np.ndarray, ridge: float, noise_sd: float | None = None
 ) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Ridge least squares weighted by `near`, made robust by Huber weights (a few iterations): the
     points an additive surface cannot explain (two interacting constants moved together) weigh less
     instead of blurring every curvature. Returns (coefficients, their covariance, the residual sd
-    (MAD-based)), or None when the system is singular."""
+    (MAD-based)), or None when the system is singular. `noise_sd`, the track's seed noise measured from
+    repeated runs, is a floor on that sd: with barely more observations than parameters the residuals
+    are near zero whatever the noise, and standard errors from them alone would be no errors at all."""
     penalty = ridge * np.eye(x.shape[1])
     penalty[0, 0] = 0.0  # the intercept is not shrunk
     huber = np.ones(len(y))
+    floor = noise_sd if noise_sd is not None and noise_sd > 0 else 0.0
     for _ in range(defaults.CLASSICAL_MODEL_IRLS_ROUNDS):
         w = near * huber
         xw, yw = x * np.sqrt(w)[:, None], y * np.sqrt(w)
@@ -69,12 +72,32 @@ def _robust_fit(
         beta = inv @ (xw.T @ yw)
         resid = y - x @ beta
         scale = 1.4826 * float(np.median(np.abs(resid[near > 0.1]))) if (near > 0.1).any() else 0.0
+        scale = max(scale, floor)  # residuals within the known noise are never down-weighted
         if scale <= 0.0:
             break
         huber = np.minimum(1.0, 1.345 * scale / np.maximum(np.abs(resid), 1e-300))
     dof = max(1.0, float(len(y)) - x.shape[1])
     scale = max(scale, math.sqrt(float(((resid**2) * w).sum()) / dof) / 10)  # never zero on exact data
+    scale = max(scale, floor)
     return beta, scale**2 * inv, scale
+
+
+def obs_per_param(noise_sd: float | None) -> float:
+    """Observations per fitted parameter the fit needs: fewer when the seed noise is known."""
+    if noise_sd is not None and noise_sd > 0:
+        return defaults.CLASSICAL_MODEL_OBS_KNOWN_NOISE
+    return defaults.CLASSICAL_MODEL_OBS_PER_PARAM
+
+
+def varied_keys(observations: list[tuple[Point, float]], spaces: dict[str, Space], leader: Point) -> set[str]:
+    """The constants the observations vary enough for a curvature: at least 3 distinct values."""
+    seen: dict[str, set[float]] = {k: set() for k in spaces}
+    for point, _ in observations:
+        for k, s in spaces.items():
+            c = s.coordinate(point.get(k, leader[k]))
+            if c is not None:
+                seen[k].add(round(c, 9))
+    return {k for k, v in seen.items() if len(v) >= 3}
 
 
 @dataclass(frozen=True)
@@ -93,11 +116,14 @@ def model_step(
     rng: random.Random,
     *,
     minimize: bool = True,
+    noise_sd: float | None = None,
 ) -> Step | None:
     """The model step from `observations` ((point, metric) pairs, the leader's own included), or None
     when too few observations vary the constants or the step promises less than
     CLASSICAL_MODEL_MIN_GAIN_SDS times the fit's residual sd (about the seed noise when the model fits:
-    a smaller gain would not pass the noise rule anyway)."""
+    a smaller gain would not pass the noise rule anyway). With `noise_sd` (the track's measured seed
+    noise) the fit needs CLASSICAL_MODEL_OBS_KNOWN_NOISE observations per parameter instead of
+    CLASSICAL_MODEL_OBS_PER_PARAM: its standard errors no longer rest on its own residuals."""
     radius, ridge = defaults.CLASSICAL_MODEL_RADIUS, defaults.CLASSICAL_MODEL_RIDGE  # read per call: settings
     keys = [k for k in spaces if spaces[k].coordinate(leader[k]) is not None]
     rows: list[list[float]] = []
@@ -118,13 +144,13 @@ def model_step(
     varied = [j for j in range(len(keys)) if len({round(x, 9) for x in d_all[:, j]}) >= 3]
     # 2 parameters per varied constant and an intercept; ask for more observations than that, so the
     # fit averages the noise instead of threading through it.
-    if not varied or len(rows) < defaults.CLASSICAL_MODEL_OBS_PER_PARAM * (2 * len(varied) + 1):
+    if not varied or len(rows) < obs_per_param(noise_sd) * (2 * len(varied) + 1):
         return None
     d = d_all[:, varied]
     m = len(varied)
     x = np.hstack([np.ones((len(d), 1)), d, d**2])
     near = np.exp(-0.5 * (d**2).sum(axis=1) / defaults.CLASSICAL_MODEL_WIDTH**2)
-    fit = _robust_fit(x, np.array(ys), near, ridge)
+    fit = _robust_fit(x, np.array(ys), near, ridge, noise_sd)
     if fit is None:
         return None
     beta, cov, resid_sd = fit
@@ -147,7 +173,7 @@ def model_step(
         else:
             continue
         t = max(-radius, min(radius, t))
-        new = _value(spaces[k], origin[k] + t * spaces[k].span)
+        new = value_at(spaces[k], origin[k] + t * spaces[k].span)
         c = spaces[k].coordinate(new)
         if new == leader[k] or c is None:
             continue
