@@ -327,6 +327,10 @@ def test_two_agents_keep_busy_while_the_baseline_is_measured(
     # On a fresh track the first classical ideas probe each constant alone; and the context an agent
     # builds carries the track's measured seed noise, which the model step's standard errors rest on.
     assert any(r.meta.get("basis") == "probe" and "," not in str(r.meta["changed"]) for r in explores)
+    # ... and each candidate's confirmation runs ride along with it as more observations of its code
+    ids = {r.result_id for r in explores}
+    confirms = [r for r in results if r.kind == "confirm" and r.candidate_of in ids and r.metric is not None]
+    assert sum(len(h.replicates) for h in ctx.history) == len(confirms)
     sd, df = agents[0].promoter.noise()
     assert df >= 4 and sd > 0 and agents[0].source.context(leader, files).noise_sd == sd
 

@@ -321,8 +321,12 @@ def test_never_repeats_a_point_tried_on_the_current_leader() -> None:
     # tried on an older leader only: may be proposed again on this one
     old = [past(h.meta, h.metric, h.status, current=False) for h in history]
     ideas, _ = ClassicalProposer(seed=1).ideate(ctx_for(files, history=old), 3)
-    # (5 is a probe: no observation has DEPTH 5, and DEPTH's curvature needs a third value)
-    assert sorted(i.title.replace(" probe", "") for i in ideas) == [f"classical: DEPTH 4 -> {v}" for v in (3, 5, 6)]
+    assert sorted(i.title for i in ideas) == [f"classical: DEPTH 4 -> {v}" for v in (3, 5, 6)]
+    # DEPTH's curvature needs a third value, but 5 crashed and 3 is observed: neither is probed again
+    assert not any(i.meta.get("basis") == "probe" for i in ideas)
+    # with only 3 observed, the probe up goes first
+    ideas, _ = ClassicalProposer(seed=1).ideate(ctx_for(files, history=old[:1]), 1)
+    assert [i.title for i in ideas] == ["classical probe: DEPTH 4 -> 5"]
     # every point tried: nothing left to propose, and no error
     full = [*history, past({"changed": "DEPTH", "profile": "cpu", "DEPTH": 6}, 1.2)]
     assert ClassicalProposer(seed=1).ideate(ctx_for(files, history=full), 3)[0] == []

@@ -210,6 +210,20 @@ def test_a_known_noise_keeps_an_exact_fit_from_chasing_it() -> None:
     assert moved <= 2, moved
 
 
+def test_confirmation_runs_count_as_observations_of_their_candidate() -> None:
+    """A candidate's confirmations are more runs of its code (`PastResult.replicates`): the model counts
+    each, so a history too short for a fit becomes long enough without another exploration."""
+    obs = local_moves(9, seed=3)  # the leader and 9 moves: 10 observations, 13.5 needed for 9 parameters
+    rng = random.Random(5)
+    ctx = _ctx(obs)
+    assert all(i.meta.get(META_BASIS) != "model" for i in ClassicalProposer(seed=7).ideate(ctx, 3)[0])
+    for h in ctx.history[:4]:  # two confirmation runs each for 4 of them: 18 observations
+        point = {k: v for k, v in h.meta.items() if k not in ("changed", "profile")}
+        h.replicates = [true_value(point) + rng.gauss(0.0, NOISE) for _ in range(2)]  # type: ignore[arg-type]
+    first = ClassicalProposer(seed=7).ideate(ctx, 3)[0][0]
+    assert first.meta[META_BASIS] == "model" and "fit to 18 observations" in first.rationale
+
+
 def test_the_model_step_scripts_run() -> None:
     root = Path(__file__).resolve().parents[1]
     sim = subprocess.run(

@@ -9,13 +9,15 @@ from __future__ import annotations
 from swarm import defaults
 from swarm.agent.history import TrackHistory
 from swarm.board import Board
-from swarm.models import Kind, Leader, Result, SwarmSettings
+from swarm.models import Kind, Leader, Result, Status, SwarmSettings
 from swarm.proposers.base import PastResult, ProposalContext
 
 HISTORY_RESULTS = 500  # newest results of the track read per ideation; the prompt trims further by tokens
 
 
-def past(r: Result, leader_metric: float | None, leader_patch: str | None, title: str) -> PastResult:
+def past(
+    r: Result, leader_metric: float | None, leader_patch: str | None, title: str, replicates: list[float]
+) -> PastResult:
     delta = None
     if r.metric is not None and leader_metric is not None:
         delta = r.metric - leader_metric
@@ -28,6 +30,7 @@ def past(r: Result, leader_metric: float | None, leader_patch: str | None, title
         proposer=r.proposer,
         error=r.error[-300:],
         meta=dict(r.meta),
+        replicates=replicates,
     )
 
 
@@ -47,11 +50,20 @@ def build_context(
     version, brief = board.brief()
     newest = history.newest(limit) if history is not None else board.results(limit=limit, track=track)
     results = [r for r in newest if r.kind == Kind.EXPLORE]
+    # A candidate's confirmations are more runs of its code: the classical proposer's model counts each
+    # (at 8 agents they are a third of the runs), so they ride along with the candidate's line.
+    confirms: dict[str, list[float]] = {}
+    for r in newest:
+        scored = r.status in (Status.KEEP, Status.DISCARD) and r.metric is not None and not r.stale
+        if r.kind == Kind.CONFIRM and r.candidate_of and scored:
+            confirms.setdefault(r.candidate_of, []).append(float(r.metric))  # type: ignore[arg-type]
     hids = {r.hypothesis_id for r in results if r.hypothesis_id}
     titles = history.titles(hids) if history else {h.id: h.title for h in board.get_many(sorted(hids))}
     metric = leader.metric if leader else None
     patch = leader.patch_hash if leader else None
-    items = [past(r, metric, patch, titles.get(r.hypothesis_id or "", "")) for r in results]
+    items = [
+        past(r, metric, patch, titles.get(r.hypothesis_id or "", ""), confirms.get(r.result_id, [])) for r in results
+    ]
     return ProposalContext(
         track=track,
         profile=profile,

@@ -65,6 +65,7 @@ class PastResult:
     proposer: str = ""
     error: str = ""  # error summary for crash/invalid
     meta: dict[str, float | int | str] = field(default_factory=dict)  # e.g. the classical params tried
+    replicates: list[float] = field(default_factory=list)  # this code's confirmation runs (other seeds)
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)  # a plain "keep" from a script becomes the member; a typo raises

@@ -53,7 +53,7 @@ from swarm.errors import ProposerError
 from swarm.models import Direction, Status
 from swarm.proposers.base import Idea, ProposalContext, Usage
 from swarm.proposers.constants import Constant, Space, apply_values, format_value, parse_constants, search_space
-from swarm.proposers.surrogate import Step, model_step, value_at, varied_keys
+from swarm.proposers.surrogate import Point, Step, model_step, value_at, varied_keys
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,9 @@ class ClassicalProposer:
     "random" (same local moves, uniform draws: the baseline of scripts/bench_classical.py).
     `max_changes`: constants changed per idea (1..max_changes). `model_step`: the first idea of a call
     is the surrogate's jump (swarm.proposers.surrogate) whenever the observations support one.
-    `probes`: while the model lacks a constant's curvature, ideas probe it first (`_probes`)."""
+    `probes`: while the model lacks a constant's curvature, ideas probe it first (`_probes`).
+    `replicates`: a candidate's confirmation runs count as observations of its point (benchmarks turn
+    it off to measure what it brings)."""
 
     name = "classical"
     can_implement = False
@@ -90,6 +92,7 @@ class ClassicalProposer:
         n_startup_trials: int = defaults.CLASSICAL_STARTUP_TRIALS,
         model_step: bool = defaults.CLASSICAL_MODEL_STEP,
         probes: bool = defaults.CLASSICAL_PROBES,
+        replicates: bool = True,
     ) -> None:
         if sampler not in ("tpe", "random"):
             raise ProposerError(f"classical: unknown sampler {sampler!r} (tpe or random)")
@@ -101,6 +104,7 @@ class ClassicalProposer:
         self.n_startup_trials = n_startup_trials
         self.model_step = model_step
         self.probes = probes
+        self.replicates = replicates
         self._rng = random.Random(seed)
 
     # --- the Proposer protocol -------------------------------------------------------------------
@@ -150,7 +154,8 @@ class ClassicalProposer:
             sampler = optuna.samplers.RandomSampler(seed=call_seed)
         direction = StudyDirection.MAXIMIZE if ctx.direction is Direction.MAXIMIZE else StudyDirection.MINIMIZE
         study = optuna.create_study(direction=direction, sampler=sampler)
-        n_obs, n_failed, tried, scored = self._replay(study, ctx, spaces, leader)
+        n_obs, tried, scored, failed = self._replay(study, ctx, spaces, leader)
+        n_failed = len(failed)
         best = max(scored, key=lambda pv: ctx.direction.gain(0.0, pv[1])) if scored else None
         rng = random.Random(call_seed)
         by_key = {c.key: c for c in constants}
@@ -162,7 +167,7 @@ class ClassicalProposer:
             self._add(study, spaces, point, None, TrialState.RUNNING)
             moved = [c for c in constants if c.key in step.values]
             ideas.append(self._idea(ctx, moved, point, n_obs, n_failed, best, step))
-        for point, key in self._probes(spaces, leader, scored, seen, rng):
+        for point, key in self._probes(spaces, leader, scored, failed, seen, rng):
             if len(ideas) >= n:
                 break
             seen.add(_point_sig(point))
@@ -193,10 +198,10 @@ class ClassicalProposer:
         ctx: ProposalContext,
         spaces: dict[str, Space],
         leader: dict[str, float | int],
-    ) -> tuple[int, int, set[tuple[tuple[str, float], ...]], list[tuple[dict[str, float | int], float]]]:
+    ) -> tuple[int, set[tuple[tuple[str, float], ...]], list[tuple[Point, float]], list[Point]]:
         """Tell the study every observation: the leader and each classical result of this profile.
-        Returns (#observations, #crash/timeout, points tried on the current leader, the scored
-        (point, value) pairs)."""
+        Returns (#observations, points tried on the current leader, the scored (point, value) pairs, the
+        points that crashed or timed out)."""
         obs: list[tuple[dict[str, float | int], float | None]] = []
         tried: set[tuple[tuple[str, float], ...]] = set()
         if ctx.leader_metric is not None and math.isfinite(ctx.leader_metric):
@@ -209,16 +214,18 @@ class ClassicalProposer:
                 tried.add(_point_sig(point))  # whatever its outcome, it was tried here
             if r.status in SCORED_STATUSES and r.metric is not None and math.isfinite(r.metric):
                 obs.append((point, r.metric))
+                if self.replicates:  # its confirmation runs: more observations of the same point
+                    obs.extend((point, v) for v in r.replicates if math.isfinite(v))
             elif r.status in FAILED_STATUSES:
                 obs.append((point, None))
         values = [v for _, v in obs if v is not None]
-        n_failed = sum(1 for _, v in obs if v is None)
+        failed = [p for p, v in obs if v is None]
         if not values:
-            return 0, n_failed, tried, []
+            return 0, tried, [], failed
         worst = min(values, key=lambda v: ctx.direction.gain(0.0, v))
         for point, value in obs:
             self._add(study, spaces, point, worst if value is None else value, TrialState.COMPLETE)
-        return len(obs), n_failed, tried, [(p, v) for p, v in obs if v is not None]
+        return len(obs), tried, [(p, v) for p, v in obs if v is not None], failed
 
     def _model(
         self,
@@ -238,16 +245,17 @@ class ClassicalProposer:
         spaces: dict[str, Space],
         leader: dict[str, float | int],
         scored: list[tuple[dict[str, float | int], float]],
+        failed: list[dict[str, float | int]],
         seen: set[tuple[tuple[str, float], ...]],
         rng: random.Random,
     ) -> list[tuple[dict[str, float | int], str]]:
         """Probes, in random order: one constant moved CLASSICAL_PROBE_STEP of its space up or down from
         the leader, for each constant whose curvature the model step cannot fit yet (fewer than 3
-        distinct values observed), to a value not observed yet. Random local moves far out along a few
-        constants are mostly worse on a bowl and leave most curvatures unknown; these few one-constant
-        moves give the model step each curvature it needs (a parabola through three points per
-        constant), so N agents that run them at once reach a model step after a round or two, each
-        probe's effect attributable on its own."""
+        distinct values observed), to a value not observed yet (nor crashed or timed out). Random local
+        moves far out along a few constants are mostly worse on a bowl and leave most curvatures unknown;
+        these few one-constant moves give the model step each curvature it needs (a parabola through
+        three points per constant), so N agents that run them at once reach a model step after a round
+        or two, each probe's effect attributable on its own."""
         if not (self.model_step and self.probes) or self.sampler != "tpe":
             return []
         varied = varied_keys(scored, spaces, leader)
@@ -256,7 +264,8 @@ class ClassicalProposer:
             origin = s.coordinate(leader[k])
             if k in varied or origin is None:
                 continue
-            observed = {round(c, 9) for p, _ in scored if (c := s.coordinate(p.get(k, leader[k]))) is not None}
+            points = [p for p, _ in scored] + failed
+            observed = {round(c, 9) for p in points if (c := s.coordinate(p.get(k, leader[k]))) is not None}
             for sign in (1.0, -1.0):
                 value = value_at(s, origin + sign * defaults.CLASSICAL_PROBE_STEP * s.span)
                 c = s.coordinate(value)
