@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 DEPTH = {"cpu": 4, "gpu": 8}                  # transformer blocks
 WIDTH = {"cpu": 128, "gpu": 512}              # model dimension (residual stream width)
-HEADS = {"cpu": 4, "gpu": 4}                  # attention heads; head dimension is WIDTH / HEADS
+HEADS = {"cpu": 4, "gpu": 4}                  # [2, 16] pow2: attention heads; head dimension is WIDTH / HEADS
 BATCH_SIZE = {"cpu": 8, "gpu": 64}            # sequences per optimizer step
 COMPILE = {"cpu": 0, "gpu": 1}                # 1: torch.compile the model (worth it on CUDA only)
 MLP_RATIO = 4                                 # MLP hidden width / model width

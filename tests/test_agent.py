@@ -210,6 +210,43 @@ def test_redis_restart_mid_run_result_published_afterwards(
         shutil.rmtree(server.workdir, ignore_errors=True)
 
 
+def test_an_agent_whose_redis_goes_away_while_it_joins_waits_for_it(
+    tmp_path: Path, swarm_name: str, connect_board: Connect
+) -> None:
+    """Redis away between the agent's connect (where the CLI checks it) and its registration, as when
+    `swarm launch` restarts an agent during a Redis restart (chaos.py saw it die there on a traceback):
+    it waits with the loop's backoff, joins when Redis is back, and runs."""
+    server = RedisServer(free_port(), tempfile.mkdtemp(prefix="swarm-aof-"), persist=True)
+    server.start()
+    try:
+        init(server.url, swarm_name)
+        board = connect_board(server.url, swarm_name)
+        server.stop()
+        props = [ClassicalProposer(seed=0)]
+        opts = AgentOptions(workdir=tmp_path / "a", arena=SYNTH, track=TRACK, runner=sim_run, max_experiments=1)
+        agent = Agent(board, opts, props, Selector(props, [1.0]))
+        errors: list[BaseException] = []
+
+        def body() -> None:
+            try:
+                agent.run()
+            except BaseException as exc:  # reported below, not hidden
+                errors.append(exc)
+
+        t = threading.Thread(target=body)
+        t.start()
+        time.sleep(8)  # longer than the client's own retries (3, backoff capped at 2 s)
+        assert t.is_alive() and not errors, errors  # waiting for Redis, not dead
+        server.start()
+        t.join(timeout=120)
+        assert not t.is_alive() and not errors, errors
+        assert agent.ran == 1
+        assert len(connect_board(server.url, swarm_name).results(limit=10)) == 1
+    finally:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
+
+
 def test_experiment_sees_no_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     arena = tmp_path / "arena"
     shutil.copytree(SYNTH, arena)

@@ -98,7 +98,8 @@ class Agent:
 
     # --- the loop --------------------------------------------------------------------------------
     def run(self) -> int:
-        self.join()
+        if not self.join_when_redis_answers():
+            return self.ran  # stopped before Redis answered: nothing was taken, nothing to give back
         self.start_threads()
         ended = False
         try:
@@ -146,6 +147,26 @@ class Agent:
         return self.opts.max_experiments is not None and self.ran >= self.opts.max_experiments
 
     # --- join --------------------------------------------------------------------------------------
+    def join_when_redis_answers(self) -> bool:
+        """`join`, again after each Redis error with the loop's backoff: an agent started (or restarted
+        by `swarm launch`) while Redis is away waits for it instead of dying on a traceback. False when a
+        stop came first."""
+        while True:
+            try:
+                self.join()
+            except BOARD_DOWN as exc:
+                metrics = getattr(self, "metrics", None)
+                if metrics is not None:
+                    metrics.close()  # the next attempt serves /metrics again
+                log.warning("Redis trouble while joining: %s; trying again", exc)
+                if self.stop.wait(self.next_backoff()):
+                    return False
+                continue
+            if self.backoff_s:
+                log.info("Redis answers again: joined")
+            self.backoff_s = 0.0
+            return True
+
     def join(self) -> None:
         """Take a seat in the swarm (swarm, workspace, profile, track), build the collaborators, register."""
         opts, board, aid = self.opts, self.board, self.agent_id
