@@ -71,7 +71,7 @@ def test_two_agents_mix_openai_compatible_and_classical_on_the_cpu_arena(
                              "--priority", "5"), check=True, env=env, capture_output=True)
     with ScriptedServer(responder=model_reply) as srv:
         llm = f"openai-compatible:scripted@{srv.url}/v1=3"
-        common = ["agent", "--arena", str(ARENA), "--budget", "3", "--no-metrics", "--max-experiments", "8"]
+        common = ["agent", "--arena", str(ARENA), "--budget", "3", "--no-metrics", "--max-experiments", "10"]
         procs = []
         for i, props in enumerate([["--proposer", llm, "--proposer", "classical=1"], ["--proposer", "classical"]]):
             with (tmp_path / f"a{i}.log").open("wb") as log:
@@ -83,7 +83,7 @@ def test_two_agents_mix_openai_compatible_and_classical_on_the_cpu_arena(
         assert any(r.path.endswith("/chat/completions") for r in srv.requests)
     board = Board.connect(redis_url, swarm_name)
     results = board.results(limit=100)
-    assert len(results) == 16
+    assert len(results) == 20
     # a loaded CI machine may push a 2 s run past its grace (timeout); nothing may be invalid or crash
     assert all(r.status in ("keep", "discard", "timeout") for r in results), [(r.status, r.error) for r in results]
     assert all(0 < r.metric < 8 for r in results if r.metric is not None)
@@ -110,7 +110,9 @@ def test_two_agents_mix_openai_compatible_and_classical_on_the_cpu_arena(
     assert props[name]["input_tokens"] >= 1200 and props[name]["cost_usd"] == 0  # no price configured
     assert "classical" in props
     # baseline (gen 1), then at least one confirmed move (usually the shallow model; a classical idea that
-    # beats the baseline can come first), each backed by its confirmation runs
+    # beats the baseline can come first), each backed by its confirmation runs. 10 runs per agent: the
+    # classical probes often beat the baseline too, and their confirmations compete with the shallow
+    # model's (at 8 runs per agent one CI run ended with three candidates half-confirmed and no move)
     leader = board.leader(results[0].track)
     assert leader is not None and leader.generation >= 2, [(r.kind, r.status, r.metric) for r in results]
     for move in board.leader_history(leader.track)[1:]:
