@@ -259,12 +259,12 @@ class ClassicalProposer:
         if not (self.model_step and self.probes) or self.sampler != "tpe":
             return []
         varied = varied_keys(scored, spaces, leader)
+        points = [p for p, _ in scored] + failed
         probes: list[tuple[dict[str, float | int], str]] = []
         for k, s in spaces.items():
             origin = s.coordinate(leader[k])
             if k in varied or origin is None:
                 continue
-            points = [p for p, _ in scored] + failed
             observed = {round(c, 9) for p in points if (c := s.coordinate(p.get(k, leader[k]))) is not None}
             for sign in (1.0, -1.0):
                 value = value_at(s, origin + sign * defaults.CLASSICAL_PROBE_STEP * s.span)

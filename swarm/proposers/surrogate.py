@@ -128,6 +128,7 @@ def model_step(
     keys = [k for k in spaces if spaces[k].coordinate(leader[k]) is not None]
     rows: list[list[float]] = []
     ys: list[float] = []
+    kept: list[tuple[Point, float]] = []
     origin = {k: spaces[k].coordinate(leader[k]) or 0.0 for k in keys}
     for point, value in observations:
         row = []
@@ -138,10 +139,12 @@ def model_step(
             continue
         rows.append(row)
         ys.append(value if minimize else -value)
+        kept.append((point, value))
     if not rows:
         return None
     d_all = np.array(rows)
-    varied = [j for j in range(len(keys)) if len({round(x, 9) for x in d_all[:, j]}) >= 3]
+    curved = varied_keys(kept, spaces, leader)  # the same test that ends the proposer's probes
+    varied = [j for j, k in enumerate(keys) if k in curved]
     # 2 parameters per varied constant and an intercept; ask for more observations than that, so the
     # fit averages the noise instead of threading through it.
     if not varied or len(rows) < obs_per_param(noise_sd) * (2 * len(varied) + 1):
