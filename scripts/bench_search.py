@@ -13,7 +13,8 @@ Contenders, N workers each, for each N in --agents and each seed in --seeds:
   rule, confirmations, rebase, pipelining: all the real code), split over ceil(N/4) forked processes, as
   scripts/bench_swarm.py does (in-process agents instead of `swarm agent` processes: 16 interpreters
   with torch-free imports would still cost ~1 core of startup and memory for nothing the figures need).
-  The reported best is the leader (the mean of its runs); the current best is the leader at that time.
+  The reported best is the leader (the mean of its runs, the re-measured ones included by the end);
+  the current best is the leader at that time.
 - `optuna`: N Optuna workers (threads, ceil(N/4) forked processes) sharing one study through Optuna's
   `JournalStorage` with `JournalRedisBackend` on the same Redis; `TPESampler(constant_liar=True)`, the
   setting Optuna recommends for parallel workers, over the same search space the classical proposer
@@ -28,8 +29,8 @@ Both contenders of one (N, seed) start together on a signal and stop after --bud
 Reported per contender and N (mean and spread over seeds): the true (noise-free) value of the current
 best over time (the chart), the time to reach --target (true), the gap between the reported best and
 its true value in noise sds (the winner's curse), the speed-up of the time to target over N = 1, the
-experiments and the share that were confirmations (and baseline runs), and the CPU cores used (each
-contender's processes and their children; redis-server per batch).
+experiments and the shares that were confirmations, re-measures of a standing leader and baseline runs,
+and the CPU cores used (each contender's processes and their children; redis-server per batch).
 
     .venv/bin/python scripts/bench_search.py --seeds 0 1 2 --variant before --variant-agents 4 16 \\
         --json out.json --png docs/bench-search.png                   # the sweep of docs/benchmarks.md
@@ -360,7 +361,9 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
         best.append((t - go, move.metric, true_of(files["train.py"])))
         titles.append(board.get(move.hypothesis_id).title[:60] if move.hypothesis_id else "")
     results = [r for r in board.results(limit=1_000_000, track=TRACK) if r.published_ms / 1000 - offset <= end]
-    kinds = {k: sum(r.kind == k for r in results) for k in (Kind.EXPLORE, Kind.CONFIRM, Kind.BASELINE)}
+    kinds = {str(k): sum(r.kind == k for r in results) for k in (Kind.EXPLORE, Kind.CONFIRM, Kind.BASELINE)}
+    kinds["refresh"] = sum(r.kind == Kind.CONFIRM and bool(r.meta.get("refresh")) for r in results)  # re-measures
+    kinds["confirm"] -= kinds["refresh"]
     candidates = sum(r.kind == Kind.EXPLORE and r.status == Status.KEEP for r in results)
     cache: dict[str, float] = {}
 
@@ -373,6 +376,12 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
 
     explores = [r for r in results if r.kind == Kind.EXPLORE and r.metric is not None]
     promoted = {m.result_id for m in history}
+    if best and len(best) > 1:  # the final leader's metric as re-measured by the end (LEADER_REFRESH_RUNS)
+        last = history[len(best) - 1]
+        runs = [r.metric for r in results if r.metric is not None and r.patch_hash == last.patch_hash
+                and r.status == Status.KEEP and (r.result_id == last.result_id or r.candidate_of == last.result_id)]
+        if runs:
+            best[-1] = (best[-1][0], statistics.fmean(runs), best[-1][2])
 
     def since_go(ms: int | None) -> float | None:
         return None if ms is None else round(ms / 1000 - offset - go, 1)
@@ -389,9 +398,19 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
 
     def latency(move: Any, runs: list[Any]) -> tuple[float | None, float | None, float | None]:
         cand = next((r for r in runs if r.result_id == move.result_id), None)
-        confirms = [r.published_ms for r in runs if r.kind == Kind.CONFIRM and r.candidate_of == move.result_id]
+        confirms = [r.published_ms for r in runs if r.kind == Kind.CONFIRM and r.candidate_of == move.result_id
+                    and not r.meta.get("refresh")]  # fmt: skip
         return (since_go(cand.published_ms) if cand else None, since_go(max(confirms)) if confirms else None,
                 since_go(move.time_ms))  # fmt: skip
+    def move_noise(move: Any, runs: list[Any]) -> tuple[float | None, float | None, float]:
+        true = true_at(move.patch_hash)
+        cand = next((r for r in runs if r.result_id == move.result_id and r.metric is not None), None)
+        confirms = [r.metric for r in runs if r.kind == Kind.CONFIRM and r.candidate_of == move.result_id
+                    and r.metric is not None and not r.meta.get("refresh")]  # fmt: skip
+        err = (lambda v: round((v - true) / OBJ.NOISE_SD, 2))  # noqa: E731
+        return (err(cand.metric) if cand else None, err(statistics.fmean(confirms)) if confirms else None,
+                err(move.metric))  # fmt: skip
+
     parent_of = {r.result_id: r.parent_patch_hash for r in results}
     gains = [(true_at(r.parent_patch_hash) - true_at(r.patch_hash)) / OBJ.NOISE_SD for r in explores]
     kept = [g for r, g in zip(explores, gains, strict=True) if r.status == Status.KEEP]
@@ -424,13 +443,16 @@ def analyze_swarm(sh: Shared, unit: Unit, go: float) -> dict[str, Any]:
         "move_latency": [  # per move: (seconds since go the candidate finished, its last confirmation, the move)
             latency(m, results) for m in history[1:] if m.time_ms / 1000 - offset <= end
         ],
+        "move_noise": [  # per move: (its screening run's error, its confirmations' mean error, the leader's), sds
+            move_noise(m, results) for m in history[1:] if m.time_ms / 1000 - offset <= end
+        ],
         "model_steps": [  # (status, true gain over its parent in sds, seconds since go)
             (str(r.status), round(g, 1), round(r.published_ms / 1000 - offset - go))
             for r, g in zip(explores, gains, strict=True)
             if r.meta.get("basis") == "model"
         ],
     }
-    return {"best": best, "experiments": len(results), "by_kind": {str(k): v for k, v in kinds.items()},
+    return {"best": best, "experiments": len(results), "by_kind": kinds,
             "moves": max(0, len(best) - 1), "candidates": candidates, "diag": diag}  # fmt: skip
 
 
@@ -458,6 +480,7 @@ def summarize(sh: Shared, unit: Unit, res: dict[str, Any], target: float, cpu_s:
         "time_to_target_s": hit,
         "experiments": res["experiments"],
         "confirm_share": res["by_kind"].get("confirm", 0) / total,
+        "refresh_share": res["by_kind"].get("refresh", 0) / total,
         "baseline_share": res["by_kind"].get("baseline", 0) / total,
         "cores": cpu_s / sh.budget_s,
         "moves": res.get("moves", len(best) - 1),
@@ -483,7 +506,7 @@ def table(rows: list[dict[str, Any]], budget_s: float) -> tuple[str, list[dict[s
     ttt1: dict[str, float] = {}
     lines = [
         "| contender | N | true best at end (mean ± sd) | time to target, s (mean; reached) | speed-up vs N=1 "
-        "| winner's curse, sds (mean; max) | experiments | confirmations / baseline | CPU cores |",
+        "| winner's curse, sds (mean; max) | experiments | confirmations / re-measures / baseline | CPU cores |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     summary = []
@@ -502,6 +525,7 @@ def table(rows: list[dict[str, Any]], budget_s: float) -> tuple[str, list[dict[s
             "curse_sd_max": max(curse, key=abs) if curse else None,
             "experiments": statistics.fmean(r["experiments"] for r in rs),
             "confirm_share": statistics.fmean(r["confirm_share"] for r in rs),
+            "refresh_share": statistics.fmean(r.get("refresh_share", 0.0) for r in rs),
             "baseline_share": statistics.fmean(r["baseline_share"] for r in rs),
             "cores": statistics.fmean(r["cores"] for r in rs),
         }  # fmt: skip
@@ -512,7 +536,8 @@ def table(rows: list[dict[str, Any]], budget_s: float) -> tuple[str, list[dict[s
             f"| {label} | {n} | {mean_sd(s['final_true'])} | {'≥' if reached < len(rs) else ''}{t:.0f} "
             f"({reached}/{len(rs)}) | {speed_text} "
             f"| {curse_text} "
-            f"| {s['experiments']:.0f} | {s['confirm_share']:.0%} / {s['baseline_share']:.0%} | {s['cores']:.2f} |"
+            f"| {s['experiments']:.0f} | {s['confirm_share']:.0%} / {s['refresh_share']:.0%} "
+            f"/ {s['baseline_share']:.0%} | {s['cores']:.2f} |"
         )
     return "\n".join(lines), summary
 

@@ -136,6 +136,13 @@ BASELINE_FAILURES_LOUD = 3  # from the 3rd failed seed on, each failure is an er
 CONFIRM_RUNS = 4  # runs behind a promotion: the candidate's own run plus 3 confirmations with other seeds
 SCREEN_ALPHA = 0.3  # a no-effect run's chance of passing screening (t quantile): a real gain is rarely lost here
 PROMOTE_ALPHA = 0.05  # the one-sided t test of a candidate's mean against the leader's, pooled seed noise
+LEADER_REFRESH_RUNS = 4  # new-seed runs a promoted leader gets while it stands, each folded into its metric: a
+#                          leader is the best-looking of many noisy candidates, so the mean of the runs that got it
+#                          promoted is optimistic (scripts/bench_search.py: 0.9-1.1 noise sds at 16 agents, growing
+#                          with each small late gain); 4 runs made after it was chosen halve that bias
+LEADER_REFRESH_EVERY = 8  # ... one for each 8 explorations judged against it: a leader replaced soon costs nothing,
+#                           one the search is stuck on (where the next small gains are judged against it) is
+#                           measured better, at most 1 run in 9 spent on it
 CARRY_OVER = True  # at a promotion, the replaced leader's other pending candidates go onto the new leader at once,
 #                    each alone and all merged (scripts/bench_search.py: at 8-16 agents most real candidates were
 #                    found on a leader that another candidate then replaced, and reached the leader one at a time)
@@ -153,6 +160,8 @@ AVOID_SCAN = 16  # queue entries a claim looks through for one its agent need no
 IDEATE_TRIES = 3  # ideate+claim rounds when other agents took every new idea first (many agents, one leader)
 PRIORITY_BASELINE = 1000  # baseline seed runs go first: nothing on a track can be judged before them
 PRIORITY_CONFIRM = 900  # confirmations next: a candidate waiting on them holds up every later promotion
+PRIORITY_REFRESH = 500  # a standing leader's new-seed runs: ahead of guesses (every later judgement rests on its
+#                         metric), behind confirmations (not urgent: nothing waits on them)
 PRIORITY_PORT = 100  # a win ported from another track is worth more than a fresh guess
 OUTBOX_FILE = "outbox.jsonl"  # every result is written here before it is published; removed once the board has it
 CODE_CACHE_ENTRIES = 32  # leaders' and candidates' code kept by patch hash: the recent ones are asked again and again

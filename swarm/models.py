@@ -302,6 +302,7 @@ class Leader(BaseModel):
     agent_id: str
     result_id: str
     time_ms: int
+    runs: int = 0  # how many runs `metric` is the mean of (0: a leader written before the field existed)
 
 
 MoveReason = Literal["ok", "stale_generation", "not_better", "stale_result", "unknown_result"]

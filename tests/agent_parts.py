@@ -85,7 +85,7 @@ def make_parts(redis_url: str, swarm: str, workdir: Path, proposers: list[Propos
 
 def publish(parts: Parts, files: dict[str, str], metric: float | None, *, kind: Kind = Kind.EXPLORE,
             parent: str | None = EMPTY_PATCH, candidate_of: str | None = None, seed: int = 0,
-            status: Status = Status.KEEP) -> str:
+            status: Status = Status.KEEP, meta: dict[str, bool] | None = None) -> str:
     """Publish a result as an agent would, for a hypothesis claimed by a tester for the purpose."""
     board = parts.board
     text = make_patch(parts.baseline_files(), files)
@@ -97,7 +97,8 @@ def publish(parts: Parts, files: dict[str, str], metric: float | None, *, kind: 
     rid = f"r{abs(hash((hid, metric))) % 10**12}"
     board.publish(ResultIn(result_id=rid, hypothesis_id=hid, token=claim.token, agent_id="tester", track=TRACK,
                            parent_patch_hash=parent, patch_hash=ph, status=status, metric=metric,
-                           kind=kind, candidate_of=candidate_of, seed=seed))  # type: ignore[arg-type]
+                           kind=kind, candidate_of=candidate_of, seed=seed,  # type: ignore[arg-type]
+                           meta=dict(meta or {})))
     board.complete(hid, claim.token)
     return rid
 

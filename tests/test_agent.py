@@ -115,7 +115,7 @@ def test_three_agents_confirm_a_leader_move_and_end_on_it(
     assert [h.generation for h in history] == list(range(1, len(history) + 1))
     checked_authors = 0
     for move in history[1:]:
-        confirms = [r for r in results if r.candidate_of == move.result_id]
+        confirms = [r for r in results if r.candidate_of == move.result_id and not r.meta.get("refresh")]
         assert len(confirms) >= defaults.CONFIRM_RUNS - 1
         if board.result(move.result_id).published_ms > all_in_ms:
             checked_authors += 1
@@ -370,6 +370,51 @@ def test_two_agents_keep_busy_while_the_baseline_is_measured(
     assert sum(len(h.replicates) for h in ctx.history) == len(confirms)
     sd, df = agents[0].promoter.noise()
     assert df >= 4 and sd > 0 and agents[0].source.context(leader, files).noise_sd == sd
+
+
+def test_two_agents_re_measure_a_standing_leader(
+    redis_url: str, swarm_name: str, tmp_path: Path, connect_board: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two real Agents (simulated runs, one re-measure run per 2 explorations on a leader): a promoted
+    leader's re-measure jobs are claimed and run like any job, and its metric on the board becomes the
+    mean of all the runs of its code, checked against the published results."""
+    monkeypatch.setattr(defaults, "LEADER_REFRESH_EVERY", 2)
+    init(redis_url, swarm_name)
+    board = connect_board(redis_url, swarm_name)
+    agents = []
+    for i in range(2):
+        props = [ClassicalProposer(seed=i)]
+        opts = AgentOptions(workdir=tmp_path / f"a{i}", arena=SYNTH, track=TRACK, runner=sim_run, max_experiments=60)
+        agents.append(Agent(board, opts, props, Selector(props, [1.0])))
+    threads = [threading.Thread(target=a.run) for a in agents]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: any(r.meta.get("refresh") for r in board.results(limit=500, track=TRACK)), 150,
+                 "a re-measure run of a promoted leader")
+        time.sleep(1.0)  # the agent that ran it folds it into the leader
+    finally:
+        for a in agents:
+            a.stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    results = board.results(limit=500, track=TRACK)
+    refreshed = [r for r in results if r.meta.get("refresh")]
+    moves = {m.result_id: m for m in board.leader_history(TRACK)}
+    for r in refreshed:  # each a run of a promoted leader's code with a new seed
+        assert r.kind == "confirm" and r.candidate_of in moves and r.patch_hash == moves[r.candidate_of].patch_hash
+        assert r.seed is not None and r.seed >= defaults.CONFIRM_RUNS
+    leader = board.leader(TRACK)
+    assert leader is not None
+    runs = [r.metric for r in results if r.metric is not None and r.status == "keep"
+            and (r.result_id == leader.result_id or r.candidate_of == leader.result_id)]  # fmt: skip
+    assert leader.runs == len(runs) or leader.patch_hash == EMPTY_PATCH
+    assert leader.metric == pytest.approx(sum(runs) / len(runs), abs=1e-12)
+    grown = [m for m in moves.values() if m.patch_hash != EMPTY_PATCH
+             and sum(r.candidate_of == m.result_id for r in refreshed) > 0]  # fmt: skip
+    assert grown  # some leader stood long enough for its re-measure runs
+    assert not board.list_hypotheses(state="claimed", limit=20)
 
 
 FAULT_POINTS = {

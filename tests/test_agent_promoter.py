@@ -304,3 +304,58 @@ def test_a_candidate_whose_runs_fall_behind_the_new_leader_is_rebased_once(
     assert leader is not None and leader.result_id == gen2.result_id
     again = [h for h in board.list_hypotheses(state=State.OPEN, limit=50) if h.text.startswith("rebase onto gen 2")]
     assert [h.id for h in again] == [h.id for h in rebased]
+
+
+def test_a_standing_leader_is_re_measured_and_its_metric_becomes_the_mean(redis_url: str, swarm_name: str,
+                                                                         tmp_path: Path) -> None:
+    parts = make_parts(redis_url, swarm_name, tmp_path / "a")
+    board, promoter = parts.board, parts.promoter
+    establish_baseline(parts)
+    gen2 = move_leader_to(parts, parts.edited(0.6), 1.0)  # promoted on 4 runs of 1.0
+    assert gen2.runs == defaults.CONFIRM_RUNS and promoter.runs_behind(gen2) == defaults.CONFIRM_RUNS
+
+    def refreshes() -> list:
+        return sorted((h for h in board.list_hypotheses(state="open", limit=100) if "refresh" in h.tags),
+                      key=lambda h: h.seed or 0)
+
+    def explore(i: int) -> None:  # an exploration judged against the leader, worse than it
+        rid = publish(parts, parts.edited(0.3 + 0.001 * i), 1.2, parent=gen2.patch_hash, status=Status.DISCARD)
+        promoter.on_result(board.result(rid))
+
+    for i in range(defaults.LEADER_REFRESH_EVERY - 1):
+        explore(i)
+    assert refreshes() == []  # a leader replaced soon costs nothing
+    explore(99)
+    jobs = refreshes()
+    assert [h.seed for h in jobs] == [defaults.CONFIRM_RUNS]
+    job = jobs[0]
+    assert (job.kind, job.parent, job.patch_hash, job.priority) == (
+        Kind.CONFIRM, gen2.result_id, gen2.patch_hash, defaults.PRIORITY_REFRESH)
+    make_parts(redis_url, swarm_name, tmp_path / "b").promoter.post_refreshes()  # another agent: the same job
+    assert [h.id for h in refreshes()] == [job.id]
+    # the run comes in: the leader's metric is the mean of its five runs, the same generation
+    claim = board.claim("runner", TRACK)
+    assert claim is not None and claim.hypothesis.id == job.id
+    board.complete(job.id, claim.token)
+    rid = publish(parts, parts.edited(0.6), 1.05, kind=Kind.CONFIRM, candidate_of=gen2.result_id,
+                  seed=defaults.CONFIRM_RUNS, meta={"refresh": True})
+    promoter.on_result(board.result(rid))
+    lead = board.leader(TRACK)
+    assert lead is not None and (lead.generation, lead.result_id, lead.runs) == (gen2.generation, gen2.result_id, 5)
+    assert lead.metric == pytest.approx(1.01)
+    assert [m.metric for m in board.leader_history(TRACK)][-1] == 1.0  # the promotion's record stays as it was
+    # and the judge now counts five runs behind the leader: a smaller gain clears screening
+    assert promoter.runs_behind(lead) == 5
+    # at most LEADER_REFRESH_RUNS, however long it stands
+    for i in range(defaults.LEADER_REFRESH_EVERY * (defaults.LEADER_REFRESH_RUNS + 2)):
+        explore(100 + i)
+    seeds = [h.seed for h in refreshes()]
+    assert seeds == list(range(defaults.CONFIRM_RUNS + 1, defaults.CONFIRM_RUNS + defaults.LEADER_REFRESH_RUNS))
+    # a run of a leader already replaced changes nothing
+    gen3 = move_leader_to(parts, parts.edited(0.7), 0.8)
+    rid = publish(parts, parts.edited(0.6), 0.5, kind=Kind.CONFIRM, candidate_of=gen2.result_id,
+                  seed=defaults.CONFIRM_RUNS + 1, meta={"refresh": True})
+    promoter.on_result(board.result(rid))
+    now = board.leader(TRACK)
+    assert now is not None and (now.result_id, now.metric, now.runs) == (gen3.result_id, 0.8, defaults.CONFIRM_RUNS)
+    assert not any(h.text.startswith("rebase") for h in board.list_hypotheses(state="open", limit=100))

@@ -323,3 +323,30 @@ def test_unknown_settings_defaults_allow_claims_without_init(board: Board) -> No
     c = board.claim("a", TRACK)
     assert c is not None and c.deadline_ms - board.server_ms() > 100_000  # default lease (900 s)
     assert json.loads(json.dumps(board.status()))["counts"]["claimed"] == 1
+
+
+def test_refresh_leader_folds_new_runs_of_its_code_into_its_metric(board: Board, tmp_path: Path) -> None:
+    board.init(make_arena(tmp_path / "arena"))
+    for rid, metric in [("c", 0.90), ("s1", 0.92), ("s2", 0.91), ("s3", 0.93)]:
+        board.publish(_result(rid, metric))
+    moved = board.move_leader(TRACK, 0, 0.915, EMPTY_PATCH, None, "a", "c", support=["s1", "s2", "s3"])
+    assert moved.accepted and moved.leader is not None and moved.leader.runs == 4
+    board.publish(_result("n1", 0.95))
+    board.publish(_result("odd", 0.95, patch="1" * 64))  # a run of other code
+    runs = ["c", "s1", "s2", "s3", "n1"]
+    mean = (0.90 + 0.92 + 0.91 + 0.93 + 0.95) / 5
+    assert board.refresh_leader(TRACK, 2, mean, runs) is None  # another generation
+    assert board.refresh_leader(TRACK, 1, mean, ["s1", "c", "s2", "s3", "n1"]) is None  # not the leader's first
+    assert board.refresh_leader(TRACK, 1, 0.9, runs) is None  # not their mean
+    assert board.refresh_leader(TRACK, 1, (4 * 0.915 + 0.95) / 5, [*runs[:4], "odd"]) is None  # other code
+    assert board.refresh_leader(TRACK, 1, (4 * 0.915 + 0.93) / 5, [*runs[:4], "s3"]) is None  # a run twice
+    assert board.refresh_leader(TRACK, 1, mean, runs) is not None
+    lead = board.leader(TRACK)
+    assert lead is not None and lead.runs == 5 and lead.metric == pytest.approx(mean) and lead.generation == 1
+    assert board.refresh_leader(TRACK, 1, 0.915, runs[:4]) is None  # fewer runs never undo a fuller refresh
+    assert board.refresh_leader(TRACK, 1, mean, runs) is None  # nor the same number
+    assert [m.metric for m in board.leader_history(TRACK)] == [0.915]  # not a move: the history keeps the promotion
+    assert len(board.leader_moves()) == 1
+    # a move after it compares with the re-measured metric
+    board.publish(_result("better", 0.92))
+    assert board.move_leader(TRACK, 1, 0.92, EMPTY_PATCH, None, "a", "better").accepted  # 0.922 now, not 0.915

@@ -95,7 +95,9 @@ class Promoter:
 
     @staticmethod
     def runs_behind(leader: Leader) -> int:
-        """How many runs the leader's metric is the mean of."""
+        """How many runs the leader's metric is the mean of (a board from before `runs`: the rule's)."""
+        if leader.runs > 0:
+            return leader.runs
         return defaults.NOISE_SEEDS if leader.patch_hash == EMPTY_PATCH else defaults.CONFIRM_RUNS
 
     def reference(self, parent_patch_hash: str | None) -> float | None:
@@ -135,8 +137,12 @@ class Promoter:
                 self.rebase_candidate(result.result_id, leader)  # it beat the leader it started from, not this one
             else:
                 self.confirm(result)
+        elif result.kind == Kind.CONFIRM and result.candidate_of and result.meta.get("refresh"):
+            self.refresh(result.candidate_of)
         elif result.kind == Kind.CONFIRM and result.candidate_of:
             self.promote(result.candidate_of)
+        if result.kind == Kind.EXPLORE:
+            self.post_refreshes()
 
     # --- baseline ------------------------------------------------------------------------------------
     def finalize_baseline(self) -> None:
@@ -238,6 +244,58 @@ class Promoter:
         """The metrics of a candidate's screening run and its confirmations published so far."""
         confirms = self.confirms_of(cand.result_id) if confirms is None else confirms
         return [float(v) for v in (cand.metric, *(c.metric for c in confirms)) if v is not None]
+
+    # --- re-measure the standing leader ------------------------------------------------------------
+    def post_refreshes(self) -> None:
+        """A promoted leader gets one run of its code with a new seed for each LEADER_REFRESH_EVERY
+        explorations judged against it, LEADER_REFRESH_RUNS at most: it was chosen for looking good
+        (the winner's curse), runs made after the choice are not. Every agent of the track posts the
+        same jobs (ids from their content), so each is posted once."""
+        leader = self.board.leader(self.track)
+        if leader is None or leader.patch_hash == EMPTY_PATCH or not leader.hypothesis_id:
+            return
+        stood = sum(
+            1 for r in self.history.newest()
+            if r.kind == Kind.EXPLORE and r.parent_patch_hash == leader.patch_hash and not r.stale
+        )  # fmt: skip
+        due = min(defaults.LEADER_REFRESH_RUNS, stood // max(1, defaults.LEADER_REFRESH_EVERY))
+        if due <= 0:
+            return
+        hyp = self.board.get(leader.hypothesis_id)
+        patch = self.board.get_patch(leader.patch_hash) or None
+        for seed in range(defaults.CONFIRM_RUNS, defaults.CONFIRM_RUNS + due):
+            self.board.post(
+                HypothesisIn(
+                    text=f"re-measure leader {leader.result_id[:8]} with seed {seed}: {hyp.title}"[:500],
+                    source=hyp.source,  # like a confirmation: a run of the leader's proposer's code
+                    author=self.agent_id,
+                    priority=defaults.PRIORITY_REFRESH,
+                    patch=patch,
+                    track=self.track,
+                    kind=Kind.CONFIRM,
+                    parent=leader.result_id,
+                    seed=seed,
+                    tags=["refresh"],
+                    meta={"refresh": True},
+                )
+            )
+
+    def refresh(self, leader_result_id: str) -> None:
+        """A new-seed run of the leader is in: its metric becomes the mean of all the runs of its code
+        (the promotion's and the new ones). A run of a leader already replaced changes nothing."""
+        leader = self.board.leader(self.track)
+        if leader is None or leader.result_id != leader_result_id:
+            return
+        first = self.board.result(leader_result_id)
+        runs = [first, *(r for r in self.confirms_of(leader_result_id) if r.status == Status.KEEP)]
+        runs = [r for r in runs if r.metric is not None and (r.patch_hash or EMPTY_PATCH) == leader.patch_hash]
+        if len(runs) <= self.runs_behind(leader):
+            return
+        mean = statistics.fmean(float(r.metric) for r in runs if r.metric is not None)
+        new = self.board.refresh_leader(self.track, leader.generation, mean, [r.result_id for r in runs])
+        if new is not None:
+            log.info("track %s leader gen %d re-measured: %.6f over %d runs (was %.6f over %d)", self.track,
+                     leader.generation, mean, len(runs), leader.metric, self.runs_behind(leader))  # fmt: skip
 
     # --- promote -------------------------------------------------------------------------------------
     def promote(self, candidate_id: str) -> None:
@@ -423,7 +481,10 @@ class Promoter:
         """Whether `hyp` is a confirmation of a candidate built on a leader that `leader` has replaced, and
         whose runs so far do not overtake `leader` (`overtakes`): it can only end in a rebase, so the job
         is dropped instead of run, and the candidate's edit is posted on `leader` (`carry_over` has posted
-        it already, or, when another confirmation lowered its mean since, posts are deduplicated by edit)."""
+        it already, or, when another confirmation lowered its mean since, posts are deduplicated by edit).
+        A re-measure of a leader (`post_refreshes`) is dropped once that leader is replaced, nothing else."""
+        if hyp.kind == Kind.CONFIRM and hyp.meta.get("refresh"):
+            return hyp.parent != leader.result_id  # a re-measure of a leader since replaced: nothing to learn
         if not defaults.CARRY_OVER or hyp.kind != Kind.CONFIRM or not hyp.parent:
             return False
         try:

@@ -111,7 +111,12 @@ Leaders (`leaders`): compare-and-set:
   Reasons: ok, stale_generation, unknown_result, stale_result, not_better. Each move is appended to
   the track's history and the moves stream and PUBLISHed on `leader_channel()` (at most once, to
   whoever listens: `leader_moves(after_id)` is the catch-up). `leader(track)` (None before the first),
-  `leaders()`, `leader_history(track)` oldest first, `parse_leader_message(data)`.
+  `leaders()`, `leader_history(track)` oldest first, `parse_leader_message(data)`. A leader's `runs`
+  is how many runs its metric is the mean of.
+- `refresh_leader(track, generation, metric, result_ids) -> Leader | None`: the leader's metric
+  becomes the mean of more runs of its own code (the leader's result first); checked like a move's
+  support, and only with more runs than it holds. Not a move: no new generation, history entry or
+  PUBLISH (nobody rebases on it); an event `refresh`.
 - `set_noise(track, values)`: first writer wins (False after). `noise(track)` ([] when none).
 
 Agents (`registry`):

@@ -102,6 +102,22 @@ class LeadersMixin(BoardCore):
             self.replication.require(acked, what)  # our own move, made by an earlier try
         return MoveOutcome(accepted=False, reason=reason, leader=now)
 
+    def refresh_leader(self, track: str, generation: int, metric: float, result_ids: list[str]) -> Leader | None:
+        """Make the leader's metric the mean of more runs of its own code (`result_ids`: the leader's
+        result first, then its confirmations and new runs), checked on the server; not a move (no
+        generation, history or PUBLISH). Returns the refreshed leader, or None when refused: another
+        generation, a result not of this code or track, or no more runs than the leader holds now."""
+        k = self.k
+        keys = [k.leader(check_track(track)), k.results_meta, k.results, k.events]
+        args = [track, int(generation), repr(float(metric)), defaults.EVENTS_MAXLEN, *result_ids]
+        # Not required to reach a replica: a refresh lost in a failover is made again, with all the
+        # runs, by the next one (the runs themselves are published results).
+        out, _ = self.replication.write(lambda c: self.scripts.refresh_leader(keys, args, client=c))
+        if str(s(out[0])) != "ok":
+            return None
+        flat = out[1]
+        return leader_from_fields({str(s(flat[i])): flat[i + 1] for i in range(0, len(flat), 2)})
+
     def leader_history(self, track: str) -> list[Leader]:
         """Every accepted move of `track`, oldest first (generations 1, 2, ...)."""
         rows = self.r.xrange(self.k.leader_history(check_track(track)))

@@ -356,7 +356,8 @@ def status(
         typer.echo(f"agents running UNSANDBOXED: {', '.join(st['unsandboxed_agents'])}")
     typer.echo(f"experiments_last_hour: {st['experiments_last_hour']}")
     for t, ld in st["leaders"].items():
-        typer.echo(f"leader {t}: gen={ld['generation']} metric={ld['metric']:.6f} agent={ld['agent_id']}")
+        runs = f" runs={ld['runs']}" if ld.get("runs") else ""  # how many runs the metric is the mean of
+        typer.echo(f"leader {t}: gen={ld['generation']} metric={ld['metric']:.6f}{runs} agent={ld['agent_id']}")
     if stats:
         typer.echo(f"proposers ({counted} results; calls, tokens and cost: swarm totals):")
         for line in proposer_lines(stats):

@@ -265,7 +265,7 @@ def render(frame: Frame, width: int | None = None) -> str:
             [
                 t,
                 f"gen {ld.generation}",
-                f"{ld.metric:.6f}",
+                f"{ld.metric:.6f}" + (f" ({ld.runs} runs)" if ld.runs else ""),
                 ld.agent_id,
                 f"{dur(now - ld.time_ms)} ago",
                 frame.titles.get(ld.hypothesis_id, ld.hypothesis_id) if ld.hypothesis_id else "(baseline)",

@@ -41,6 +41,7 @@ NAMES = (
     "reopen",
     "publish",
     "move_leader",
+    "refresh_leader",
     "heartbeat",
     "deregister",
     "set_brief",

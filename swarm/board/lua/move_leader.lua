@@ -10,6 +10,7 @@
 -- ARGV[10] pub/sub channel  ARGV[11] default direction  ARGV[12] default min_delta
 -- ARGV[13..] supporting result ids (confirmation runs): when given, the metric must be the mean of the
 -- named result and these, every one on this track, not stale, and run on exactly this patch.
+-- The leader's `runs` field says how many runs its metric is the mean of (1 + the supporting ids).
 -- Returns {'ok', <leader field/value list>} or {reason}.
 local cur = redis.call('HMGET', KEYS[1], 'generation', 'metric')
 local gen = tonumber(cur[1] or '0')
@@ -49,7 +50,8 @@ if gen > 0 then
   if not (gain > 0 and gain >= min_delta) then return {'not_better'} end
 end
 local fields = {'track', ARGV[1], 'generation', tostring(gen + 1), 'metric', ARGV[3], 'patch_hash', ARGV[4],
-  'hypothesis_id', ARGV[5], 'agent_id', ARGV[6], 'result_id', ARGV[7], 'time_ms', int(now_ms())}
+  'hypothesis_id', ARGV[5], 'agent_id', ARGV[6], 'result_id', ARGV[7], 'time_ms', int(now_ms()),
+  'runs', int(math.max(1, #ARGV - 11))}
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('SADD', KEYS[7], ARGV[1])
 redis.call('XADD', KEYS[2], '*', unpack(fields))
