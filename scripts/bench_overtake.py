@@ -17,7 +17,9 @@ measures that path with the rule's own functions (`swarm.agent.noise`, pure; the
   screened against L1, confirmed, promoted if it beats it. The same false promotion, for comparison;
 - and, last, bench_promotion.py's own setup in this model (5 candidates one after another on a fresh track,
   no-effect ones and 2-SD gains), to set the model beside that script's measurement through the real
-  agent; `--rule NAME=VALUE` evaluates another setting of the rule in seconds.
+  agent; `--rule NAME=VALUE` evaluates another setting of the rule in seconds, and `--remeasure K` folds
+  K new-seed runs of A's code into L1 before C and the child are judged (a re-measured leader,
+  `LEADER_REFRESH_RUNS`).
 
 The noise is pooled as the promoter pools it (every group of runs of one code: the baseline, A's runs,
 the candidate's runs so far; `--history` adds earlier candidates' groups). Reported per row: trials,
@@ -65,10 +67,12 @@ def beats(ref: float, n_ref: int, runs: list[float], groups: list[list[float]]) 
     return should_promote(ref, runs, LOWER, sd, df, 0.0, n_ref)[0]
 
 
-def trial(rng: random.Random, effect: float, history: int) -> dict[str, Any] | None:
+def trial(rng: random.Random, effect: float, history: int, remeasure: int = 0) -> dict[str, Any] | None:
     """One track: L0, A promoted over it, then C (overtake) and a child of L1. None: A not promoted.
     `history`: groups of CONFIRM_RUNS runs of earlier candidates, pooled into the noise with the baseline
-    (0: a young track, the fewest degrees of freedom and the widest t tails)."""
+    (0: a young track, the fewest degrees of freedom and the widest t tails). `remeasure`: runs of A's code
+    with new seeds folded into L1 before C and the child are judged (`LEADER_REFRESH_RUNS`: a leader that
+    stood while its re-measures came in)."""
     past = [[rng.gauss(0.0, 1.0) for _ in range(defaults.CONFIRM_RUNS)] for _ in range(history)]
     base = [rng.gauss(0.0, 1.0) for _ in range(defaults.NOISE_SEEDS)]
     l0, n0 = statistics.fmean(base), defaults.NOISE_SEEDS
@@ -78,7 +82,8 @@ def trial(rng: random.Random, effect: float, history: int) -> dict[str, Any] | N
     a = confirmed(rng, -effect, a)
     if not beats(l0, n0, a, [*past, base, a]):
         return None
-    l1, n1 = statistics.fmean(a), defaults.CONFIRM_RUNS
+    a = a + [rng.gauss(-effect, 1.0) for _ in range(remeasure)]
+    l1, n1 = statistics.fmean(a), len(a)
     out: dict[str, Any] = {}
     # C: a candidate of L0 (screened against it), true value A's, judged against L1 as it is.
     c = candidate(rng, -effect, l0, n0, [*past, base, a])
@@ -128,13 +133,15 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=200_000, help="tracks per effect (those where A is promoted count)")
     ap.add_argument("--history", type=int, nargs="+", default=[0, 10],
                     help="earlier candidates' groups of runs pooled into the noise (0: a young track)")
+    ap.add_argument("--remeasure", type=int, default=0,
+                    help="re-measure runs folded into L1 before C and the child are judged (LEADER_REFRESH_RUNS)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rule", action="append", default=[], metavar="NAME=VALUE",
                     help="another setting of the rule (NOISE_SEEDS, CONFIRM_RUNS, SCREEN_ALPHA, PROMOTE_ALPHA)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    if args.trials < 1 or any(e < 0 for e in args.effects) or any(h < 0 for h in args.history):
-        print("error: --trials must be >= 1, --effects and --history >= 0", file=sys.stderr)
+    if args.trials < 1 or any(e < 0 for e in args.effects) or any(h < 0 for h in args.history) or args.remeasure < 0:
+        print("error: --trials must be >= 1, --effects, --history and --remeasure >= 0", file=sys.stderr)
         return 2
     for item in args.rule:
         try:
@@ -148,7 +155,7 @@ def main() -> int:
           "| C promoted over L1 (95% CI) | child of L1 screened | child promoted (95% CI) |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for history, effect in ((h, e) for h in args.history for e in args.effects):
-        outs = [o for o in (trial(rng, effect, history) for _ in range(args.trials)) if o is not None]
+        outs = [o for o in (trial(rng, effect, history, args.remeasure) for _ in range(args.trials)) if o is not None]
         n = len(outs)
         cs, co, cp = (sum(o[k] for o in outs) for k in ("c_screened", "c_overtakes", "c_promoted"))
         ks, kp = sum(o["k_screened"] for o in outs), sum(o["k_promoted"] for o in outs)
@@ -169,7 +176,8 @@ def main() -> int:
               f"a track's first {m['first_promoted']:.2%}")
     if args.json:
         rule = {k: getattr(defaults, k) for k in RULE}
-        doc = {"rule": rule, "trials": args.trials, "seed": args.seed, "rows": rows, "bench_promotion_model": models}
+        doc = {"rule": rule, "trials": args.trials, "seed": args.seed, "remeasure": args.remeasure, "rows": rows,
+               "bench_promotion_model": models}
         args.json.write_text(json.dumps(doc, indent=1))
     return 0
 

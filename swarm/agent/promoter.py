@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import statistics
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 
 from swarm import defaults
 from swarm.agent.code_cache import CodeCache
@@ -63,6 +63,7 @@ class Promoter:
     settings: SwarmSettings
     history: TrackHistory
     code: CodeCache
+    refreshes_posted: tuple[str, int] = field(default=("", 0), init=False)  # (leader result id, seeds posted)
 
     def judge(self, parent_patch_hash: str | None, metric: float | None) -> Status:
         """keep or discard, for an exploration run built on the leader whose code is `parent_patch_hash`:
@@ -259,11 +260,12 @@ class Promoter:
             if r.kind == Kind.EXPLORE and r.parent_patch_hash == leader.patch_hash and not r.stale
         )  # fmt: skip
         due = min(defaults.LEADER_REFRESH_RUNS, stood // max(1, defaults.LEADER_REFRESH_EVERY))
-        if due <= 0:
-            return
+        posted = self.refreshes_posted[1] if self.refreshes_posted[0] == leader.result_id else 0
+        if due <= posted:
+            return  # this agent posted them already (another may have too: one job either way)
         hyp = self.board.get(leader.hypothesis_id)
         patch = self.board.get_patch(leader.patch_hash) or None
-        for seed in range(defaults.CONFIRM_RUNS, defaults.CONFIRM_RUNS + due):
+        for seed in range(defaults.CONFIRM_RUNS + posted, defaults.CONFIRM_RUNS + due):
             self.board.post(
                 HypothesisIn(
                     text=f"re-measure leader {leader.result_id[:8]} with seed {seed}: {hyp.title}"[:500],
@@ -279,6 +281,7 @@ class Promoter:
                     meta={"refresh": True},
                 )
             )
+        self.refreshes_posted = (leader.result_id, due)
 
     def refresh(self, leader_result_id: str) -> None:
         """A new-seed run of the leader is in: its metric becomes the mean of all the runs of its code
