@@ -322,6 +322,22 @@ def sim_run(arena_dir: Path, files: dict[str, str], seed: int, budget_s: float, 
     return RunOutcome("ok", (x - 0.7) ** 2 + (y - 0.3) ** 2 + 1.0 + noise, 0.2, {})
 
 
+def start_sim_agents(
+    board: Board, tmp_path: Path, n: int, max_experiments: int
+) -> tuple[list[Agent], list[threading.Thread]]:
+    """`n` real Agents in threads (classical proposers seeded 0.., simulated runs), started."""
+    agents = []
+    for i in range(n):
+        props = [ClassicalProposer(seed=i)]
+        opts = AgentOptions(workdir=tmp_path / f"a{i}", arena=SYNTH, track=TRACK, runner=sim_run,
+                            max_experiments=max_experiments)
+        agents.append(Agent(board, opts, props, Selector(props, [1.0])))
+    threads = [threading.Thread(target=a.run) for a in agents]
+    for t in threads:
+        t.start()
+    return agents, threads
+
+
 def test_two_agents_keep_busy_while_the_baseline_is_measured(
     redis_url: str, swarm_name: str, tmp_path: Path, connect_board: Connect
 ) -> None:
@@ -330,14 +346,7 @@ def test_two_agents_keep_busy_while_the_baseline_is_measured(
     and nothing is lost or left claimed."""
     init(redis_url, swarm_name)
     board = connect_board(redis_url, swarm_name)
-    agents = []
-    for i in range(2):
-        props = [ClassicalProposer(seed=i)]
-        opts = AgentOptions(workdir=tmp_path / f"a{i}", arena=SYNTH, track=TRACK, runner=sim_run, max_experiments=6)
-        agents.append(Agent(board, opts, props, Selector(props, [1.0])))
-    threads = [threading.Thread(target=a.run) for a in agents]
-    for t in threads:
-        t.start()
+    agents, threads = start_sim_agents(board, tmp_path, 2, max_experiments=6)
     for t in threads:
         t.join(timeout=120)
     assert not any(t.is_alive() for t in threads)
@@ -381,14 +390,7 @@ def test_two_agents_re_measure_a_standing_leader(
     monkeypatch.setattr(defaults, "LEADER_REFRESH_EVERY", 2)
     init(redis_url, swarm_name)
     board = connect_board(redis_url, swarm_name)
-    agents = []
-    for i in range(2):
-        props = [ClassicalProposer(seed=i)]
-        opts = AgentOptions(workdir=tmp_path / f"a{i}", arena=SYNTH, track=TRACK, runner=sim_run, max_experiments=60)
-        agents.append(Agent(board, opts, props, Selector(props, [1.0])))
-    threads = [threading.Thread(target=a.run) for a in agents]
-    for t in threads:
-        t.start()
+    agents, threads = start_sim_agents(board, tmp_path, 2, max_experiments=60)
     try:
         wait_for(lambda: any(r.meta.get("refresh") for r in board.results(limit=500, track=TRACK)), 150,
                  "a re-measure run of a promoted leader")

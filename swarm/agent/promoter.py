@@ -217,21 +217,24 @@ class Promoter:
     def confirm_jobs(self, result: ResultIn, hyp: Hypothesis) -> list[HypothesisIn]:
         """The confirmation jobs of a candidate (their ids follow from their content: see `carry_over`)."""
         patch = self.board.get_patch(result.patch_hash or EMPTY_PATCH) or None
-        return [
-            HypothesisIn(
-                text=f"confirm {result.result_id[:8]} with seed {seed}: {hyp.title}"[:500],
-                source=hyp.source,
-                author=self.agent_id,
-                priority=defaults.PRIORITY_CONFIRM,
-                patch=patch,
-                track=self.track,
-                kind=Kind.CONFIRM,
-                parent=result.result_id,
-                seed=seed,
-                tags=["confirm"],
-            )
-            for seed in range(1, defaults.CONFIRM_RUNS)
-        ]
+        return [self.rerun_job(result.result_id, hyp, patch, seed) for seed in range(1, defaults.CONFIRM_RUNS)]
+
+    def rerun_job(self, of: str, hyp: Hypothesis, patch: str | None, seed: int, refresh: bool = False) -> HypothesisIn:
+        """A run of the code of result `of` (made for `hyp`) with another seed: one of a candidate's
+        confirmations, or (`refresh`) a re-measure of the leader it became (`post_refreshes`)."""
+        return HypothesisIn(
+            text=f"{'re-measure leader' if refresh else 'confirm'} {of[:8]} with seed {seed}: {hyp.title}"[:500],
+            source=hyp.source,  # a run of that proposer's code, as its candidate's was
+            author=self.agent_id,
+            priority=defaults.PRIORITY_REFRESH if refresh else defaults.PRIORITY_CONFIRM,
+            patch=patch,
+            track=self.track,
+            kind=Kind.CONFIRM,
+            parent=of,
+            seed=seed,
+            tags=["refresh" if refresh else "confirm"],
+            meta={"refresh": True} if refresh else {},
+        )
 
     def confirms_of(self, candidate_id: str) -> list[Result]:
         """The candidate's confirmation results published so far (not stale), from the track's history."""
@@ -266,21 +269,7 @@ class Promoter:
         hyp = self.board.get(leader.hypothesis_id)
         patch = self.board.get_patch(leader.patch_hash) or None
         for seed in range(defaults.CONFIRM_RUNS + posted, defaults.CONFIRM_RUNS + due):
-            self.board.post(
-                HypothesisIn(
-                    text=f"re-measure leader {leader.result_id[:8]} with seed {seed}: {hyp.title}"[:500],
-                    source=hyp.source,  # like a confirmation: a run of the leader's proposer's code
-                    author=self.agent_id,
-                    priority=defaults.PRIORITY_REFRESH,
-                    patch=patch,
-                    track=self.track,
-                    kind=Kind.CONFIRM,
-                    parent=leader.result_id,
-                    seed=seed,
-                    tags=["refresh"],
-                    meta={"refresh": True},
-                )
-            )
+            self.board.post(self.rerun_job(leader.result_id, hyp, patch, seed, refresh=True))
         self.refreshes_posted = (leader.result_id, due)
 
     def refresh(self, leader_result_id: str) -> None:

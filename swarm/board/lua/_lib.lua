@@ -23,6 +23,20 @@ local function event(events_key, maxlen, kind, text, ...)
   redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', 'kind', kind, 'text', text, ...)
 end
 
+-- The metric of published result `rid` if it is on `track`, not stale, has a metric and ran exactly
+-- `patch` (its results:meta entry "stale|...|metric|track" and its msgpack record's patch_hash); else nil
+-- and the refusal, 'unknown_result' or 'stale_result'. The runs behind a leader: move_leader, refresh_leader.
+local function run_metric(meta_key, results_key, rid, track, patch)
+  local m = redis.call('HGET', meta_key, rid)
+  if not m then return nil, 'unknown_result' end
+  local st, _, met, tr = string.match(m, '^(%d)|(%d+)|([^|]*)|(.*)$')
+  if st == '1' then return nil, 'stale_result' end
+  if tr ~= track or met == '' then return nil, 'unknown_result' end
+  local rec = cmsgpack.unpack(redis.call('HGET', results_key, rid))
+  if rec['patch_hash'] ~= patch then return nil, 'unknown_result' end
+  return tonumber(met), nil
+end
+
 -- A claim is held two ways: its lease (a member of `leases` scored by its deadline) and its agent's
 -- life (a member of the set `claims:<agent>`; an agent holding any claim is a member of `claimants`,
 -- scored by its heartbeat expiry). Either running out hands the claim back: `reap_leases` takes the

@@ -15,29 +15,18 @@
 local cur = redis.call('HMGET', KEYS[1], 'generation', 'metric')
 local gen = tonumber(cur[1] or '0')
 if gen ~= tonumber(ARGV[2]) then return {'stale_generation'} end
-local meta = redis.call('HGET', KEYS[4], ARGV[7])
-if not meta then return {'unknown_result'} end
-local stale, _, rmetric, rtrack = string.match(meta, '^(%d)|(%d+)|([^|]*)|(.*)$')
-if stale == '1' then return {'stale_result'} end
 local new = tonumber(ARGV[3])
-if #ARGV <= 12 then
-  if rtrack ~= ARGV[1] or rmetric == '' or tonumber(rmetric) ~= new then return {'unknown_result'} end
-  local rec = cmsgpack.unpack(redis.call('HGET', KEYS[8], ARGV[7]))
-  if rec['patch_hash'] ~= ARGV[4] then return {'unknown_result'} end
-else
-  local sum, n = 0, 0
-  for i = 7, #ARGV do
-    if i == 7 or i > 12 then
-      local m = redis.call('HGET', KEYS[4], ARGV[i])
-      if not m then return {'unknown_result'} end
-      local st, _, met, tr = string.match(m, '^(%d)|(%d+)|([^|]*)|(.*)$')
-      if st == '1' then return {'stale_result'} end
-      if tr ~= ARGV[1] or met == '' then return {'unknown_result'} end
-      local rec = cmsgpack.unpack(redis.call('HGET', KEYS[8], ARGV[i]))
-      if rec['patch_hash'] ~= ARGV[4] then return {'unknown_result'} end
-      sum, n = sum + tonumber(met), n + 1
-    end
+local sum, n = 0, 0
+for i = 7, #ARGV do
+  if i == 7 or i > 12 then
+    local met, why = run_metric(KEYS[4], KEYS[8], ARGV[i], ARGV[1], ARGV[4])
+    if not met then return {why} end
+    sum, n = sum + met, n + 1
   end
+end
+if n == 1 then
+  if sum ~= new then return {'unknown_result'} end
+else
   local mean = sum / n
   if math.abs(mean - new) > 1e-9 * math.max(1, math.abs(mean)) then return {'unknown_result'} end
 end

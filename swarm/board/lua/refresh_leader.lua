@@ -19,14 +19,9 @@ local seen, sum = {}, 0
 for i = 5, #ARGV do
   if seen[ARGV[i]] then return {'unknown_result'} end
   seen[ARGV[i]] = true
-  local m = redis.call('HGET', KEYS[2], ARGV[i])
-  if not m then return {'unknown_result'} end
-  local st, _, met, tr = string.match(m, '^(%d)|(%d+)|([^|]*)|(.*)$')
-  if st == '1' then return {'stale_result'} end
-  if tr ~= ARGV[1] or met == '' then return {'unknown_result'} end
-  local rec = cmsgpack.unpack(redis.call('HGET', KEYS[3], ARGV[i]))
-  if rec['patch_hash'] ~= cur[3] then return {'unknown_result'} end
-  sum = sum + tonumber(met)
+  local met, why = run_metric(KEYS[2], KEYS[3], ARGV[i], ARGV[1], cur[3])
+  if not met then return {why} end
+  sum = sum + met
 end
 local mean = sum / n
 local new = tonumber(ARGV[3])
