@@ -1,12 +1,12 @@
 """The board's Lua scripts: one file per read-then-write step, each run by one EVALSHA through redis-py.
 
 Each `swarm/board/lua/<name>.lua` is one operation (claim, renew, compare-and-set, ...) with a header
-saying what its KEYS and ARGV hold; `_lib.lua` (server clock, event append, lease reaping) is
-prepended to each. `Scripts(r).claim(keys=[...], args=[...])` sends the EVALSHA with the client's
-`execute_command`, so a script call takes the same path as any other command: the connection pool,
-the retry policy `swarm.board.connection.connect` sets (backoff on connection errors and timeouts,
-reconnect with AUTH, SELECT and TLS), and a connection that failed mid-reply is closed, never reused
-with a late reply in it.
+saying what its KEYS and ARGV hold; `_lib.lua` (server clock, event append, lease reaping, the check of
+a run behind a leader) is prepended to each. `Scripts(r).claim(keys=[...], args=[...])` sends the
+EVALSHA with the client's `execute_command`, so a script call takes the same path as any other command:
+the connection pool, the retry policy `swarm.board.connection.connect` sets (backoff on connection
+errors and timeouts, reconnect with AUTH, SELECT and TLS), and a connection that failed mid-reply is
+closed, never reused with a late reply in it.
 
 Two things redis-py's bare EVALSHA does not do, done here:
 - NOSCRIPT: a server restart, a failover or SCRIPT FLUSH empties the script cache; the script is
