@@ -33,7 +33,7 @@ def leader_from_fields(raw: dict[str, Any]) -> Leader:
 def parse_leader_message(data: bytes) -> Leader:
     """Decode a message from `leader_channel()` (a msgpack list of field/value pairs)."""
     flat = msgpack.unpackb(data, raw=False)
-    return leader_from_fields({str(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)})
+    return leader_from_fields(pairs(flat))
 
 
 class LeadersMixin(BoardCore):
@@ -94,8 +94,7 @@ class LeadersMixin(BoardCore):
         what = f"leader move of {track} to result {result_id}"
         if reason == "ok":
             self.replication.require(acked, what)
-            flat = out[1]
-            new = leader_from_fields({str(s(flat[i])): flat[i + 1] for i in range(0, len(flat), 2)})
+            new = leader_from_fields(pairs(out[1]))
             return MoveOutcome(accepted=True, reason="ok", leader=new)
         now = self.leader(track)
         if now is not None and now.result_id == result_id:
@@ -115,8 +114,7 @@ class LeadersMixin(BoardCore):
         out, _ = self.replication.write(lambda c: self.scripts.refresh_leader(keys, args, client=c))
         if str(s(out[0])) != "ok":
             return None
-        flat = out[1]
-        return leader_from_fields({str(s(flat[i])): flat[i + 1] for i in range(0, len(flat), 2)})
+        return leader_from_fields(pairs(out[1]))
 
     def leader_history(self, track: str) -> list[Leader]:
         """Every accepted move of `track`, oldest first (generations 1, 2, ...)."""
