@@ -195,7 +195,15 @@ def run_swarm_group(sh: Shared, unit: Unit, ids: list[int], ready: Any, go: Any,
         a.request_stop()
     for t in threads:
         t.join(timeout=60)
-    out.put({"unit": unit.name, "cpu_s": rusage_s() - cpu0, "errors": errors, "trials": []})
+    preempted = sum(preemptions(a) for a in agents)
+    out.put({"unit": unit.name, "cpu_s": rusage_s() - cpu0, "errors": errors, "trials": [], "preempted": preempted})
+
+
+def preemptions(a: Agent) -> int:
+    """Explorations the agent stopped for urgent work (`swarm.agent.preempt`; 0 before it joined)."""
+    metrics = getattr(a, "metrics", None)
+    value = metrics.registry.get_sample_value("swarm_preemptions_total", {"track": TRACK}) if metrics else None
+    return int(value or 0)
 
 
 def optuna_space(code: str) -> tuple[list[Constant], dict[str, Any]]:
@@ -322,8 +330,9 @@ def run_batch(sh: Shared, units: list[Unit]) -> dict[str, Any]:
     wall = time.time() - t_go
     by_unit: dict[str, dict[str, Any]] = {}
     for part in parts:
-        d = by_unit.setdefault(part["unit"], {"cpu_s": 0.0, "errors": [], "trials": []})
+        d = by_unit.setdefault(part["unit"], {"cpu_s": 0.0, "errors": [], "trials": [], "preempted": 0})
         d["cpu_s"] += part["cpu_s"]
+        d["preempted"] += part.get("preempted", 0)
         d["errors"] += part["errors"]
         d["trials"] += part["trials"]
     return {
@@ -680,10 +689,12 @@ def main(argv: list[str] | None = None) -> int:
                     res = analyze_optuna(sh, part["trials"], b["go"])
                 rows.append(summarize(sh, u, res, args.target, part["cpu_s"]))
                 r = rows[-1]
+                r["preempted"] = part["preempted"]
                 msg = (
                     f"{u.contender} {u.variant} N={u.n} seed {u.seed}: true {r['final_true']:.4f}, reported "
                     f"{r['final_reported']}, target at {r['time_to_target_s']} s, {r['experiments']} runs, "
-                    f"confirm {r['confirm_share']:.0%}, moves {r['moves']}, {r['cores']:.2f} cores"
+                    f"confirm {r['confirm_share']:.0%}, moves {r['moves']}, preempted {r['preempted']}, "
+                    f"{r['cores']:.2f} cores"
                 )
                 print(msg, file=sys.stderr, flush=True)
             batches_out.append({k: v for k, v in b.items() if k != "units"} | {"units": [u.name for u in units]})

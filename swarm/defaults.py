@@ -113,7 +113,8 @@ CLASSICAL_MODEL_MOVE_Z = 2.0  # ... and each constant it moves promises a gain >
 CLASSICAL_TRIES_PER_IDEA = 25  # TPE asks per wanted idea before giving up on finding an untried distinct point
 
 # --- agent: runner, workspace, loop, confirmation ------------------------------------------------
-RUN_POLL_S = 1.0  # how often a running experiment is checked (deadline, cancel, lease renewal tick)
+RUN_POLL_S = 0.25  # how often a running experiment is checked (deadline, cancel, the prestart tick): a preempted
+#                    run (PREEMPT_WITHIN) gives its GPU up within a quarter second (1 s was a quarter of a 4 s run)
 PRESTART_AFTER_S = 3.0  # the next run's harness starts this far into a run: past the run's own setup (the two
 # would compete for the cores), long before its end (getting ready takes ~2 s of imports on a loaded core)
 RENEW_EVERY_S = 30.0  # lease renewal period while holding a claim; far below LEASE_S so two misses are harmless
@@ -154,6 +155,13 @@ URGENT_FIRST = True  # confirmations and leftover baseline seeds are run by the 
 #                      its prepared job, and never claimed into a slot (where they waited behind a whole run:
 #                      candidate to promotion 10.1 s off, 5.9 s on at 8 agents with 4 s runs; measured in
 #                      scripts/bench_search.py's move latency, docs/benchmarks.md "Fourth change")
+PREEMPT_WITHIN = 0.1  # urgent work posted while an exploration is in the first 10% of its training budget stops it:
+#                       the urgent job runs now and the exploration right after (its claim and its code kept). Runs
+#                       end together after a round (all agents start at once, then a leader move), so a candidate's
+#                       confirmations found every GPU just started and waited a whole run; now they cost at most a
+#                       tenth of a run per preempted job (scripts/bench_search.py, 8 agents, 4 s runs: time to the
+#                       target 21.2 -> 18.7 s over 24 seeds, 7% of runs stopped; 25% and 50% windows: promotions
+#                       sooner, the target not, 18-24% of runs stopped). 0: never preempt
 IDEAS_PER_CALL = 3  # hypotheses asked from a proposer when the board has none open for the track
 LOOK_AROUND_S = 2.0  # an agent re-reads the registry (who else is on its track) at most this often per claim
 AVOID_SCAN = 16  # queue entries a claim looks through for one its agent need not leave to others

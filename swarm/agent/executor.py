@@ -10,6 +10,8 @@ default arena: interpreters up, torch and the data loaded, the pins hashed, noth
 experiment) and is handed the next run when it starts. It is thrown away instead (and the run
 started cold) when it died, or when the workspace had to be restored before the run: a run that
 changed files outside the editable ones may have changed what the waiting harness had loaded.
+A run can be preempted (`preempt`, by `swarm.agent.preempt.Preemptor`): its process group is killed and
+`run` returns `PREEMPTED` instead of an outcome; the job was not spent and runs again later.
 Each run's outcome names the sandbox it ran in (`fields["sandbox"]`: the arena's report, else what was
 asked); a run without one is a warning when the agent was not told `--sandbox off`.
 """
@@ -30,7 +32,15 @@ from swarm.agent.ledger import Ledger
 from swarm.code.validate import validate_edit
 from swarm.errors import ProposerError
 from swarm.experiment.manifest import Manifest
-from swarm.experiment.runner import Prestarted, RunOutcome, RunStatus, kill_leftover, prestart, run_experiment
+from swarm.experiment.runner import (
+    Cancel,
+    Prestarted,
+    RunOutcome,
+    RunStatus,
+    kill_leftover,
+    prestart,
+    run_experiment,
+)
 from swarm.experiment.sandbox import BWRAP, NONE, SandboxChoice
 from swarm.experiment.workspace import Workspace
 from swarm.models import Leader
@@ -40,7 +50,39 @@ from swarm.proposers.select import IMPLEMENT
 log = logging.getLogger(__name__)
 
 # (arena_dir, files, seed, budget_s, cancel) -> RunOutcome: a simulated experiment (the swarm benchmark)
-SimRunner = Callable[[Path, dict[str, str], int, float, threading.Event], RunOutcome]
+SimRunner = Callable[[Path, dict[str, str], int, float, Cancel], RunOutcome]
+
+PREEMPTED = RunOutcome(RunStatus.CRASH, None, 0.0, {}, "preempted")  # `run`'s answer for a preempted run
+
+
+class RunCancel:
+    """One run's cancel: set when the agent stops or when this run alone is preempted. `wait` wakes on
+    either (a simulated run waits on it; `run_experiment` polls `is_set`)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.preempted = threading.Event()
+
+    def is_set(self) -> bool:
+        return self.stop.is_set() or self.preempted.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = 0.05 if end is None else min(0.05, end - time.monotonic())
+            if left <= 0:
+                return False
+            self.preempted.wait(left)
+        return True
+
+
+@dataclass
+class Running:
+    """The run going on: its job, when it started (monotonic) and its cancel."""
+
+    job: Job
+    started: float
+    cancel: RunCancel
 
 
 @dataclass(eq=False)
@@ -64,6 +106,7 @@ class Executor:
     busy_s: float = field(default=0.0, init=False)  # time spent running: the duty cycle's numerator
     warm: Prestarted | None = field(default=None, init=False)  # the next run's harness, started ahead
     warm_during_run: bool = field(default=False, init=False)  # a run was going when it started
+    running: Running | None = field(default=None, init=False)  # the job being run now (`preempt` reads it)
 
     @property
     def marker(self) -> Path:
@@ -103,11 +146,31 @@ class Executor:
     def budget(self) -> float:
         return self.budget_s or self.manifest.profile(self.profile).budget_s
 
+    def preempt(self, job: Job) -> bool:
+        """Stop the run of `job` (the one going on now) for urgent work: `run` returns `PREEMPTED`. False
+        when `job` is not running any more (it ended meanwhile: its outcome stands)."""
+        running = self.running
+        if running is None or running.job is not job or running.cancel.preempted.is_set():
+            return False
+        running.cancel.preempted.set()
+        return True
+
     def run(self, job: Job) -> RunOutcome:
-        """Validate, then run; an implementation that crashes may be repaired by its LLM."""
+        """Validate, then run; an implementation that crashes may be repaired by its LLM. `PREEMPTED`
+        when `preempt` stopped it (nothing to publish: the job runs again later)."""
         if job.invalid:
             return RunOutcome(RunStatus.INVALID, None, 0.0, {}, job.invalid)
-        outcome = self.run_files(job, job.files)
+        cancel = RunCancel(self.stop)
+        self.running = Running(job, time.monotonic(), cancel)
+        try:
+            return self.run_repaired(job, cancel)
+        finally:
+            self.running = None
+
+    def run_repaired(self, job: Job, cancel: RunCancel) -> RunOutcome:
+        outcome = self.run_files(job, job.files, cancel)
+        if cancel.preempted.is_set() and outcome.status == RunStatus.CRASH and not self.stop.is_set():
+            return PREEMPTED  # killed for urgent work (a run that finished first keeps its outcome)
         repairs = defaults.PROPOSER_MAX_REPAIRS if job.implementer is not None else 0
         attempt = 0
         while outcome.status == RunStatus.CRASH and attempt < repairs and not self.stop.is_set():
@@ -127,10 +190,10 @@ class Executor:
             if fixed is None or validate_edit(fixed, self.editable):
                 break
             job.files = fixed
-            outcome = self.run_files(job, fixed, f"-repair{attempt}")
+            outcome = self.run_files(job, fixed, cancel, f"-repair{attempt}")
         return outcome
 
-    def run_files(self, job: Job, files: dict[str, str], suffix: str = "") -> RunOutcome:
+    def run_files(self, job: Job, files: dict[str, str], cancel: Cancel, suffix: str = "") -> RunOutcome:
         """One run of `files` on the workspace's leader, with the job's seed, logged in its own run dir."""
         profile = self.manifest.profile(self.profile)
         budget = self.budget()
@@ -147,7 +210,7 @@ class Executor:
         t0 = time.monotonic()
         try:
             if self.sim is not None:
-                return self.sim(self.ws.dir, files, job.seed, budget, self.stop)
+                return self.sim(self.ws.dir, files, job.seed, budget, cancel)
 
             def tick(elapsed_s: float) -> None:  # the next run's harness, once this one is past its setup
                 if elapsed_s >= defaults.PRESTART_AFTER_S:
@@ -164,7 +227,7 @@ class Executor:
                 gpu=self.gpu,
                 run_dir=run_dir,
                 on_tick=tick,
-                cancel=self.stop,
+                cancel=cancel,
                 marker=self.marker,
                 sandbox=self.sandbox.kind if self.sandbox else "auto",
                 prestarted=warm,

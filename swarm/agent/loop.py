@@ -5,9 +5,9 @@
 The steps are done by collaborators, each built with explicit arguments and tested alone:
 `JobSource` (claim, ideate, implement, sync, rebase), `Pipeline` (the next job prepared while one
 runs), `Executor` (run, with repairs), `Publisher` + `Outbox` (publish, nothing lost), `Promoter`
-(judge, confirm, promote, port), `Leases` (held claims), `CodeCache`, `Peers`. `Agent` keeps the
-loop, the threads (keeper: heartbeats and lease renewal; watcher: leader moves on pub/sub; the
-pipeline's preparer) and shutdown.
+(judge, confirm, promote, port), `Preemptor` (urgent work takes a run that has just started), `Leases`
+(held claims), `CodeCache`, `Peers`. `Agent` keeps the loop, the threads (keeper: heartbeats and lease
+renewal; watcher: leader moves and urgent posts on pub/sub; the pipeline's preparer) and shutdown.
 
 Errors are sorted at one boundary per loop iteration:
 - Redis unreachable (anywhere in an iteration): back off (doubling, capped) and go on. A job not yet
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from swarm import __version__, defaults
 from swarm.agent.code_cache import CodeCache
-from swarm.agent.executor import Executor, SimRunner
+from swarm.agent.executor import PREEMPTED, Executor, SimRunner
 from swarm.agent.history import TrackHistory
 from swarm.agent.job import Job
 from swarm.agent.join import take_seat
@@ -42,11 +42,13 @@ from swarm.agent.ledger import Ledger
 from swarm.agent.outbox import Outbox
 from swarm.agent.peers import Peers
 from swarm.agent.pipeline import Pipeline
+from swarm.agent.preempt import Preemptor
 from swarm.agent.promoter import Promoter
 from swarm.agent.publisher import Publisher
 from swarm.agent.source import JobSource
 from swarm.board import Board, parse_leader_message
 from swarm.board.connection import BOARD_DOWN
+from swarm.board.core import s
 from swarm.board.registry import beat_every_s
 from swarm.models import AgentInfo
 from swarm.observe.metrics import AgentMetrics
@@ -138,6 +140,9 @@ class Agent:
         if self.stop.is_set():  # cancelled mid-run: give the hypothesis back untouched
             self.leases.release(job.hyp.id, job.token)
             return
+        if outcome is PREEMPTED:  # stopped for urgent work (`Preemptor`): it runs again right after that
+            self.pipeline.put_front(job)
+            return
         entry = self.publisher.record(job, outcome)
         self.count(entry, outcome.wall_s)
         self.publisher.publish(entry)  # publish -> confirm -> promote (kept in the outbox until done)
@@ -202,6 +207,7 @@ class Agent:
         self.pipeline = Pipeline(
             self.source, self.promoter, stop=self.stop, enabled=opts.pipeline, board_down=self.board_down
         )
+        self.preemptor = Preemptor(self.pipeline, self.executor, self.metrics)
         served = self.metrics.address(socket.gethostname())  # "" when not serving: nothing to advertise
         board.register(
             AgentInfo(
@@ -242,16 +248,22 @@ class Agent:
                 self.board_down(exc)
 
     def watcher(self) -> None:
-        """Follows leader moves on pub/sub so the waiting job is rebased before it runs."""
+        """Follows leader moves on pub/sub so the waiting job is rebased before it runs, and urgent posts
+        on the track so a run that has just started gives its GPU to them (`Preemptor`)."""
+        leader_channel, urgent_channel = self.board.leader_channel(), self.board.urgent_channel()
         while not self.stop.is_set():
             try:
                 # closed on the way out of the block, a Redis error included: a subscription dropped
                 # unclosed keeps its socket open until the garbage collector gets to it
                 with self.board.r.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    pubsub.subscribe(self.board.leader_channel())
+                    pubsub.subscribe(leader_channel, urgent_channel)
                     while not self.stop.is_set():
                         msg = pubsub.get_message(timeout=0.5)
                         if msg is None:
+                            continue
+                        if s(msg["channel"]) == urgent_channel:
+                            if s(msg["data"]) in (self.track, ""):  # "": posted for any track
+                                self.preempt()
                             continue
                         moved = parse_leader_message(msg["data"])
                         if moved.track == self.track:
@@ -260,6 +272,16 @@ class Agent:
             except BOARD_DOWN as exc:
                 self.board_down(exc)
                 self.stop.wait(1.0)
+
+    def preempt(self) -> None:
+        """Urgent work was posted on the track: the preemptor may stop a run that has just started. A
+        failure there (a board error included) only loses the preemption: leader moves are still heard."""
+        try:
+            self.preemptor.urgent_posted()
+        except BOARD_DOWN as exc:
+            self.board_down(exc)
+        except Exception:
+            log.exception("preempting for urgent work failed; the run goes on")
 
     # --- bookkeeping -------------------------------------------------------------------------------
     def count(self, entry: dict[str, object], wall_s: float) -> None:

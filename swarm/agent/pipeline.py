@@ -4,6 +4,8 @@
     pipeline.start()                 # the preparer thread
     job = pipeline.take()            # the prepared job (waits for one); the preparer starts the next
     pipeline.leader_moved()          # from the watcher: the waiting job is rebased now, not at take()
+    pipeline.put_front(job)          # run before the slot's job (urgent work taken by a preemption, and
+                                     # the exploration it stopped)
     leftover = pipeline.close()      # on the way out: the job still waiting (its claim is released)
 
 One job waits in the slot. The GPU never waits for the proposer: when a run ends, the next job is
@@ -27,6 +29,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from swarm import defaults
@@ -61,6 +64,7 @@ class Pipeline:
         self.fatal: SwarmError | None = None  # what stopped the preparer for good
         self.thread: threading.Thread | None = None
         self._slot: Job | None = None
+        self._front: deque[Job] = deque()  # run first, in order, before the slot's job
         self._lock = threading.Lock()
         self._full = threading.Event()
         self._kick = threading.Event()  # wakes the preparer: the slot was emptied, or the leader moved
@@ -73,26 +77,30 @@ class Pipeline:
             self._kick.set()
 
     def take(self) -> Job | None:
-        """The next job to run: the prepared one (waits for it), or prepared now without a pipeline."""
+        """The next job to run: one put in front, the prepared one (waits for it), or prepared now
+        without a pipeline. Urgent work open on the board goes before an exploration either way."""
         if not self.enabled:
-            job = self.prepare()
+            job = self._pop_front() or self.prepare()
             if job is None:
                 self.stop.wait(defaults.IDLE_POLL_S)
             self.running = job
             return job
         asked = -math.inf  # when urgent work was last asked for while the slot was empty
         while not self.stop.is_set():
-            job = self._empty() if self._full.is_set() else None
+            job = self._pop_front()
+            back = self._put_first if job is not None else self.put  # where a job that waits goes back to
+            if job is None and self._full.is_set():
+                job = self._empty()
             if job is None and time.monotonic() - asked < defaults.IDLE_POLL_S:
                 self._full.wait(timeout=0.5)
                 continue
             if job is None:
                 asked = time.monotonic()
             if job is None or job.kind not in (Kind.CONFIRM, Kind.BASELINE):
-                urgent = self._urgent(job)
+                urgent = self.urgent(job, back)
                 if urgent is not None:
                     if job is not None:
-                        self.put(job)  # the prepared job waits in its slot for the next run
+                        back(job)  # it waits for the next run: in front, or in its slot
                     job = urgent
             if job is None:
                 continue
@@ -101,7 +109,7 @@ class Pipeline:
             return job
         return None
 
-    def _urgent(self, job: Job | None) -> Job | None:
+    def urgent(self, job: Job | None = None, back: Callable[[Job], None] | None = None) -> Job | None:
         """A confirmation or baseline seed to run now, before `job` (the prepared exploration, or None
         when the slot is empty). The preparer leaves such work open (`prepare`), so it is run by the
         first GPU that is free instead of waiting a run in some agent's slot."""
@@ -114,7 +122,7 @@ class Pipeline:
             return None
         except BaseException:
             if job is not None:
-                self.put(job)  # a board error (the main loop backs off): the prepared job is not lost
+                (back or self.put)(job)  # a board error (the main loop backs off): the job is not lost
             raise
 
     def leader_moved(self) -> None:
@@ -133,6 +141,19 @@ class Pipeline:
         with self._lock:
             self._slot = job
             self._full.set()
+
+    def put_front(self, job: Job) -> None:
+        """Run `job` before the slot's (after any put in front before it); its claim stays held."""
+        with self._lock:
+            self._front.append(job)
+
+    def _put_first(self, job: Job) -> None:
+        with self._lock:
+            self._front.appendleft(job)
+
+    def _pop_front(self) -> Job | None:
+        with self._lock:
+            return self._front.popleft() if self._front else None
 
     def waiting(self) -> Job | None:
         with self._lock:

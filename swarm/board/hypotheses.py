@@ -118,12 +118,20 @@ class HypothesesMixin(BoardCore):
             f"{h.source} posted {hid}: {title}",
             defaults.EVENTS_MAXLEN,
             h.author if h.kind == Kind.CONFIRM else "",  # a candidate is confirmed by another agent
+            defaults.PRIORITY_CONFIRM,  # urgent work is announced on the urgent channel (`urgent_channel`)
+            self.k.urgent_channel,
+            h.track or "",  # "": any track
         ]
         # With replicas, a post counts once one has it: a failover must not lose a human's hypothesis
         # or a candidate's confirmation job that its poster was told exists.
         created, acked = self.replication.write(lambda c: self.scripts.post(keys=keys, args=args, client=c))
         self.replication.require(acked, f"hypothesis {hid}")
         return hid, bool(created)
+
+    def urgent_channel(self) -> str:
+        """The pub/sub channel a track's name is published on when work of a confirmation's priority or
+        above (a candidate's confirmation, a baseline seed) is posted on it (`post.lua`)."""
+        return self.k.urgent_channel
 
     def get(self, hid: str) -> Hypothesis:
         raw = pairs(self.r.hgetall(self.k.hyp(hid)))

@@ -48,6 +48,9 @@ under the same prefix, hence the same slot.
 | leader:tracks                 | set    | tracks that have a leader                                 | -   |
 | leader:moves                  | stream | every move of every track (catch-up for offline agents)   | -   |
 | leader:channel                | pubsub | msgpack Leader published on each move                     | -   |
+| urgent:channel                | pubsub | a track's name, published by post.lua when work of a      | -   |
+|                               |        | confirmation's priority or above is posted on it (an      |     |
+|                               |        | agent whose exploration just started runs it instead)     |     |
 | noise:t=<track>               | string | msgpack list of baseline seed-noise samples (SET NX)      | -   |
 | agents                        | hash   | agent id -> msgpack AgentInfo                             | -   |
 | agents:status                 | hash   | agent id -> msgpack {state, current, last_ms}             | -   |
@@ -113,6 +116,7 @@ class Keys:
     results_minutes = property(lambda self: self._k("results:minutes"))
     leader_moves = property(lambda self: self._k("leader:moves"))
     leader_channel = property(lambda self: self._k("leader:channel"))
+    urgent_channel = property(lambda self: self._k("urgent:channel"))
     leader_tracks = property(lambda self: self._k("leader:tracks"))
     agents = property(lambda self: self._k("agents"))
     agents_status = property(lambda self: self._k("agents:status"))

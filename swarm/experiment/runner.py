@@ -35,13 +35,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from swarm import defaults
 from swarm.experiment.manifest import Manifest
@@ -93,6 +92,15 @@ def scrubbed_env(home: Path, gpu: str | None, extra: dict[str, str] | None = Non
         env["CUDA_VISIBLE_DEVICES"] = gpu
     env.update(extra or {})
     return env
+
+
+class Cancel(Protocol):
+    """What ends a run early when set: the agent's stop (a `threading.Event`), or the executor's cancel of
+    one run (`swarm.agent.executor.RunCancel`: the stop, or a preemption of that run)."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 @dataclass
@@ -258,7 +266,7 @@ def run_experiment(
     gpu: str | None,
     run_dir: Path,
     on_tick: Callable[[float], None] | None = None,
-    cancel: threading.Event | None = None,
+    cancel: Cancel | None = None,
     extra_env: dict[str, str] | None = None,
     marker: Path | None = None,
     sandbox: str = "auto",
@@ -318,7 +326,8 @@ def run_experiment(
         err = f"killed at the hard timeout ({timeout_s:.0f} s)\n{tail(log_path, 1500)}"
         return RunOutcome(RunStatus.TIMEOUT, None, wall, {}, err, str(log_path))
     if killed == "cancelled":
-        return RunOutcome(RunStatus.CRASH, None, wall, {}, "cancelled: the agent is stopping", str(log_path))
+        why = "cancelled: the agent is stopping, or the run was preempted"
+        return RunOutcome(RunStatus.CRASH, None, wall, {}, why, str(log_path))
     return read_outcome(manifest, proc.returncode, out, log_path, wall)
 
 

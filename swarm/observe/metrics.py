@@ -98,6 +98,12 @@ class AgentMetrics:
             ["track"],
             registry=r,
         )
+        self._preempted = Counter(
+            "swarm_preemptions",
+            "Explorations stopped in their first moments for urgent work (run again right after it).",
+            ["track"],
+            registry=r,
+        )
         self._claim_wait = Histogram(
             "swarm_claim_wait_seconds",
             "Time from asking the board for work to a claim.",
@@ -209,6 +215,9 @@ class AgentMetrics:
         """The leader this agent synced to: its metric and generation."""
         self._leader_metric.labels(track=self.track).set(metric)
         self._leader_gen.labels(track=self.track).set(generation)
+
+    def preempted(self) -> None:
+        self._preempted.labels(track=self.track).inc()
 
     def claim_wait(self, seconds: float) -> None:
         """Time from asking the board for work to holding a claim."""
