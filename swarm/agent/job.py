@@ -28,5 +28,11 @@ class Job:
         return self.hyp.kind
 
     @property
+    def is_rerun(self) -> bool:
+        """A run of code as it is with another seed (a confirmation, a leader's re-measure, a baseline
+        seed): never rebased, and never put behind urgent work nor stopped for it (it is that work)."""
+        return self.hyp.kind in (Kind.CONFIRM, Kind.BASELINE)
+
+    @property
     def seed(self) -> int:
         return self.hyp.seed if self.hyp.seed is not None else 0

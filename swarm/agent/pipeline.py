@@ -38,7 +38,6 @@ from swarm.agent.promoter import Promoter
 from swarm.agent.source import JobSource
 from swarm.board.connection import BOARD_DOWN
 from swarm.errors import ArenaError, NotFound, SwarmError, UserError
-from swarm.models import Kind
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ class Pipeline:
                 continue
             if job is None:
                 asked = time.monotonic()
-            if job is None or job.kind not in (Kind.CONFIRM, Kind.BASELINE):
+            if job is None or not job.is_rerun:
                 urgent = self.urgent(job, back)
                 if urgent is not None:
                     if job is not None:

@@ -24,7 +24,6 @@ from swarm import defaults
 from swarm.agent.executor import Executor
 from swarm.agent.job import Job
 from swarm.agent.pipeline import Pipeline
-from swarm.models import Kind
 from swarm.observe.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ class Preemptor:
         """Run urgent work now if this agent's exploration has just started; returns the urgent job taken
         (None: none taken, the run goes on)."""
         running = self.executor.running
-        if not defaults.PREEMPT_WITHIN or running is None or running.job.kind in (Kind.CONFIRM, Kind.BASELINE):
+        if not defaults.PREEMPT_WITHIN or running is None or running.job.is_rerun:
             return None
         if running.cancel.preempted.is_set():  # one urgent job per stopped run: the others are left to
             return None  # other GPUs (several posts at once, e.g. a candidate's confirmations, are heard together)

@@ -345,7 +345,7 @@ class JobSource:
         if leader is not None and self.promoter.superseded(job.hyp, leader):
             self.retire(job)
             return None
-        if job.parent is None or leader is None or job.invalid or job.kind in (Kind.CONFIRM, Kind.BASELINE):
+        if job.parent is None or leader is None or job.invalid or job.is_rerun:
             return job
         if job.parent.patch_hash == leader.patch_hash:  # same code (a speculated parent that came true)
             return job if job.parent == leader else replace(job, parent=leader)
